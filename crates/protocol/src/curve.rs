@@ -1,0 +1,345 @@
+//! Curve25519 keys: X25519 agreement and XEdDSA signatures as libsignal computes them.
+//!
+//! Public keys travel as `0x05 || u` (33 bytes); private keys are 32 clamped bytes.
+//! libsignal's XEdDSA differs from the published XEdDSA text: the private scalar is never
+//! negated and the Edwards sign bit of the public key is carried in the top bit of the last
+//! signature byte (see `../shared/design/PROTOCOL.md`).
+
+use core::fmt;
+
+use curve25519_dalek::constants::ED25519_BASEPOINT_TABLE;
+use curve25519_dalek::edwards::EdwardsPoint;
+use curve25519_dalek::montgomery::MontgomeryPoint;
+use curve25519_dalek::scalar::Scalar;
+use rand_core::CryptoRng;
+use sha2::{Digest, Sha512};
+use subtle::{ConstantTimeEq, ConstantTimeLess};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::consts::SIGNATURE_LENGTH;
+use crate::error::{AgreementError, DecodeError};
+
+/// Type byte of a serialized Curve25519 public key.
+pub(crate) const DJB_TYPE: u8 = 0x05;
+
+/// A Curve25519 public key (the X25519 u-coordinate).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey([u8; 32]);
+
+impl PublicKey {
+    /// Length of the serialized form, `0x05 || u`.
+    pub const SERIALIZED_LEN: usize = 33;
+
+    /// The serialized form, `0x05 || u`, as it goes into messages, MACs and signatures.
+    pub fn serialize(&self) -> [u8; 33] {
+        let mut out = [0u8; 33];
+        out[0] = DJB_TYPE;
+        out[1..].copy_from_slice(&self.0);
+        out
+    }
+
+    /// The raw 32-byte u-coordinate.
+    pub fn public_key_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Builds a key from a raw 32-byte u-coordinate.
+    pub fn from_djb_public_key_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Whether the u-coordinate is canonical: below 2^255 − 19 with the top bit clear.
+    /// libsignal rejects PreKey messages whose base key is not canonical.
+    pub fn is_canonical(&self) -> bool {
+        // p = 2^255 - 19, little-endian.
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        // Compare as little-endian integers in constant time: u < p.
+        let u = &self.0;
+        let mut lt = subtle::Choice::from(0);
+        let mut eq = subtle::Choice::from(1);
+        for i in (0..32).rev() {
+            lt |= eq & u[i].ct_lt(&p[i]);
+            eq &= u[i].ct_eq(&p[i]);
+        }
+        bool::from(lt)
+    }
+
+    /// Verifies an XEdDSA signature over the concatenation of `message` parts.
+    pub fn verify_signature(&self, message: &[&[u8]], signature: &[u8]) -> bool {
+        let Ok(signature) = <&[u8; SIGNATURE_LENGTH]>::try_from(signature) else {
+            return false;
+        };
+        xeddsa_verify(&self.0, message, signature)
+    }
+
+    /// Constant-time equality, for key comparisons that matter to security decisions.
+    pub fn ct_eq(&self, other: &PublicKey) -> bool {
+        bool::from(self.0.ct_eq(&other.0))
+    }
+}
+
+impl TryFrom<&[u8]> for PublicKey {
+    type Error = DecodeError;
+
+    fn try_from(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let Some((&kind, rest)) = bytes.split_first() else {
+            return Err(DecodeError::BadLength {
+                what: "public key",
+                expected: Self::SERIALIZED_LEN,
+                actual: 0,
+            });
+        };
+        if kind != DJB_TYPE {
+            return Err(DecodeError::BadKeyType {
+                what: "public key",
+                expected: DJB_TYPE,
+                actual: kind,
+            });
+        }
+        let key = <[u8; 32]>::try_from(rest).map_err(|_| DecodeError::BadLength {
+            what: "public key",
+            expected: Self::SERIALIZED_LEN,
+            actual: bytes.len(),
+        })?;
+        Ok(Self(key))
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey(")?;
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// A Curve25519 private key: 32 clamped bytes. Never `Copy`, wiped on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct PrivateKey([u8; 32]);
+
+impl PrivateKey {
+    /// Draws a fresh key: one `fill_bytes` of 32 bytes, clamped (exactly as libsignal draws it).
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut bytes = [0u8; 32];
+        rng.fill_bytes(&mut bytes);
+        let key = Self::from_bytes(bytes);
+        bytes.zeroize();
+        key
+    }
+
+    /// Builds a key from 32 bytes, clamping them.
+    pub fn from_bytes(mut bytes: [u8; 32]) -> Self {
+        bytes[0] &= 248;
+        bytes[31] &= 127;
+        bytes[31] |= 64;
+        Self(bytes)
+    }
+
+    /// The 32 clamped bytes, for persistence by the caller.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.0)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(MontgomeryPoint::mul_base_clamped(self.0).to_bytes())
+    }
+
+    /// X25519 with `their` key. An all-zero result (a low-order point) is rejected.
+    pub fn agree(&self, their: &PublicKey) -> Result<Zeroizing<[u8; 32]>, AgreementError> {
+        let shared = Zeroizing::new(MontgomeryPoint(their.0).mul_clamped(self.0).to_bytes());
+        if bool::from(shared.ct_eq(&[0u8; 32])) {
+            return Err(AgreementError);
+        }
+        Ok(shared)
+    }
+
+    /// XEdDSA signature over the concatenation of `message` parts; draws 64 random bytes.
+    pub fn sign<R: CryptoRng + ?Sized>(&self, message: &[&[u8]], rng: &mut R) -> [u8; 64] {
+        let mut random = Zeroizing::new([0u8; 64]);
+        rng.fill_bytes(random.as_mut());
+        xeddsa_sign(&self.0, message, &random)
+    }
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateKey")
+            .field("public", &self.public_key())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Curve25519 key pair.
+#[derive(Clone)]
+pub struct KeyPair {
+    /// The public half.
+    pub public_key: PublicKey,
+    /// The private half.
+    pub private_key: PrivateKey,
+}
+
+impl KeyPair {
+    /// Draws a fresh key pair (one 32-byte `fill_bytes`).
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        Self::from_private(PrivateKey::generate(rng))
+    }
+
+    /// Completes a private key into a pair.
+    pub fn from_private(private_key: PrivateKey) -> Self {
+        Self {
+            public_key: private_key.public_key(),
+            private_key,
+        }
+    }
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("public_key", &self.public_key)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hash_to_scalar(hash: Sha512) -> Scalar {
+    let digest: [u8; 64] = hash.finalize().into();
+    Scalar::from_bytes_mod_order_wide(&digest)
+}
+
+/// libsignal's XEdDSA signing: `a` is the clamped key, not negated; the sign bit of `A` goes
+/// into the top bit of byte 63.
+fn xeddsa_sign(key: &[u8; 32], message: &[&[u8]], random: &[u8; 64]) -> [u8; 64] {
+    let a = Scalar::from_bytes_mod_order(*key);
+    let cap_a = (&a * ED25519_BASEPOINT_TABLE).compress();
+    let sign_bit = cap_a.as_bytes()[31] & 0x80;
+
+    let mut hash1 = Sha512::new();
+    let mut prefix = [0xffu8; 32];
+    prefix[0] = 0xfe;
+    hash1.update(prefix);
+    hash1.update(key);
+    for part in message {
+        hash1.update(part);
+    }
+    hash1.update(random);
+    let r = hash_to_scalar(hash1);
+    let cap_r = (&r * ED25519_BASEPOINT_TABLE).compress();
+
+    let mut hash2 = Sha512::new();
+    hash2.update(cap_r.as_bytes());
+    hash2.update(cap_a.as_bytes());
+    for part in message {
+        hash2.update(part);
+    }
+    let h = hash_to_scalar(hash2);
+    let s = h * a + r;
+
+    let mut signature = [0u8; 64];
+    signature[..32].copy_from_slice(cap_r.as_bytes());
+    signature[32..].copy_from_slice(s.as_bytes());
+    signature[63] &= 0x7f;
+    signature[63] |= sign_bit;
+    signature
+}
+
+fn xeddsa_verify(public: &[u8; 32], message: &[&[u8]], signature: &[u8; 64]) -> bool {
+    let Some(cap_a_point) = MontgomeryPoint(*public).to_edwards((signature[63] & 0x80) >> 7)
+    else {
+        return false;
+    };
+    let cap_a = cap_a_point.compress();
+    let cap_r: [u8; 32] = signature[..32].try_into().unwrap_or([0u8; 32]);
+    let mut s = [0u8; 32];
+    s.copy_from_slice(&signature[32..]);
+    s[31] &= 0x7f;
+    if s[31] & 0xe0 != 0 {
+        return false;
+    }
+    let mut hash = Sha512::new();
+    hash.update(cap_r);
+    hash.update(cap_a.as_bytes());
+    for part in message {
+        hash.update(part);
+    }
+    let h = hash_to_scalar(hash);
+    let check = EdwardsPoint::vartime_double_scalar_mul_basepoint(
+        &h,
+        &-cap_a_point,
+        &Scalar::from_bytes_mod_order(s),
+    )
+    .compress();
+    bool::from(check.as_bytes().ct_eq(&cap_r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed([u8; 64]);
+    impl rand_core::RngCore for Fixed {
+        fn next_u32(&mut self) -> u32 {
+            unreachable!()
+        }
+        fn next_u64(&mut self) -> u64 {
+            unreachable!()
+        }
+        fn fill_bytes(&mut self, dst: &mut [u8]) {
+            dst.copy_from_slice(&self.0[..dst.len()]);
+        }
+    }
+    impl CryptoRng for Fixed {}
+
+    #[test]
+    fn sign_verify_roundtrip_and_rejections() {
+        let key = PrivateKey::generate(&mut Fixed([7; 64]));
+        let public = key.public_key();
+        let sig = key.sign(&[b"hello", b" world"], &mut Fixed([9; 64]));
+        assert!(public.verify_signature(&[b"hello world"], &sig));
+        assert!(!public.verify_signature(&[b"hello world!"], &sig));
+        let mut bad = sig;
+        bad[0] ^= 1;
+        assert!(!public.verify_signature(&[b"hello world"], &bad));
+        assert!(!public.verify_signature(&[b"hello world"], &sig[..63]));
+    }
+
+    #[test]
+    fn low_order_agreement_is_rejected() {
+        let key = PrivateKey::generate(&mut Fixed([7; 64]));
+        assert_eq!(key.agree(&PublicKey([0; 32])), Err(AgreementError));
+    }
+
+    #[test]
+    fn canonical_check() {
+        assert!(PublicKey([0; 32]).is_canonical());
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        assert!(!PublicKey(p).is_canonical());
+        p[0] = 0xec;
+        assert!(PublicKey(p).is_canonical());
+        assert!(!PublicKey([0xff; 32]).is_canonical());
+    }
+
+    #[test]
+    fn decode_rejects_bad_type_and_length() {
+        let mut bytes = [0u8; 33];
+        bytes[0] = 5;
+        assert!(PublicKey::try_from(&bytes[..]).is_ok());
+        assert!(PublicKey::try_from(&bytes[..32]).is_err());
+        bytes[0] = 6;
+        assert!(matches!(
+            PublicKey::try_from(&bytes[..]),
+            Err(DecodeError::BadKeyType { .. })
+        ));
+        assert!(PublicKey::try_from(&[][..]).is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of `sotto-protocol`: libsignal v0.74.1 transcripts reproduced byte for
+//! byte, and property tests of two simulated parties.
+
+mod props_sender_keys;
+mod props_session;
+mod vectors_fingerprint;
+mod vectors_sealed_sender;
+mod vectors_sender_keys;
+mod vectors_session;
+mod vectors_xeddsa;

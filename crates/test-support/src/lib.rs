@@ -1,0 +1,10 @@
+//! Shared test fixtures for Sotto: the libsignal v0.74.1 known-answer transcripts and an RNG
+//! that replays the random draws they recorded.
+//!
+//! Test code: a fixture that does not match its vector panics with a message saying where.
+
+pub mod vectors;
+
+mod replay;
+
+pub use replay::ReplayRng;
