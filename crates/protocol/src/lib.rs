@@ -4,6 +4,7 @@
 //! are always passed in, and persistence is the caller's, through the versioned serialized forms
 //! of the state types.
 
+mod cipher;
 mod consts;
 mod curve;
 mod error;
@@ -11,13 +12,26 @@ mod fingerprint;
 mod identity;
 mod kdf;
 mod kem;
+mod message;
 mod padding;
+mod prekey;
 mod proto;
+mod ratchet;
 mod sealed_sender;
 mod sender_keys;
+mod session;
 
 pub use consts::*;
 pub use curve::{KeyPair, PrivateKey, PublicKey};
 pub use error::{AgreementError, DecodeError};
 pub use identity::{IdentityKey, IdentityKeyPair};
 pub use kem::{KemCiphertext, KemKeyPair, KemPublicKey, KemSecretKey};
+pub use message::{CiphertextMessage, PreKeySignalMessage, SignalMessage};
+pub use prekey::{
+    KyberPreKeyId, KyberPreKeyRecord, PreKeyBundle, PreKeyId, PreKeyRecord, SignedPreKeyId,
+    SignedPreKeyRecord,
+};
+pub use session::{
+    DecryptError, EncryptError, PqPolicy, PreKeyDecryption, PreKeySecrets, SessionRecord,
+    SessionSetupError, UsedPreKeys,
+};
