@@ -49,3 +49,16 @@ pub const PADDING_BLOCK_SIZE: usize = 160;
 /// How long an initiator keeps sending PreKey messages without any reply before the session
 /// is considered dead (libsignal: 30 days); a new session must then be started.
 pub const MAX_UNACKNOWLEDGED_SESSION_AGE_SECS: u64 = 30 * 24 * 60 * 60;
+
+/// Server certificate key ids that clients refuse even when the trust root signed them.
+/// `0xDEADC357` is libsignal's test id for the revocation logic; a compromised production
+/// server key would be added here.
+pub const REVOKED_SERVER_CERTIFICATE_KEY_IDS: &[u32] = &[0xDEAD_C357];
+
+/// Largest device id multi-recipient sealed sender encodes (one byte, and 0 marks a recipient
+/// with no devices); libsignal's `MAX_VALID_DEVICE_ID`.
+pub const MAX_VALID_DEVICE_ID: u32 = 127;
+
+/// Registration ids are 14-bit; sealed sender v2 uses the two high bits of its 16-bit field
+/// for flags ("has more devices").
+pub const VALID_REGISTRATION_ID_MASK: u32 = 0x3fff;
