@@ -20,6 +20,12 @@ use crate::kem::KemCiphertext;
 use crate::prekey::{KyberPreKeyId, PreKeyId, SignedPreKeyId};
 use crate::proto::wire;
 
+/// Checks a version byte and returns the session version (its high nibble).
+///
+/// libsignal looks only at the high nibble. We also require the low nibble to be one that a
+/// real sender writes (4, or 3 from old libsignal-protocol-java), because the version byte of
+/// a `PreKeySignalMessage` is not covered by any MAC: this way no bit of it can be flipped
+/// unnoticed.
 fn check_version(byte: u8) -> Result<u8, DecodeError> {
     let version = byte >> 4;
     if version < SESSION_VERSION_X3DH {
@@ -27,6 +33,9 @@ fn check_version(byte: u8) -> Result<u8, DecodeError> {
     }
     if version > SESSION_VERSION_PQXDH {
         return Err(DecodeError::UnknownVersion(version));
+    }
+    if !matches!(byte & 0x0f, SESSION_VERSION_X3DH | CIPHERTEXT_MESSAGE_CURRENT_VERSION) {
+        return Err(DecodeError::InvalidField("version"));
     }
     Ok(version)
 }
