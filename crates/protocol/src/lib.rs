@@ -4,6 +4,7 @@
 //! are always passed in, and persistence is the caller's, through the versioned serialized forms
 //! of the state types.
 
+mod address;
 mod cipher;
 mod consts;
 mod curve;
@@ -21,6 +22,7 @@ mod sealed_sender;
 mod sender_keys;
 mod session;
 
+pub use address::{DeviceId, ServiceId};
 pub use consts::*;
 pub use curve::{KeyPair, PrivateKey, PublicKey};
 pub use error::{AgreementError, DecodeError};
@@ -34,4 +36,10 @@ pub use prekey::{
 pub use session::{
     DecryptError, EncryptError, PqPolicy, PreKeyDecryption, PreKeySecrets, SessionRecord,
     SessionSetupError, UsedPreKeys,
+};
+pub use sealed_sender::{
+    open, open_validated, seal_v1, seal_v2_multi, CertificateError, CertifiedSender, ContentHint,
+    SealError, SealedContentType, SealedSenderError, SealedSenderV2Recipient,
+    SealedSenderV2SentMessage, SenderCertificate, SentMessageRecipient, ServerCertificate,
+    UnidentifiedSenderMessageContent,
 };

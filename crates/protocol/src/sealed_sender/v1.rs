@@ -167,7 +167,7 @@ pub fn seal_v1<R: CryptoRng + ?Sized>(
         &ephemeral.public_key,
         recipient,
     )
-    .map_err(|_| SealError::InvalidRecipientKey)?;
+    .map_err(|_| SealError::InvalidRecipientKey { index: 0 })?;
     let encrypted_static = encrypt(
         &sender_identity.identity_key().serialize(),
         eph_keys.cipher_key(),
@@ -180,7 +180,7 @@ pub fn seal_v1<R: CryptoRng + ?Sized>(
         eph_keys.chain_key(),
         &encrypted_static,
     )
-    .map_err(|_| SealError::InvalidRecipientKey)?;
+    .map_err(|_| SealError::InvalidRecipientKey { index: 0 })?;
     let encrypted_message = encrypt(
         usmc.serialized(),
         static_keys.cipher_key(),

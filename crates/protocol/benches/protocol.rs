@@ -1,0 +1,143 @@
+//! Criterion benchmarks of the protocol's hot paths:
+//! PQXDH session setup (initiator, responder), one-way encrypt+decrypt of 100 B on an existing
+//! chain, ping-pong (a DH ratchet step every message), sender-key encrypt and decrypt of
+//! 100 B, and sealed sender v2 to 1, 100 and 1000 recipients.
+//!
+//! `cargo bench -p sotto-protocol --bench protocol`
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use sotto_protocol::{
+    CiphertextMessage, IdentityKeyPair, KyberPreKeyId, KyberPreKeyRecord, PqPolicy, PreKeyBundle,
+    PreKeyId, PreKeyRecord, PreKeySecrets, PreKeySignalMessage, SessionRecord, SignalMessage,
+    SignedPreKeyId, SignedPreKeyRecord,
+};
+
+const NOW_MS: u64 = 1_750_000_000_000;
+const PAYLOAD: [u8; 100] = [0x42; 100];
+
+struct Responder {
+    identity: IdentityKeyPair,
+    signed: SignedPreKeyRecord,
+    one_time: PreKeyRecord,
+    kyber: KyberPreKeyRecord,
+}
+
+impl Responder {
+    fn new(rng: &mut ChaCha20Rng) -> Self {
+        let identity = IdentityKeyPair::generate(rng);
+        let signed = SignedPreKeyRecord::generate(SignedPreKeyId::from(1), NOW_MS, &identity, rng);
+        let one_time = PreKeyRecord::generate(PreKeyId::from(2), rng);
+        let kyber = KyberPreKeyRecord::generate(KyberPreKeyId::from(3), NOW_MS, &identity, rng);
+        Self { identity, signed, one_time, kyber }
+    }
+
+    fn bundle(&self) -> PreKeyBundle {
+        PreKeyBundle::new(
+            2,
+            1,
+            *self.identity.identity_key(),
+            Some((self.one_time.id(), *self.one_time.public_key())),
+            (self.signed.id(), *self.signed.public_key(), *self.signed.signature()),
+            Some((self.kyber.id(), self.kyber.public_key().clone(), *self.kyber.signature())),
+        )
+    }
+
+    fn secrets(&self) -> PreKeySecrets<'_> {
+        PreKeySecrets {
+            identity: &self.identity,
+            registration_id: 2,
+            signed_pre_key: Some(&self.signed),
+            one_time_pre_key: Some(&self.one_time),
+            kyber_pre_key: Some(&self.kyber),
+        }
+    }
+}
+
+fn prekey_message(message: CiphertextMessage) -> PreKeySignalMessage {
+    match message {
+        CiphertextMessage::PreKey(m) => m,
+        CiphertextMessage::Whisper(_) => unreachable!("first message is a PreKey message"),
+    }
+}
+
+fn whisper(message: CiphertextMessage) -> SignalMessage {
+    match message {
+        CiphertextMessage::Whisper(m) => m,
+        CiphertextMessage::PreKey(m) => m.message().clone(),
+    }
+}
+
+/// Alice and Bob with an established PQXDH session (Bob has replied once).
+fn established(rng: &mut ChaCha20Rng) -> (SessionRecord, SessionRecord) {
+    let alice_identity = IdentityKeyPair::generate(rng);
+    let bob = Responder::new(rng);
+    let mut alice = SessionRecord::new();
+    alice.initiate(&alice_identity, 1, &bob.bundle(), PqPolicy::RequireKyber, NOW_MS, rng).unwrap();
+    let first = prekey_message(alice.encrypt(b"hi", NOW_MS).unwrap());
+    let mut bob_record = SessionRecord::new();
+    bob_record.decrypt_prekey(&first, &bob.secrets(), rng).unwrap();
+    let reply = whisper(bob_record.encrypt(b"hello", NOW_MS).unwrap());
+    alice.decrypt(&reply, rng).unwrap();
+    (alice, bob_record)
+}
+
+fn session_setup(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let alice_identity = IdentityKeyPair::generate(&mut rng);
+    let bob = Responder::new(&mut rng);
+    let bundle = bob.bundle();
+    let mut group = c.benchmark_group("pqxdh");
+    group.bench_function("initiator (bundle check, PQXDH, first message)", |b| {
+        b.iter(|| {
+            let mut record = SessionRecord::new();
+            record.initiate(&alice_identity, 1, &bundle, PqPolicy::RequireKyber, NOW_MS, &mut rng).unwrap();
+            record.encrypt(&PAYLOAD, NOW_MS).unwrap()
+        })
+    });
+    let mut alice = SessionRecord::new();
+    alice.initiate(&alice_identity, 1, &bundle, PqPolicy::RequireKyber, NOW_MS, &mut rng).unwrap();
+    let first = prekey_message(alice.encrypt(&PAYLOAD, NOW_MS).unwrap());
+    group.bench_function("responder (PQXDH, decrypt first message)", |b| {
+        b.iter(|| {
+            let mut record = SessionRecord::new();
+            record.decrypt_prekey(&first, &bob.secrets(), &mut rng).unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn double_ratchet(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let mut group = c.benchmark_group("double ratchet");
+    let (mut alice, mut bob) = established(&mut rng);
+    group.bench_function("one-way encrypt+decrypt 100 B", |b| {
+        b.iter(|| {
+            let message = whisper(alice.encrypt(&PAYLOAD, NOW_MS).unwrap());
+            bob.decrypt(&message, &mut rng).unwrap()
+        })
+    });
+    let (mut alice, mut bob) = established(&mut rng);
+    group.bench_function("ping-pong pair (2 DH ratchet steps) 100 B", |b| {
+        b.iter(|| {
+            let message = whisper(alice.encrypt(&PAYLOAD, NOW_MS).unwrap());
+            bob.decrypt(&message, &mut rng).unwrap();
+            let message = whisper(bob.encrypt(&PAYLOAD, NOW_MS).unwrap());
+            alice.decrypt(&message, &mut rng).unwrap()
+        })
+    });
+    let (alice, _) = established(&mut rng);
+    let bytes = alice.serialize();
+    group.bench_function("session record serialize+parse", |b| {
+        b.iter_batched(
+            || bytes.clone(),
+            |bytes| SessionRecord::try_from(&bytes[..]).unwrap().serialize(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, session_setup, double_ratchet);
+criterion_main!(benches);
