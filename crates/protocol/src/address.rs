@@ -75,7 +75,9 @@ impl TryFrom<&[u8]> for ServiceId {
                 actual: bytes.len(),
             }
         })?;
-        let (&kind, uuid) = fixed.split_first().ok_or(DecodeError::TooShort("service id"))?;
+        let (&kind, uuid) = fixed
+            .split_first()
+            .ok_or(DecodeError::TooShort("service id"))?;
         let uuid = <[u8; 16]>::try_from(uuid).map_err(|_| DecodeError::TooShort("service id"))?;
         match kind {
             ACI_TYPE => Ok(Self::Aci(uuid)),

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha512};
 use subtle::{ConstantTimeEq, ConstantTimeLess};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::backend;
 use crate::consts::SIGNATURE_LENGTH;
 use crate::error::{AgreementError, DecodeError};
 
@@ -150,16 +151,12 @@ impl PrivateKey {
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(MontgomeryPoint::mul_base_clamped(self.0).to_bytes())
+        PublicKey(backend::x25519_base(&self.0))
     }
 
     /// X25519 with `their` key. An all-zero result (a low-order point) is rejected.
     pub fn agree(&self, their: &PublicKey) -> Result<Zeroizing<[u8; 32]>, AgreementError> {
-        let shared = Zeroizing::new(MontgomeryPoint(their.0).mul_clamped(self.0).to_bytes());
-        if bool::from(shared.ct_eq(&[0u8; 32])) {
-            return Err(AgreementError);
-        }
-        Ok(shared)
+        backend::x25519(&self.0, &their.0).map(Zeroizing::new).ok_or(AgreementError)
     }
 
     /// XEdDSA signature over the concatenation of `message` parts; draws 64 random bytes.

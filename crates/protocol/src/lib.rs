@@ -5,6 +5,7 @@
 //! of the state types.
 
 mod address;
+mod backend;
 mod cipher;
 mod consts;
 mod curve;

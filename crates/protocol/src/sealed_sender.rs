@@ -116,13 +116,18 @@ pub fn open_validated(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 mod tests {
     use super::certificate::tests::{test_certificate, CountingRng};
     use super::*;
     use crate::address::ServiceId;
     use crate::identity::IdentityKey;
 
-    fn usmc() -> (crate::curve::KeyPair, IdentityKeyPair, UnidentifiedSenderMessageContent) {
+    fn usmc() -> (
+        crate::curve::KeyPair,
+        IdentityKeyPair,
+        UnidentifiedSenderMessageContent,
+    ) {
         let (root, sender, cert) = test_certificate(1);
         let usmc = UnidentifiedSenderMessageContent::new(
             SealedContentType::Whisper,
@@ -149,7 +154,9 @@ mod tests {
         assert!(open_validated(&bob, &sealed, &root.public_key, 1_000).is_ok());
         assert!(matches!(
             open_validated(&bob, &sealed, &root.public_key, 1_001),
-            Err(SealedSenderError::Certificate(CertificateError::Expired { .. }))
+            Err(SealedSenderError::Certificate(
+                CertificateError::Expired { .. }
+            ))
         ));
         assert_eq!(
             open(&sender, &sealed).err(),
@@ -236,9 +243,8 @@ mod tests {
     fn v2_seal_rejects_bad_ids_and_keys() {
         let (_, sender, usmc) = usmc();
         let bob = bob();
-        let low_order = IdentityKey::new(crate::curve::PublicKey::from_djb_public_key_bytes(
-            [0; 32],
-        ));
+        let low_order =
+            IdentityKey::new(crate::curve::PublicKey::from_djb_public_key_bytes([0; 32]));
         for (devices, identity, expected) in [
             (
                 vec![(0.into(), 1)],

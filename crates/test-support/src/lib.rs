@@ -3,6 +3,7 @@
 //!
 //! Test code: a fixture that does not match its vector panics with a message saying where.
 
+pub mod fuzzing;
 pub mod vectors;
 
 mod replay;

@@ -93,13 +93,13 @@ impl ServerCertificate {
             .ok_or(DecodeError::MissingField("ServerCertificate.signature"))?;
         let inner = pb::server_certificate::Certificate::decode(certificate.as_slice())
             .map_err(DecodeError::protobuf("ServerCertificate.Certificate"))?;
-        let key = inner
-            .key
-            .ok_or(DecodeError::MissingField("ServerCertificate.Certificate.key"))?;
+        let key = inner.key.ok_or(DecodeError::MissingField(
+            "ServerCertificate.Certificate.key",
+        ))?;
         let key = PublicKey::try_from(key.as_slice())?;
-        let key_id = inner
-            .id
-            .ok_or(DecodeError::MissingField("ServerCertificate.Certificate.id"))?;
+        let key_id = inner.id.ok_or(DecodeError::MissingField(
+            "ServerCertificate.Certificate.id",
+        ))?;
         Ok(Self {
             serialized,
             key_id,
@@ -391,6 +391,7 @@ impl fmt::Debug for SenderCertificate {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 pub(crate) mod tests {
     use super::*;
     use crate::curve::KeyPair;

@@ -168,11 +168,12 @@ impl TryFrom<&[u8]> for UnidentifiedSenderMessageContent {
     fn try_from(bytes: &[u8]) -> Result<Self, DecodeError> {
         let proto = UsmcProto::decode(bytes)
             .map_err(DecodeError::protobuf("UnidentifiedSenderMessage.Message"))?;
-        let msg_type = proto
-            .r#type
-            .ok_or(DecodeError::MissingField("UnidentifiedSenderMessage.Message.type"))?;
-        let msg_type = SealedContentType::from_proto(msg_type)
-            .ok_or(DecodeError::InvalidField("UnidentifiedSenderMessage.Message.type"))?;
+        let msg_type = proto.r#type.ok_or(DecodeError::MissingField(
+            "UnidentifiedSenderMessage.Message.type",
+        ))?;
+        let msg_type = SealedContentType::from_proto(msg_type).ok_or(DecodeError::InvalidField(
+            "UnidentifiedSenderMessage.Message.type",
+        ))?;
         let sender = proto.sender_certificate.ok_or(DecodeError::MissingField(
             "UnidentifiedSenderMessage.Message.senderCertificate",
         ))?;
@@ -208,6 +209,7 @@ impl fmt::Debug for UnidentifiedSenderMessageContent {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 mod tests {
     use super::super::certificate::tests::test_certificate;
     use super::*;

@@ -227,12 +227,8 @@ pub(super) fn open_v1(
         &ephemeral_public,
     )
     .map_err(|_| SealedSenderError::Authentication)?;
-    let static_key_bytes = decrypt(
-        &encrypted_static,
-        eph_keys.cipher_key(),
-        eph_keys.mac_key(),
-    )
-    .ok_or(SealedSenderError::Authentication)?;
+    let static_key_bytes = decrypt(&encrypted_static, eph_keys.cipher_key(), eph_keys.mac_key())
+        .ok_or(SealedSenderError::Authentication)?;
     let static_key = PublicKey::try_from(static_key_bytes.as_slice())?;
 
     let static_keys = StaticKeys::derive(
@@ -262,6 +258,7 @@ pub(super) fn open_v1(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 mod tests {
     use serde_json::Value;
     use sotto_test_support::vectors::{hex_array, hex_field, load_scenario};
@@ -269,10 +266,7 @@ mod tests {
     use super::*;
 
     fn identity(party: &Value) -> IdentityKeyPair {
-        IdentityKeyPair::from_private(PrivateKey::from_bytes(hex_array(
-            party,
-            "identity_private",
-        )))
+        IdentityKeyPair::from_private(PrivateKey::from_bytes(hex_array(party, "identity_private")))
     }
 
     /// The intermediate keys the transcripts record (harness-derived, HMAC-verified).
@@ -288,17 +282,17 @@ mod tests {
             let eph_public = ephemeral.public_key();
             let bob_public = bob.identity_key().public_key();
 
-            let sending = EphemeralKeys::derive(&ephemeral, bob_public, &eph_public, bob_public)
-                .unwrap();
-            let receiving = EphemeralKeys::derive(
-                bob.private_key(),
-                bob_public,
-                &eph_public,
-                &eph_public,
-            )
-            .unwrap();
+            let sending =
+                EphemeralKeys::derive(&ephemeral, bob_public, &eph_public, bob_public).unwrap();
+            let receiving =
+                EphemeralKeys::derive(bob.private_key(), bob_public, &eph_public, &eph_public)
+                    .unwrap();
             for keys in [&sending, &receiving] {
-                assert_eq!(keys.chain_key(), hex_field(derived, "e_chain_key"), "{name}");
+                assert_eq!(
+                    keys.chain_key(),
+                    hex_field(derived, "e_chain_key"),
+                    "{name}"
+                );
                 assert_eq!(
                     keys.cipher_key().to_vec(),
                     hex_field(derived, "e_cipher_key"),
@@ -317,13 +311,9 @@ mod tests {
                 salt,
                 "{name}"
             );
-            let sender_side = StaticKeys::derive(
-                &alice,
-                bob_public,
-                sending.chain_key(),
-                &encrypted_static,
-            )
-            .unwrap();
+            let sender_side =
+                StaticKeys::derive(&alice, bob_public, sending.chain_key(), &encrypted_static)
+                    .unwrap();
             let recipient_side = StaticKeys::derive(
                 &bob,
                 alice.identity_key().public_key(),

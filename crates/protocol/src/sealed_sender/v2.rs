@@ -165,8 +165,7 @@ pub fn seal_v2_multi<R: CryptoRng + ?Sized>(
         .iter()
         .map(|r| ServiceId::FIXED_WIDTH_LEN + 1 + 3 * r.devices.len() + C_AND_AT_LEN)
         .sum();
-    let mut out =
-        Vec::with_capacity(1 + 10 + per_recipient + PUBLIC_KEY_LEN + ciphertext.len());
+    let mut out = Vec::with_capacity(1 + 10 + per_recipient + PUBLIC_KEY_LEN + ciphertext.len());
     out.push(SERVICE_ID_FULL_VERSION);
     write_varint(recipients.len() as u64, &mut out);
 
@@ -265,7 +264,9 @@ impl<'a> Reader<'a> {
                     .map_err(|_| DecodeError::InvalidField("sealed sender v2 recipient count"));
             }
         }
-        Err(DecodeError::InvalidField("sealed sender v2 recipient count"))
+        Err(DecodeError::InvalidField(
+            "sealed sender v2 recipient count",
+        ))
     }
 }
 
@@ -506,6 +507,7 @@ pub(super) fn open_v2(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 mod tests {
     use sotto_test_support::vectors::{hex_array, hex_field, load_scenario};
 
@@ -657,7 +659,13 @@ mod tests {
             ),
             (
                 "excluded after devices",
-                sent(&[&[0x23, 1], &A, &[1, 0x80, 5, 0], &[0; C_AND_AT_LEN], &shared]),
+                sent(&[
+                    &[0x23, 1],
+                    &A,
+                    &[1, 0x80, 5, 0],
+                    &[0; C_AND_AT_LEN],
+                    &shared,
+                ]),
             ),
             ("count too large", sent(&[&[0x23, 2], &good[2..]])),
             (

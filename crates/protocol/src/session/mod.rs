@@ -378,27 +378,33 @@ impl SessionRecord {
         if !message.base_key().is_canonical() {
             return Err(DecryptError::NonCanonicalBaseKey);
         }
-        let mut scratch = self.clone();
-        let used_pre_keys = match scratch.matching_session(message) {
-            Some(None) => None,
-            Some(Some(index)) => {
-                if let Some(state) = scratch.previous.remove(index) {
-                    scratch.promote_state(state);
-                }
-                None
-            }
+        // Unlike libsignal, which then tries every state in the record, the inner message
+        // must decrypt with exactly the session its base key names: otherwise a PreKey message
+        // with a forged base key would still be accepted through an archived session.
+        let matching = self.matching_session(message);
+        let (mut state, used_pre_keys) = match matching {
+            Some(None) => (self.current.clone(), None),
+            Some(Some(index)) => (self.previous.get(index).cloned(), None),
             None => {
-                let state = responder_state(message, keys)?;
-                scratch.promote_state(state);
-                Some(UsedPreKeys {
+                let used = UsedPreKeys {
                     one_time: message.pre_key_id(),
                     signed: message.signed_pre_key_id(),
                     kyber: message.kyber_pre_key_id(),
-                })
+                };
+                (Some(responder_state(message, keys)?), Some(used))
             }
         };
-        let plaintext = scratch.decrypt(message.message(), rng)?;
-        *self = scratch;
+        let state_ref = state.as_mut().ok_or(DecryptError::NoSession)?;
+        let plaintext = decrypt_with_state(state_ref, message.message(), rng)?;
+        let state = state.ok_or(DecryptError::NoSession)?;
+        match matching {
+            Some(None) => self.current = Some(state),
+            Some(Some(index)) => {
+                self.previous.remove(index);
+                self.promote_state(state);
+            }
+            None => self.promote_state(state),
+        }
         Ok(PreKeyDecryption { plaintext, used_pre_keys })
     }
 
