@@ -25,7 +25,7 @@ use sotto_protocol::{
 };
 
 use crate::replay::ReplayRng;
-use crate::vectors::{hex_field, hex_opt, load, u64_field};
+use crate::vectors::{hex_field, hex_opt, load, load_scenario, u64_field};
 
 /// A target body: takes the raw fuzzer input, panics when an invariant fails.
 pub type Target = fn(&[u8]);
@@ -73,7 +73,8 @@ struct Fixture {
     prekey_messages: Vec<PreKeySignalMessage>,
     /// The genuine Whisper messages, in transcript order.
     whisper_messages: Vec<SignalMessage>,
-    /// Wire bytes of every genuine `SignalMessage` (embedded ones included) → its plaintext.
+    /// Wire bytes of every `SignalMessage` of the session transcripts (embedded ones included)
+    /// → its plaintext.
     plaintexts: HashMap<Vec<u8>, Vec<u8>>,
 }
 
@@ -196,31 +197,47 @@ fn record_from(value: &Value) -> SessionRecord {
         .expect("transcript record loads")
 }
 
-fn load_fixture(v: &Value) -> Fixture {
+/// The session transcripts: the same seed gives the same keys in each, so a message of any of
+/// them may be genuine for the fixed sessions.
+const SESSION_TRANSCRIPTS: &[&str] = &["a_", "b_", "c_", "d_"];
+
+/// The `encrypt` steps of a session transcript.
+fn encrypt_steps(v: &Value) -> impl Iterator<Item = &Value> {
     let steps = v["steps"].as_array().expect("steps");
-    let encrypts = steps.iter().filter(|s| s["event"] == "encrypt");
+    steps.iter().filter(|s| s["event"] == "encrypt")
+}
+
+/// The embedded `SignalMessage` of an encrypted message (the message itself if Whisper).
+fn signal_message_bytes(message: &Value) -> Vec<u8> {
+    if message["type"] == "PreKey" {
+        hex_field(&message["signal_message"], "serialized")
+    } else {
+        hex_field(message, "serialized")
+    }
+}
+
+fn load_fixture(v: &Value) -> Fixture {
     let mut prekey_messages = Vec::new();
     let mut whisper_messages = Vec::new();
-    let mut plaintexts = HashMap::new();
-    for step in encrypts {
-        let plaintext = hex_field(step, "plaintext_hex");
+    for step in encrypt_steps(v) {
         let serialized = hex_field(&step["message"], "serialized");
-        let inner = match step["message"]["type"].as_str() {
-            Some("PreKey") => {
-                let message = PreKeySignalMessage::try_from(&serialized[..])
-                    .expect("transcript PreKey message");
-                let inner = message.message().serialize().to_vec();
-                prekey_messages.push(message);
-                inner
-            }
-            _ => {
-                whisper_messages
-                    .push(SignalMessage::try_from(&serialized[..]).expect("transcript message"));
-                serialized
-            }
-        };
-        plaintexts.insert(inner, plaintext);
+        if step["message"]["type"] == "PreKey" {
+            prekey_messages
+                .push(PreKeySignalMessage::try_from(&serialized[..]).expect("PreKey message"));
+        } else {
+            whisper_messages.push(SignalMessage::try_from(&serialized[..]).expect("message"));
+        }
     }
+    let mut plaintexts = HashMap::new();
+    for prefix in SESSION_TRANSCRIPTS {
+        for (_, transcript) in load_scenario(prefix) {
+            for step in encrypt_steps(&transcript) {
+                let inner = signal_message_bytes(&step["message"]);
+                plaintexts.insert(inner, hex_field(step, "plaintext_hex"));
+            }
+        }
+    }
+    let steps = v["steps"].as_array().expect("steps");
     let first_decrypt = steps
         .iter()
         .find(|s| s["event"] == "decrypt" && s["recipient"] == "bob")
@@ -245,6 +262,246 @@ fn load_fixture(v: &Value) -> Fixture {
 /// A fixed RNG for the ratchet keys decryption draws: only determinism matters here.
 fn rng() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(0x5077_0f22)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed corpus.
+// ---------------------------------------------------------------------------------------------
+
+/// One input of the committed seed corpus (`fuzz/corpus/<target>/<name>`).
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// The target whose corpus it belongs to.
+    pub target: &'static str,
+    /// Its file name: transcript (`c1` = `c_…_seed1`), then what it is.
+    pub name: String,
+    /// The input.
+    pub bytes: Vec<u8>,
+}
+
+/// The seed corpus: wire bytes, records and keys taken from the libsignal transcripts, plus a
+/// few hand-written `two_party` scripts. `fuzz_corpus.rs` checks that every one of them is
+/// committed (and writes them when `SOTTO_WRITE_FUZZ_SEEDS` is set).
+pub fn seeds() -> Vec<Seed> {
+    let mut out = Vec::new();
+    let mut add = |target: &'static str, name: String, bytes: Vec<u8>| {
+        out.push(Seed {
+            target,
+            name,
+            bytes,
+        });
+    };
+    for (file, short) in [
+        ("a_x3dh_v3_otpk_base_seed1.json", "a1"),
+        ("b_x3dh_v3_no_otpk_base_seed1.json", "b1"),
+        ("c_pqxdh_v4_kyber1024_base_seed1.json", "c1"),
+        ("c_pqxdh_v4_kyber1024_base_seed2.json", "c2"),
+        ("d_out_of_order_base_seed1.json", "d1"),
+    ] {
+        let v = load(file);
+        // Every message of c1; the first PreKey and Whisper message of the others.
+        let all = short == "c1";
+        let steps = v["steps"].as_array().expect("steps");
+        let encrypts: Vec<&Value> = steps.iter().filter(|s| s["event"] == "encrypt").collect();
+        let mut prekeys = 0;
+        let mut whispers = 0;
+        for step in &encrypts {
+            let label = step["message_label"].as_str().expect("label");
+            let message = &step["message"];
+            if message["type"] == "PreKey" {
+                if all || prekeys == 0 {
+                    add(
+                        "prekey_signal_message",
+                        format!("{short}-{label}"),
+                        hex_field(message, "serialized"),
+                    );
+                    let inner = hex_field(&message["signal_message"], "serialized");
+                    add("signal_message", format!("{short}-{label}-embedded"), inner);
+                }
+                prekeys += 1;
+            } else {
+                if all || whispers == 0 {
+                    add(
+                        "signal_message",
+                        format!("{short}-{label}"),
+                        hex_field(message, "serialized"),
+                    );
+                }
+                whispers += 1;
+            }
+        }
+        add(
+            "prekey_bundle",
+            format!("{short}-bundle"),
+            bundle_from(&v).serialize(),
+        );
+        if short == "c2" {
+            continue;
+        }
+        let decrypts = steps.iter().filter(|s| s["event"] == "decrypt");
+        let first_decrypt = decrypts.clone().next().expect("a decrypt step");
+        let final_sessions = &v["final_sessions"];
+        for (name, record) in [
+            (
+                "alice-after-setup",
+                &v["session_setup"]["alice_session_after"],
+            ),
+            ("bob-after-first", &first_decrypt["recipient_session_after"]),
+            ("alice-final", &final_sessions["alice_with_bob"]),
+            ("bob-final", &final_sessions["bob_with_alice"]),
+        ] {
+            if short != "c1" && name != "bob-final" {
+                continue;
+            }
+            let bytes = hex_field(record, "serialized");
+            if name == "bob-final" {
+                // The versioned form of `SessionRecord::serialize` too.
+                let mut versioned = vec![1];
+                versioned.extend_from_slice(&bytes);
+                add(
+                    "session_record",
+                    format!("{short}-{name}-versioned"),
+                    versioned,
+                );
+            }
+            add("session_record", format!("{short}-{name}"), bytes);
+        }
+        let prekeys = &v["bob"]["prekeys"];
+        let identity = identity_from(&v["bob"]);
+        add(
+            "public_key",
+            format!("{short}-bob-identity"),
+            hex_field(&v["bob"], "identity_public"),
+        );
+        if !prekeys["one_time_prekey"].is_null() {
+            let otpk = &prekeys["one_time_prekey"];
+            let mut rng = ReplayRng::new("one-time prekey", &[&otpk["rng_draws"]]);
+            let record =
+                PreKeyRecord::generate(PreKeyId::from(u64_field(otpk, "id") as u32), &mut rng);
+            add(
+                "prekey_records",
+                format!("{short}-one-time"),
+                record.serialize(),
+            );
+        }
+        let spk = &prekeys["signed_prekey"];
+        let mut rng = ReplayRng::new(
+            "signed prekey",
+            &[&spk["rng_draws"], &spk["signature_rng_draws"]],
+        );
+        let signed = SignedPreKeyRecord::generate(
+            SignedPreKeyId::from(u64_field(spk, "id") as u32),
+            u64_field(spk, "timestamp_ms"),
+            &identity,
+            &mut rng,
+        );
+        add(
+            "prekey_records",
+            format!("{short}-signed"),
+            signed.serialize(),
+        );
+        if short == "c1" {
+            let f = fixture();
+            add(
+                "prekey_records",
+                format!("{short}-kyber"),
+                f.bob.kyber.serialize(),
+            );
+            add(
+                "public_key",
+                format!("{short}-signed-prekey"),
+                hex_field(spk, "public"),
+            );
+            add(
+                "public_key",
+                format!("{short}-kyber-prekey"),
+                f.bob_kem.public_key.serialize(),
+            );
+            let ciphertext = hex_field(&encrypts[0]["message"]["prekey"], "kyber_ciphertext");
+            add(
+                "public_key",
+                format!("{short}-kyber-ciphertext"),
+                ciphertext,
+            );
+            let ratchet = hex_field(&encrypts[0]["message"]["signal_message"], "ratchet_key");
+            add("public_key", format!("{short}-ratchet-key"), ratchet);
+        }
+    }
+    for (name, script) in TWO_PARTY_SCRIPTS {
+        add("two_party", (*name).to_owned(), script.to_vec());
+    }
+    out
+}
+
+/// Alice sends two messages, the first is delivered, then six turns (Bob sends, Alice
+/// receives, Alice sends, Bob receives; op 7 delivers the newest message).
+const EVICTED_CHAIN_SCRIPT: &[u8] = &[
+    0, 1, 0, 1, 3, 0, 1, 1, 7, 0, 1, 7, 1, 1, 7, 0, 1, 7, 1, 1, 7, 0, 1, 7, 1, 1, 7, 0, 1, 7, 1, 1,
+    7, 0, 1, 7, 1, 1, 7, 0, 1, 7,
+];
+
+/// Hand-written `two_party` scripts (see [`two_party`] for the opcodes).
+const TWO_PARTY_SCRIPTS: &[(&str, &[u8])] = &[
+    // Alice, Bob, Alice, each message delivered at once.
+    ("ping-pong", &[0, 10, 2, 1, 10, 2, 0, 10, 2, 1, 0, 2]),
+    // Three from Alice delivered 3, 1, 2; a redelivery of each; a reply.
+    (
+        "reorder-duplicate",
+        &[0, 1, 0, 2, 0, 3, 7, 3, 0, 2, 4, 0, 4, 1, 4, 2, 1, 4, 2],
+    ),
+    // Drops, a tampered PreKey message, a tampered reply.
+    (
+        "drop-tamper",
+        &[
+            0, 5, 0, 6, 5, 0, 6, 0, 9, 1, 2, 1, 5, 6, 1, 200, 0, 2, 0, 0, 2,
+        ],
+    ),
+    // A message of Alice's first chain held back while six turns create new chains: Bob has
+    // dropped its chain by the time it arrives (`EVICTED_CHAIN_SCRIPT`).
+    ("evicted-chain", EVICTED_CHAIN_SCRIPT),
+    // Large messages and out-of-order delivery across a ratchet turn.
+    (
+        "turns",
+        &[
+            0, 255, 0, 255, 2, 1, 128, 1, 64, 3, 1, 0, 9, 3, 0, 2, 7, 2, 2,
+        ],
+    ),
+];
+
+/// Panics unless the fixed sessions accept the transcript's messages that belong to them, so
+/// that the corpus really reaches the success paths of decryption.
+pub fn check_fixture() {
+    let f = fixture();
+    let mut accepted = [0usize; 3];
+    for message in &f.whisper_messages {
+        for (n, record) in [&f.alice, &f.bob_after_first].into_iter().enumerate() {
+            if record.clone().decrypt(message, &mut rng()).is_ok() {
+                accepted[n] += 1;
+            }
+        }
+    }
+    for message in &f.prekey_messages {
+        let mut bob = SessionRecord::new();
+        if bob
+            .decrypt_prekey(message, &f.bob.secrets(), &mut rng())
+            .is_ok()
+        {
+            accepted[2] += 1;
+        }
+    }
+    assert!(
+        accepted[0] > 0,
+        "Alice's fixed session accepts none of Bob's messages"
+    );
+    assert!(
+        accepted[1] > 0,
+        "Bob's fixed session accepts none of Alice's messages"
+    );
+    assert_eq!(
+        accepted[2],
+        f.prekey_messages.len(),
+        "a fresh Bob rejects a PreKey message"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
