@@ -18,6 +18,11 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde_json::Value;
 use sotto_protocol::{
+    open, open_validated, seal_v2_multi, DeviceId, SealedContentType, SealedSenderV2Recipient,
+    SealedSenderV2SentMessage, SenderCertificate, ServerCertificate, ServiceId,
+    UnidentifiedSenderMessageContent, MAX_VALID_DEVICE_ID, VALID_REGISTRATION_ID_MASK,
+};
+use sotto_protocol::{
     CiphertextMessage, DecryptError, IdentityKey, IdentityKeyPair, KemCiphertext, KemKeyPair,
     KemPublicKey, KyberPreKeyId, KyberPreKeyRecord, PqPolicy, PreKeyBundle, PreKeyId, PreKeyRecord,
     PreKeySecrets, PreKeySignalMessage, PrivateKey, PublicKey, SessionRecord, SignalMessage,
@@ -38,6 +43,11 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("session_record", session_record),
     ("prekey_records", prekey_records),
     ("public_key", public_key),
+    ("server_certificate", server_certificate),
+    ("sender_certificate", sender_certificate),
+    ("sealed_sender_content", sealed_sender_content),
+    ("sealed_sender_open", sealed_sender_open),
+    ("sealed_sender_v2_sent", sealed_sender_v2_sent),
     ("two_party", two_party),
 ];
 
@@ -197,8 +207,8 @@ fn record_from(value: &Value) -> SessionRecord {
         .expect("transcript record loads")
 }
 
-/// The session transcripts: the same seed gives the same keys in each, so a message of any of
-/// them may be genuine for the fixed sessions.
+/// The session transcripts: the same seed gives the same keys in each (and in the sealed
+/// sender ones), so a message of any of them may be genuine for the fixed sessions.
 const SESSION_TRANSCRIPTS: &[&str] = &["a_", "b_", "c_", "d_"];
 
 /// The `encrypt` steps of a session transcript.
@@ -235,6 +245,20 @@ fn load_fixture(v: &Value) -> Fixture {
                 let inner = signal_message_bytes(&step["message"]);
                 plaintexts.insert(inner, hex_field(step, "plaintext_hex"));
             }
+        }
+    }
+    // The sealed sender transcripts wrap messages of the same sessions.
+    for (_, transcript) in load_scenario("f_") {
+        for step in transcript["steps"].as_array().expect("steps") {
+            let (message, plaintext) = if step["inner_message"].is_null() {
+                (&step["message"], hex_field(step, "plaintext_hex"))
+            } else {
+                (
+                    &step["inner_message"],
+                    hex_field(&step["decrypted"], "plaintext_hex"),
+                )
+            };
+            plaintexts.insert(signal_message_bytes(message), plaintext);
         }
     }
     let steps = v["steps"].as_array().expect("steps");
@@ -427,10 +451,93 @@ pub fn seeds() -> Vec<Seed> {
             add("public_key", format!("{short}-ratchet-key"), ratchet);
         }
     }
+    for (file, short) in [
+        ("f_sealed_sender_base_seed1.json", "f1"),
+        ("f_sealed_sender_base_seed2.json", "f2"),
+    ] {
+        let v = load(file);
+        let certificates = &v["certificates"];
+        let steps = v["steps"].as_array().expect("steps");
+        for kind in ["server_certificate", "sender_certificate"] {
+            add(
+                kind,
+                format!("{short}-{kind}"),
+                hex_field(&certificates[kind], "serialized"),
+            );
+        }
+        for step in steps.iter().filter(|s| !s["usmc"].is_null()) {
+            let event = step["event"].as_str().expect("event");
+            add(
+                "sealed_sender_content",
+                format!("{short}-{event}"),
+                hex_field(&step["usmc"], "serialized"),
+            );
+        }
+        add(
+            "sealed_sender_open",
+            format!("{short}-v1"),
+            hex_field(&steps[0]["sealed"], "serialized"),
+        );
+        add(
+            "sealed_sender_open",
+            format!("{short}-v2"),
+            hex_field(&steps[2]["received_message"], "serialized"),
+        );
+        add(
+            "sealed_sender_v2_sent",
+            format!("{short}-single"),
+            hex_field(&steps[2]["sent_message"], "serialized"),
+        );
+        if short == "f1" {
+            add(
+                "sealed_sender_v2_sent",
+                format!("{short}-multi"),
+                multi_recipient_sent_message(&v),
+            );
+        }
+    }
     for (name, script) in TWO_PARTY_SCRIPTS {
         add("two_party", (*name).to_owned(), script.to_vec());
     }
     out
+}
+
+/// The transcript's last sealed content, sealed again by Alice (with our `seal_v2_multi`) for
+/// Bob's device, two devices of another account and an excluded account.
+fn multi_recipient_sent_message(v: &Value) -> Vec<u8> {
+    let step = &v["steps"][2];
+    let content =
+        UnidentifiedSenderMessageContent::try_from(&hex_field(&step["usmc"], "serialized")[..])
+            .expect("transcript content");
+    let alice = identity_from(&v["alice"]);
+    let bob = *identity_from(&v["bob"]).identity_key();
+    let carol = *IdentityKeyPair::generate(&mut rng()).identity_key();
+    let bob_id =
+        ServiceId::parse_service_id_string(v["bob"]["address"]["name"].as_str().expect("name"))
+            .expect("Bob's service id");
+    let bob_devices = [(
+        DeviceId::from(1),
+        u64_field(&v["bob"], "registration_id") as u32,
+    )];
+    let carol_devices = [(DeviceId::from(2), 42), (DeviceId::from(3), 43)];
+    let recipients = [
+        SealedSenderV2Recipient {
+            service_id: ServiceId::Pni([3; 16]),
+            devices: &[],
+            identity_key: &carol,
+        },
+        SealedSenderV2Recipient {
+            service_id: ServiceId::Aci([2; 16]),
+            devices: &carol_devices,
+            identity_key: &carol,
+        },
+        SealedSenderV2Recipient {
+            service_id: bob_id,
+            devices: &bob_devices,
+            identity_key: &bob,
+        },
+    ];
+    seal_v2_multi(&recipients, &alice, &content, &mut rng()).expect("seal")
 }
 
 /// Alice sends two messages, the first is delivered, then six turns (Bob sends, Alice
@@ -908,6 +1015,268 @@ pub fn public_key(data: &[u8]) {
         assert_eq!(ciphertext.serialize(), data);
         let _ = f.bob_kem.secret_key.decapsulate(&ciphertext);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealed sender.
+// ---------------------------------------------------------------------------------------------
+
+/// The sealed sender transcript the sealed sender targets use (Bob's keys are [`FIXTURE`]'s).
+pub const SEALED_SENDER_FIXTURE: &str = "f_sealed_sender_base_seed1.json";
+
+/// Bob's side of [`SEALED_SENDER_FIXTURE`].
+struct SealedFixture {
+    trust_root: PublicKey,
+    validation_time_ms: u64,
+    bob_identity: IdentityKeyPair,
+    alice_identity: IdentityKey,
+    server_certificate: ServerCertificate,
+    sender_certificate: SenderCertificate,
+    /// Every USMC the transcript sealed (serialized).
+    contents: Vec<Vec<u8>>,
+}
+
+fn sealed_fixture() -> &'static SealedFixture {
+    static CELL: OnceLock<SealedFixture> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let v = load(SEALED_SENDER_FIXTURE);
+        let certificates = &v["certificates"];
+        let steps = v["steps"].as_array().expect("steps");
+        SealedFixture {
+            trust_root: PublicKey::try_from(&hex_field(&certificates["trust_root"], "public")[..])
+                .expect("trust root"),
+            validation_time_ms: u64_field(&v, "validation_time_ms"),
+            bob_identity: identity_from(&v["bob"]),
+            alice_identity: *identity_from(&v["alice"]).identity_key(),
+            server_certificate: ServerCertificate::try_from(
+                &hex_field(&certificates["server_certificate"], "serialized")[..],
+            )
+            .expect("server certificate"),
+            sender_certificate: SenderCertificate::try_from(
+                &hex_field(&certificates["sender_certificate"], "serialized")[..],
+            )
+            .expect("sender certificate"),
+            contents: steps
+                .iter()
+                .filter(|s| !s["usmc"].is_null())
+                .map(|s| hex_field(&s["usmc"], "serialized"))
+                .collect(),
+        }
+    })
+}
+
+/// `ServerCertificate`: parse, round trip (the kept bytes are the input), validate against
+/// the transcript's trust root: only the genuine certificate can pass.
+pub fn server_certificate(data: &[u8]) {
+    let Ok(certificate) = ServerCertificate::try_from(data) else {
+        return;
+    };
+    assert_eq!(
+        certificate.serialized(),
+        data,
+        "the kept bytes are not the input"
+    );
+    let again = ServerCertificate::try_from(certificate.serialized()).expect("re-parse");
+    assert_eq!(
+        (
+            again.key_id(),
+            again.public_key(),
+            again.certificate(),
+            again.signature()
+        ),
+        (
+            certificate.key_id(),
+            certificate.public_key(),
+            certificate.certificate(),
+            certificate.signature()
+        )
+    );
+    let s = sealed_fixture();
+    if certificate.validate(&s.trust_root).is_ok() {
+        assert_eq!(
+            certificate.certificate(),
+            s.server_certificate.certificate(),
+            "forged server certificate"
+        );
+    }
+}
+
+/// `SenderCertificate`: parse, round trip, validate at the transcript's time: only the
+/// genuine certificate (and server certificate) can pass.
+pub fn sender_certificate(data: &[u8]) {
+    let Ok(certificate) = SenderCertificate::try_from(data) else {
+        return;
+    };
+    assert_eq!(
+        certificate.serialized(),
+        data,
+        "the kept bytes are not the input"
+    );
+    check_sender_certificate(&certificate);
+}
+
+fn check_sender_certificate(certificate: &SenderCertificate) {
+    let again = SenderCertificate::try_from(certificate.serialized()).expect("re-parse");
+    assert_eq!(again.serialized(), certificate.serialized());
+    assert_eq!(
+        (
+            again.key(),
+            again.sender_device_id(),
+            again.sender_uuid(),
+            again.sender_e164()
+        ),
+        (
+            certificate.key(),
+            certificate.sender_device_id(),
+            certificate.sender_uuid(),
+            certificate.sender_e164()
+        )
+    );
+    assert_eq!(
+        (
+            again.expiration_ms(),
+            again.certificate(),
+            again.signature()
+        ),
+        (
+            certificate.expiration_ms(),
+            certificate.certificate(),
+            certificate.signature()
+        )
+    );
+    assert_eq!(
+        again.signer().certificate(),
+        certificate.signer().certificate()
+    );
+    let _ = certificate.sender_aci();
+    let s = sealed_fixture();
+    if certificate
+        .validate(&s.trust_root, s.validation_time_ms)
+        .is_ok()
+    {
+        assert_eq!(
+            certificate.certificate(),
+            s.sender_certificate.certificate(),
+            "forged sender certificate"
+        );
+        assert_eq!(
+            certificate.signer().certificate(),
+            s.server_certificate.certificate()
+        );
+        assert_eq!(certificate.key(), &s.alice_identity);
+    }
+}
+
+/// `UnidentifiedSenderMessageContent`: parse, round trip (kept bytes; rebuilt from its
+/// parts it parses to the same parts), then its certificate and inner message.
+pub fn sealed_sender_content(data: &[u8]) {
+    let Ok(content) = UnidentifiedSenderMessageContent::try_from(data) else {
+        return;
+    };
+    assert_eq!(
+        content.serialized(),
+        data,
+        "the kept bytes are not the input"
+    );
+    check_content(&content);
+}
+
+fn check_content(content: &UnidentifiedSenderMessageContent) {
+    let rebuilt = UnidentifiedSenderMessageContent::new(
+        content.msg_type(),
+        content.sender().clone(),
+        content.content().to_vec(),
+        content.content_hint(),
+        content.group_id().map(<[u8]>::to_vec),
+    );
+    let again = UnidentifiedSenderMessageContent::try_from(rebuilt.serialized()).expect("re-parse");
+    assert_eq!(again.serialized(), rebuilt.serialized());
+    assert_eq!(
+        (again.msg_type(), again.content(), again.content_hint()),
+        (
+            content.msg_type(),
+            content.content(),
+            content.content_hint()
+        )
+    );
+    assert_eq!(
+        again.group_id(),
+        content.group_id().filter(|id| !id.is_empty())
+    );
+    assert_eq!(again.sender().serialized(), content.sender().serialized());
+    check_sender_certificate(content.sender());
+    let f = fixture();
+    match content.msg_type() {
+        SealedContentType::PreKey => {
+            if let Ok(message) = PreKeySignalMessage::try_from(content.content()) {
+                check_decrypt_prekey(&SessionRecord::new(), &message, &f.bob.secrets(), true);
+            }
+        }
+        SealedContentType::Whisper => {
+            if let Ok(message) = SignalMessage::try_from(content.content()) {
+                check_decrypt(&f.bob_after_first, &message, true);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Sealed sender v1 and v2 (ReceivedMessage) as delivered to Bob: opening with Bob's identity
+/// yields only the contents the transcript sealed, whose certificate validates; anything else
+/// is rejected.
+pub fn sealed_sender_open(data: &[u8]) {
+    let s = sealed_fixture();
+    let opened = open(&s.bob_identity, data);
+    let validated = open_validated(&s.bob_identity, data, &s.trust_root, s.validation_time_ms);
+    match opened {
+        Ok(content) => {
+            assert!(
+                s.contents.iter().any(|c| c == content.serialized()),
+                "opened a sealed message that is not a genuine one"
+            );
+            assert!(
+                validated.is_ok(),
+                "a genuine sealed message does not validate"
+            );
+            check_content(&content);
+        }
+        Err(_) => assert!(validated.is_err()),
+    }
+}
+
+/// The server's parser of sealed sender v2 SentMessages: every recipient's ReceivedMessage is
+/// well formed, and opening one as Bob gives a genuine content or an error.
+pub fn sealed_sender_v2_sent(data: &[u8]) {
+    let Ok(sent) = SealedSenderV2SentMessage::parse(data) else {
+        return;
+    };
+    assert!(matches!(sent.version(), 0x22 | 0x23));
+    let _ = format!("{sent:?}");
+    let s = sealed_fixture();
+    for (i, recipient) in sent.recipients().iter().enumerate() {
+        assert_eq!(sent.recipient_index(&recipient.service_id()), Some(i));
+        assert!(recipient.devices().iter().all(|(device, registration_id)| {
+            (1..=MAX_VALID_DEVICE_ID).contains(&u32::from(*device))
+                && *registration_id <= VALID_REGISTRATION_ID_MASK
+        }));
+        match sent.received_message_for(i) {
+            None => assert!(
+                recipient.is_excluded(),
+                "no ReceivedMessage for a recipient with devices"
+            ),
+            Some(received) => {
+                assert!(!recipient.is_excluded());
+                assert_eq!(received.first(), Some(&0x22));
+                if let Ok(content) = open(&s.bob_identity, &received) {
+                    assert!(
+                        s.contents.iter().any(|c| c == content.serialized()),
+                        "opened a sealed message that is not a genuine one"
+                    );
+                }
+            }
+        }
+    }
+    assert!(sent.received_message_for(sent.recipients().len()).is_none());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -79,6 +79,11 @@ replay_tests!(
     session_record,
     prekey_records,
     public_key,
+    server_certificate,
+    sender_certificate,
+    sealed_sender_content,
+    sealed_sender_open,
+    sealed_sender_v2_sent,
     two_party,
 );
 

@@ -772,3 +772,74 @@ fn v2_with_uncertified_sender_key_is_an_identity_mismatch() {
         );
     }
 }
+
+/// The whole transcript through both layers: Alice's PQXDH session from the bundle, each inner
+/// message encrypted to the recorded bytes, sealed, opened by Bob, the sender certificate
+/// validated, and the inner message decrypted with the recorded draws, every session record
+/// equal to libsignal's.
+#[test]
+fn inner_sessions_decrypt_through_the_sealed_layers() {
+    use crate::vectors_session::{assert_record, bob_keys, bundle_from_json};
+    use sotto_protocol::{PqPolicy, PreKeySignalMessage, SessionRecord, SignalMessage};
+
+    for f in fixtures() {
+        let v = &f.v;
+        let now_ms = u64_field(&v["generator"], "now_unix_ms");
+        let bob = bob_keys(v);
+        let setup = &v["session_setup"];
+        let mut alice = SessionRecord::new();
+        let mut rng = ReplayRng::new("setup", &[&setup["process_prekey_bundle_rng_draws"]]);
+        let registration_id = u64_field(&v["alice"], "registration_id") as u32;
+        alice
+            .initiate(&f.alice, registration_id, &bundle_from_json(&v["bundle"]), PqPolicy::RequireKyber, now_ms, &mut rng)
+            .unwrap();
+        rng.assert_exhausted();
+        assert_record(&alice, &setup["alice_session_after"], &f.name);
+        let mut bob_record = SessionRecord::new();
+        let steps = v["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 3, "{}", f.name);
+
+        for (i, step) in steps.iter().enumerate() {
+            let what = format!("{} step {i}", f.name);
+            match str_field(step, "event") {
+                "plain_reply" => {
+                    let message = bob_record.encrypt(&hex_field(step, "plaintext_hex"), now_ms).unwrap();
+                    assert_eq!(message.serialize(), &hex_field(&step["message"], "serialized")[..], "{what}");
+                    let mut rng = ReplayRng::new(what.clone(), &[&step["decrypt_rng_draws"]]);
+                    let parsed = SignalMessage::try_from(message.serialize()).unwrap();
+                    assert_eq!(alice.decrypt(&parsed, &mut rng).unwrap(), hex_field(step, "plaintext_hex"));
+                    rng.assert_exhausted();
+                    assert_record(&alice, &step["alice_session_after"], &what);
+                }
+                sealed => {
+                    let plaintext = hex_field(&step["decrypted"], "plaintext_hex");
+                    let inner = alice.encrypt(&plaintext, now_ms).unwrap();
+                    assert_eq!(inner.serialize(), &hex_field(&step["inner_message"], "serialized")[..], "{what}");
+                    let wire = if sealed == "sealed_sender_v1" {
+                        hex_field(&step["sealed"], "serialized")
+                    } else {
+                        hex_field(&step["received_message"], "serialized")
+                    };
+                    let usmc = open_validated(&f.bob, &wire, &f.trust_root.public_key, f.validation_time_ms).unwrap();
+                    assert_eq!(usmc.content(), inner.serialize(), "{what}");
+                    let certificate = usmc.sender();
+                    assert_eq!(certificate.key(), f.alice.identity_key(), "{what}");
+                    let mut rng = ReplayRng::new(what.clone(), &[&step["decrypt_rng_draws"]]);
+                    let decrypted = match usmc.msg_type() {
+                        SealedContentType::PreKey => {
+                            let message = PreKeySignalMessage::try_from(usmc.content()).unwrap();
+                            bob_record.decrypt_prekey(&message, &bob.secrets(), &mut rng).unwrap().plaintext
+                        }
+                        SealedContentType::Whisper => {
+                            bob_record.decrypt(&SignalMessage::try_from(usmc.content()).unwrap(), &mut rng).unwrap()
+                        }
+                        other => panic!("{what}: unexpected content type {other:?}"),
+                    };
+                    rng.assert_exhausted();
+                    assert_eq!(decrypted, plaintext, "{what}");
+                    assert_record(&bob_record, &step["bob_session_after"], &what);
+                }
+            }
+        }
+    }
+}

@@ -13,15 +13,27 @@ use sotto_protocol::{
 use sotto_test_support::vectors::{hex_array, hex_field, hex_opt, load_scenario, u64_field};
 use sotto_test_support::ReplayRng;
 
-struct Bob {
-    identity: IdentityKeyPair,
-    registration_id: u32,
-    signed: SignedPreKeyRecord,
-    one_time: Option<PreKeyRecord>,
-    kyber: Option<KyberPreKeyRecord>,
+pub(crate) struct Bob {
+    pub(crate) identity: IdentityKeyPair,
+    pub(crate) registration_id: u32,
+    pub(crate) signed: SignedPreKeyRecord,
+    pub(crate) one_time: Option<PreKeyRecord>,
+    pub(crate) kyber: Option<KyberPreKeyRecord>,
 }
 
-fn identity(party: &Value, name: &str) -> IdentityKeyPair {
+impl Bob {
+    pub(crate) fn secrets(&self) -> PreKeySecrets<'_> {
+        PreKeySecrets {
+            identity: &self.identity,
+            registration_id: self.registration_id,
+            signed_pre_key: Some(&self.signed),
+            one_time_pre_key: self.one_time.as_ref(),
+            kyber_pre_key: self.kyber.as_ref(),
+        }
+    }
+}
+
+pub(crate) fn identity(party: &Value, name: &str) -> IdentityKeyPair {
     let mut rng = ReplayRng::new(format!("{name} identity"), &[&party["identity_rng_draws"]]);
     let identity = IdentityKeyPair::generate(&mut rng);
     rng.assert_exhausted();
@@ -30,7 +42,7 @@ fn identity(party: &Value, name: &str) -> IdentityKeyPair {
     identity
 }
 
-fn bob_keys(v: &Value) -> Bob {
+pub(crate) fn bob_keys(v: &Value) -> Bob {
     let bob = &v["bob"];
     let identity = identity(bob, "bob");
     let prekeys = &bob["prekeys"];
@@ -81,7 +93,7 @@ fn bob_keys(v: &Value) -> Bob {
     Bob { identity, registration_id: u64_field(bob, "registration_id") as u32, signed, one_time, kyber }
 }
 
-fn bundle_from_json(b: &Value) -> PreKeyBundle {
+pub(crate) fn bundle_from_json(b: &Value) -> PreKeyBundle {
     let pre_key = hex_opt(b, "pre_key_public").map(|key| {
         (PreKeyId::from(u64_field(b, "pre_key_id") as u32), PublicKey::try_from(&key[..]).unwrap())
     });
@@ -110,7 +122,7 @@ fn record_bytes(session: &Value) -> Vec<u8> {
     hex_field(session, "serialized")
 }
 
-fn assert_record(record: &SessionRecord, expected: &Value, what: &str) {
+pub(crate) fn assert_record(record: &SessionRecord, expected: &Value, what: &str) {
     let ours = record.to_libsignal_bytes();
     assert!(ours == record_bytes(expected), "{what}: session record differs from libsignal's");
     // The versioned form round-trips, and libsignal's bytes load.
@@ -171,14 +183,7 @@ fn run_transcript(name: &str, v: &Value) {
                 let result = if step["message_type"] == "PreKey" {
                     let message = PreKeySignalMessage::try_from(&bytes[..]).unwrap();
                     assert_eq!(message.identity_key(), alice_identity.identity_key());
-                    let secrets = PreKeySecrets {
-                        identity: &bob.identity,
-                        registration_id: bob.registration_id,
-                        signed_pre_key: Some(&bob.signed),
-                        one_time_pre_key: bob.one_time.as_ref(),
-                        kyber_pre_key: bob.kyber.as_ref(),
-                    };
-                    recipient.decrypt_prekey(&message, &secrets, &mut rng).map(|d| d.plaintext)
+                    recipient.decrypt_prekey(&message, &bob.secrets(), &mut rng).map(|d| d.plaintext)
                 } else {
                     let message = SignalMessage::try_from(&bytes[..]).unwrap();
                     recipient.decrypt(&message, &mut rng)
