@@ -9,6 +9,11 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sotto_protocol::{
+    seal_v2_multi, CertifiedSender, ContentHint, DeviceId, KeyPair, SealedContentType,
+    SealedSenderV2Recipient, SenderCertificate, ServerCertificate, ServiceId,
+    UnidentifiedSenderMessageContent,
+};
+use sotto_protocol::{
     CiphertextMessage, IdentityKeyPair, KyberPreKeyId, KyberPreKeyRecord, PqPolicy, PreKeyBundle,
     PreKeyId, PreKeyRecord, PreKeySecrets, PreKeySignalMessage, SessionRecord, SignalMessage,
     SignedPreKeyId, SignedPreKeyRecord,
@@ -139,5 +144,53 @@ fn double_ratchet(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, session_setup, double_ratchet);
+fn sealed_sender(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let trust_root = KeyPair::generate(&mut rng);
+    let server_key = KeyPair::generate(&mut rng);
+    let sender = IdentityKeyPair::generate(&mut rng);
+    let server_certificate = ServerCertificate::new(1, server_key.public_key, &trust_root.private_key, &mut rng);
+    let certificate = SenderCertificate::new(
+        CertifiedSender {
+            uuid: "9d0652a3-dcc3-4d11-975f-74d61598733f".into(),
+            e164: None,
+            device_id: DeviceId::from(1),
+            identity_key: *sender.identity_key(),
+            expiration_ms: NOW_MS + 86_400_000,
+        },
+        server_certificate,
+        &server_key.private_key,
+        &mut rng,
+    );
+    let usmc = UnidentifiedSenderMessageContent::new(
+        SealedContentType::Whisper,
+        certificate,
+        PAYLOAD.to_vec(),
+        ContentHint::Default,
+        None,
+    );
+    let identities: Vec<IdentityKeyPair> = (0..1000).map(|_| IdentityKeyPair::generate(&mut rng)).collect();
+    let devices = [(DeviceId::from(1), 1234u32)];
+    let mut group = c.benchmark_group("sealed sender v2");
+    for count in [1usize, 100, 1000] {
+        let recipients: Vec<SealedSenderV2Recipient<'_>> = identities[..count]
+            .iter()
+            .enumerate()
+            .map(|(i, identity)| SealedSenderV2Recipient {
+                service_id: ServiceId::Aci((i as u128).to_be_bytes()),
+                devices: &devices,
+                identity_key: identity.identity_key(),
+            })
+            .collect();
+        if count == 1000 {
+            group.sample_size(10);
+        }
+        group.bench_function(format!("seal to {count} recipients"), |b| {
+            b.iter(|| seal_v2_multi(&recipients, &sender, &usmc, &mut rng).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, session_setup, double_ratchet, sealed_sender);
 criterion_main!(benches);

@@ -609,6 +609,25 @@ pub fn check_fixture() {
         f.prekey_messages.len(),
         "a fresh Bob rejects a PreKey message"
     );
+    let s = sealed_fixture();
+    for sealed in &s.sealed {
+        let content = open_validated(&s.bob_identity, sealed, &s.trust_root, s.validation_time_ms)
+            .expect("Bob opens the transcript's sealed messages");
+        assert!(s.contents.iter().any(|c| c == content.serialized()));
+    }
+    let sent = multi_recipient_sent_message(&load(SEALED_SENDER_FIXTURE));
+    let sent = SealedSenderV2SentMessage::parse(&sent).expect("our SentMessage parses");
+    let opened: Vec<bool> = (0..sent.recipients().len())
+        .map(|i| {
+            sent.received_message_for(i)
+                .is_some_and(|m| open(&s.bob_identity, &m).is_ok())
+        })
+        .collect();
+    assert_eq!(
+        opened,
+        [false, true, false],
+        "only Bob's ReceivedMessage opens as Bob"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1034,6 +1053,8 @@ struct SealedFixture {
     sender_certificate: SenderCertificate,
     /// Every USMC the transcript sealed (serialized).
     contents: Vec<Vec<u8>>,
+    /// The sealed messages Bob received (v1, then v2).
+    sealed: Vec<Vec<u8>>,
 }
 
 fn sealed_fixture() -> &'static SealedFixture {
@@ -1061,6 +1082,10 @@ fn sealed_fixture() -> &'static SealedFixture {
                 .filter(|s| !s["usmc"].is_null())
                 .map(|s| hex_field(&s["usmc"], "serialized"))
                 .collect(),
+            sealed: vec![
+                hex_field(&steps[0]["sealed"], "serialized"),
+                hex_field(&steps[2]["received_message"], "serialized"),
+            ],
         }
     })
 }
