@@ -44,3 +44,5 @@ pub use sealed_sender::{
     SealedSenderV2SentMessage, SenderCertificate, SentMessageRecipient, ServerCertificate,
     UnidentifiedSenderMessageContent,
 };
+pub use fingerprint::{Fingerprint, FingerprintError, SafetyNumber, ScannableFingerprint};
+pub use padding::{pad, unpad, PaddingError};

@@ -70,17 +70,19 @@ impl ChainKey {
     }
 
     /// The message key seed for this index and the chain key for the next one, from one
-    /// keyed HMAC state.
-    pub(crate) fn step(&self) -> (MessageKeySeed, ChainKey) {
+    /// keyed HMAC state; `None` once the chain is exhausted (index `u32::MAX`, the largest
+    /// counter a message carries, has no next chain key).
+    pub(crate) fn step(&self) -> Option<(MessageKeySeed, ChainKey)> {
+        let next_index = self.index.checked_add(1)?;
         let mac = hmac(&self.key);
         let mut seed_mac = mac.clone();
         seed_mac.update(&[MESSAGE_KEY_SEED]);
         let mut next_mac = mac;
         next_mac.update(&[CHAIN_KEY_SEED]);
-        (
+        Some((
             MessageKeySeed { seed: seed_mac.finalize().into_bytes().into(), index: self.index },
-            ChainKey { key: next_mac.finalize().into_bytes().into(), index: self.index + 1 },
-        )
+            ChainKey { key: next_mac.finalize().into_bytes().into(), index: next_index },
+        ))
     }
 
     /// The chain key for the next index.

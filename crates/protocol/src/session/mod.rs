@@ -78,6 +78,10 @@ pub enum EncryptError {
         /// The limit that was exceeded.
         max_age_secs: u64,
     },
+    /// The sending chain reached the largest message counter (`u32::MAX`); start a new
+    /// session. Only a corrupted or crafted record gets here.
+    #[error("sending chain exhausted")]
+    ChainExhausted,
 }
 
 /// Decrypting failed. The session record is unchanged whatever the variant.
@@ -301,7 +305,7 @@ impl SessionRecord {
                 return Err(EncryptError::SessionExpired { max_age_secs: MAX_UNACKNOWLEDGED_SESSION_AGE_SECS });
             }
         }
-        let (seed, next_chain_key) = state.sender_chain.chain_key.step();
+        let (seed, next_chain_key) = state.sender_chain.chain_key.step().ok_or(EncryptError::ChainExhausted)?;
         let keys = seed.derive();
         let ciphertext = aes_256_cbc_encrypt(plaintext, &keys.cipher_key, &keys.iv);
         let message = SignalMessage::new(
@@ -563,13 +567,15 @@ fn message_key_seed(state: &mut SessionState, chain_index: usize, counter: u32) 
     if jump > MAX_FORWARD_JUMPS {
         return Err(DecryptError::TooFarInFuture { counter, jump, limit: MAX_FORWARD_JUMPS });
     }
+    // No sender of ours writes counter `u32::MAX` (its chain has no next key, see
+    // `EncryptError::ChainExhausted`): such a message cannot be genuine.
     let mut chain_key = chain.chain_key.clone();
     while chain_key.index() < counter {
-        let (seed, next) = chain_key.step();
+        let (seed, next) = chain_key.step().ok_or(DecryptError::Authentication)?;
         SessionState::store_skipped(chain, seed);
         chain_key = next;
     }
-    let (seed, next) = chain_key.step();
+    let (seed, next) = chain_key.step().ok_or(DecryptError::Authentication)?;
     chain.chain_key = next;
     Ok(seed)
 }

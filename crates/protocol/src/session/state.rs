@@ -2,7 +2,7 @@
 
 use prost::Message as _;
 
-use crate::consts::{MAX_MESSAGE_KEYS, MAX_RECEIVER_CHAINS};
+use crate::consts::{MAX_MESSAGE_KEYS, MAX_RECEIVER_CHAINS, SESSION_VERSION_PQXDH};
 use crate::curve::{KeyPair, PrivateKey, PublicKey};
 use crate::error::DecodeError;
 use crate::identity::IdentityKey;
@@ -180,6 +180,11 @@ impl SessionState {
             Some(k) => Some((KyberPreKeyId::from(k.pre_key_id), KemCiphertext::try_from(&k.ciphertext[..])?)),
             None => None,
         };
+        // Exactly PQXDH (v4) PreKey messages carry a Kyber ciphertext: a record that disagrees
+        // would have us send PreKey messages that no receiver parses.
+        if p.pending_pre_key.is_some() && kyber.is_some() != (version >= SESSION_VERSION_PQXDH) {
+            return Err(DecodeError::InvalidField("pending_kyber_pre_key"));
+        }
         let pending_pre_key = match p.pending_pre_key {
             Some(pp) => Some(PendingPreKeyInfo {
                 pre_key_id: pp.pre_key_id.map(PreKeyId::from),

@@ -23,11 +23,11 @@ fn inputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
         return Vec::new();
     };
     let mut files: Vec<(String, Vec<u8>)> = entries
-        .map(|entry| entry.unwrap().path())
+        .map(|entry| entry.expect("readable directory").path())
         .filter(|path| path.is_file())
         .filter_map(|path| {
             let name = path.file_name()?.to_str()?.to_owned();
-            (!name.starts_with('.')).then(|| (name, std::fs::read(&path).unwrap()))
+            (!name.starts_with('.')).then(|| (name, std::fs::read(&path).expect("readable input")))
         })
         .collect();
     files.sort();
@@ -35,7 +35,10 @@ fn inputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 fn replay(target: &str) {
-    let (_, body) = TARGETS.iter().find(|(name, _)| *name == target).unwrap();
+    let (_, body) = TARGETS
+        .iter()
+        .find(|(name, _)| *name == target)
+        .expect("a known target");
     let corpus_dir = fuzz_dir().join("corpus").join(target);
     let corpus = inputs(&corpus_dir);
     assert!(
@@ -107,7 +110,7 @@ fn every_target_is_replayed_and_has_a_fuzz_target() {
     for name in &files {
         let source =
             std::fs::read_to_string(fuzz_dir().join("fuzz_targets").join(format!("{name}.rs")))
-                .unwrap();
+                .expect("readable target");
         assert!(
             source.contains(&format!("sotto_test_support::fuzzing::{name}(data)")),
             "fuzz/fuzz_targets/{name}.rs must call fuzzing::{name}"
@@ -126,8 +129,8 @@ fn seeds_are_committed() {
             continue;
         }
         if write {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join(&seed.name), &seed.bytes).unwrap();
+            std::fs::create_dir_all(&dir).expect("corpus directory");
+            std::fs::write(dir.join(&seed.name), &seed.bytes).expect("seed written");
         } else {
             missing.push(format!("{}/{}", seed.target, seed.name));
         }
