@@ -8,6 +8,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use sotto_protocol::{DistributionId, SenderKeyRecord};
 use sotto_protocol::{
     seal_v2_multi, CertifiedSender, ContentHint, DeviceId, KeyPair, SealedContentType,
     SealedSenderV2Recipient, SenderCertificate, ServerCertificate, ServiceId,
@@ -144,6 +145,22 @@ fn double_ratchet(c: &mut Criterion) {
     group.finish();
 }
 
+fn sender_keys(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let group = DistributionId::from_bytes([1; 16]);
+    let mut sender = SenderKeyRecord::new();
+    let skdm = sender.create_distribution_message(group, &mut rng).unwrap();
+    let mut receiver = SenderKeyRecord::new();
+    receiver.process_distribution_message(&skdm);
+    let mut group_bench = c.benchmark_group("sender keys");
+    group_bench.bench_function("encrypt 100 B", |b| b.iter(|| sender.encrypt(group, &PAYLOAD, &mut rng).unwrap()));
+    let message = sender.encrypt(group, &PAYLOAD, &mut rng).unwrap();
+    group_bench.bench_function("decrypt 100 B", |b| {
+        b.iter_batched(|| receiver.clone(), |mut r| r.decrypt(&message).unwrap(), BatchSize::SmallInput)
+    });
+    group_bench.finish();
+}
+
 fn sealed_sender(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let trust_root = KeyPair::generate(&mut rng);
@@ -192,5 +209,5 @@ fn sealed_sender(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, session_setup, double_ratchet, sealed_sender);
+criterion_group!(benches, session_setup, double_ratchet, sender_keys, sealed_sender);
 criterion_main!(benches);

@@ -46,3 +46,7 @@ pub use sealed_sender::{
 };
 pub use fingerprint::{Fingerprint, FingerprintError, SafetyNumber, ScannableFingerprint};
 pub use padding::{pad, unpad, PaddingError};
+pub use sender_keys::{
+    DistributionId, GroupDecryptError, GroupEncryptError, SenderKeyDistributionMessage,
+    SenderKeyMessage, SenderKeyRecord,
+};
