@@ -5,10 +5,14 @@
 //!
 //! `cargo bench -p sotto-protocol --bench protocol`
 
+// Benchmark setup: a failure is a broken benchmark.
+#![allow(clippy::unwrap_used)]
+// criterion's macros generate undocumented functions.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use sotto_protocol::{DistributionId, SenderKeyRecord};
 use sotto_protocol::{
     seal_v2_multi, CertifiedSender, ContentHint, DeviceId, KeyPair, SealedContentType,
     SealedSenderV2Recipient, SenderCertificate, ServerCertificate, ServiceId,
@@ -19,6 +23,7 @@ use sotto_protocol::{
     PreKeyId, PreKeyRecord, PreKeySecrets, PreKeySignalMessage, SessionRecord, SignalMessage,
     SignedPreKeyId, SignedPreKeyRecord,
 };
+use sotto_protocol::{DistributionId, SenderKeyRecord};
 
 const NOW_MS: u64 = 1_750_000_000_000;
 const PAYLOAD: [u8; 100] = [0x42; 100];
@@ -36,7 +41,12 @@ impl Responder {
         let signed = SignedPreKeyRecord::generate(SignedPreKeyId::from(1), NOW_MS, &identity, rng);
         let one_time = PreKeyRecord::generate(PreKeyId::from(2), rng);
         let kyber = KyberPreKeyRecord::generate(KyberPreKeyId::from(3), NOW_MS, &identity, rng);
-        Self { identity, signed, one_time, kyber }
+        Self {
+            identity,
+            signed,
+            one_time,
+            kyber,
+        }
     }
 
     fn bundle(&self) -> PreKeyBundle {
@@ -45,8 +55,16 @@ impl Responder {
             1,
             *self.identity.identity_key(),
             Some((self.one_time.id(), *self.one_time.public_key())),
-            (self.signed.id(), *self.signed.public_key(), *self.signed.signature()),
-            Some((self.kyber.id(), self.kyber.public_key().clone(), *self.kyber.signature())),
+            (
+                self.signed.id(),
+                *self.signed.public_key(),
+                *self.signed.signature(),
+            ),
+            Some((
+                self.kyber.id(),
+                self.kyber.public_key().clone(),
+                *self.kyber.signature(),
+            )),
         )
     }
 
@@ -80,10 +98,21 @@ fn established(rng: &mut ChaCha20Rng) -> (SessionRecord, SessionRecord) {
     let alice_identity = IdentityKeyPair::generate(rng);
     let bob = Responder::new(rng);
     let mut alice = SessionRecord::new();
-    alice.initiate(&alice_identity, 1, &bob.bundle(), PqPolicy::RequireKyber, NOW_MS, rng).unwrap();
+    alice
+        .initiate(
+            &alice_identity,
+            1,
+            &bob.bundle(),
+            PqPolicy::RequireKyber,
+            NOW_MS,
+            rng,
+        )
+        .unwrap();
     let first = prekey_message(alice.encrypt(b"hi", NOW_MS).unwrap());
     let mut bob_record = SessionRecord::new();
-    bob_record.decrypt_prekey(&first, &bob.secrets(), rng).unwrap();
+    bob_record
+        .decrypt_prekey(&first, &bob.secrets(), rng)
+        .unwrap();
     let reply = whisper(bob_record.encrypt(b"hello", NOW_MS).unwrap());
     alice.decrypt(&reply, rng).unwrap();
     (alice, bob_record)
@@ -98,17 +127,37 @@ fn session_setup(c: &mut Criterion) {
     group.bench_function("initiator (bundle check, PQXDH, first message)", |b| {
         b.iter(|| {
             let mut record = SessionRecord::new();
-            record.initiate(&alice_identity, 1, &bundle, PqPolicy::RequireKyber, NOW_MS, &mut rng).unwrap();
+            record
+                .initiate(
+                    &alice_identity,
+                    1,
+                    &bundle,
+                    PqPolicy::RequireKyber,
+                    NOW_MS,
+                    &mut rng,
+                )
+                .unwrap();
             record.encrypt(&PAYLOAD, NOW_MS).unwrap()
         })
     });
     let mut alice = SessionRecord::new();
-    alice.initiate(&alice_identity, 1, &bundle, PqPolicy::RequireKyber, NOW_MS, &mut rng).unwrap();
+    alice
+        .initiate(
+            &alice_identity,
+            1,
+            &bundle,
+            PqPolicy::RequireKyber,
+            NOW_MS,
+            &mut rng,
+        )
+        .unwrap();
     let first = prekey_message(alice.encrypt(&PAYLOAD, NOW_MS).unwrap());
     group.bench_function("responder (PQXDH, decrypt first message)", |b| {
         b.iter(|| {
             let mut record = SessionRecord::new();
-            record.decrypt_prekey(&first, &bob.secrets(), &mut rng).unwrap()
+            record
+                .decrypt_prekey(&first, &bob.secrets(), &mut rng)
+                .unwrap()
         })
     });
     group.finish();
@@ -153,10 +202,16 @@ fn sender_keys(c: &mut Criterion) {
     let mut receiver = SenderKeyRecord::new();
     receiver.process_distribution_message(&skdm);
     let mut group_bench = c.benchmark_group("sender keys");
-    group_bench.bench_function("encrypt 100 B", |b| b.iter(|| sender.encrypt(group, &PAYLOAD, &mut rng).unwrap()));
+    group_bench.bench_function("encrypt 100 B", |b| {
+        b.iter(|| sender.encrypt(group, &PAYLOAD, &mut rng).unwrap())
+    });
     let message = sender.encrypt(group, &PAYLOAD, &mut rng).unwrap();
     group_bench.bench_function("decrypt 100 B", |b| {
-        b.iter_batched(|| receiver.clone(), |mut r| r.decrypt(&message).unwrap(), BatchSize::SmallInput)
+        b.iter_batched(
+            || receiver.clone(),
+            |mut r| r.decrypt(&message).unwrap(),
+            BatchSize::SmallInput,
+        )
     });
     group_bench.finish();
 }
@@ -166,7 +221,8 @@ fn sealed_sender(c: &mut Criterion) {
     let trust_root = KeyPair::generate(&mut rng);
     let server_key = KeyPair::generate(&mut rng);
     let sender = IdentityKeyPair::generate(&mut rng);
-    let server_certificate = ServerCertificate::new(1, server_key.public_key, &trust_root.private_key, &mut rng);
+    let server_certificate =
+        ServerCertificate::new(1, server_key.public_key, &trust_root.private_key, &mut rng);
     let certificate = SenderCertificate::new(
         CertifiedSender {
             uuid: "9d0652a3-dcc3-4d11-975f-74d61598733f".into(),
@@ -186,7 +242,9 @@ fn sealed_sender(c: &mut Criterion) {
         ContentHint::Default,
         None,
     );
-    let identities: Vec<IdentityKeyPair> = (0..1000).map(|_| IdentityKeyPair::generate(&mut rng)).collect();
+    let identities: Vec<IdentityKeyPair> = (0..1000)
+        .map(|_| IdentityKeyPair::generate(&mut rng))
+        .collect();
     let devices = [(DeviceId::from(1), 1234u32)];
     let mut group = c.benchmark_group("sealed sender v2");
     for count in [1usize, 100, 1000] {
@@ -209,5 +267,11 @@ fn sealed_sender(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, session_setup, double_ratchet, sender_keys, sealed_sender);
+criterion_group!(
+    benches,
+    session_setup,
+    double_ratchet,
+    sender_keys,
+    sealed_sender
+);
 criterion_main!(benches);

@@ -32,7 +32,10 @@ pub(crate) fn x25519_base(private: &[u8; 32]) -> [u8; 32] {
     }
 }
 
-#[cfg_attr(all(feature = "aws-lc", not(target_arch = "wasm32"), not(test)), allow(dead_code))]
+#[cfg_attr(
+    all(feature = "aws-lc", not(target_arch = "wasm32"), not(test)),
+    allow(dead_code)
+)]
 mod dalek {
     use super::MontgomeryPoint;
     use subtle::ConstantTimeEq;
@@ -55,9 +58,12 @@ mod aws_lc {
         // aws-lc accepts every 32-byte scalar and clamps it; it fails only on an all-zero
         // output, which is exactly the case we reject.
         let key = PrivateKey::from_private_key(&X25519, private).ok()?;
-        agree(&key, UnparsedPublicKey::new(&X25519, public), (), |shared| {
-            <[u8; 32]>::try_from(shared).map_err(|_| ())
-        })
+        agree(
+            &key,
+            UnparsedPublicKey::new(&X25519, public),
+            (),
+            |shared| <[u8; 32]>::try_from(shared).map_err(|_| ()),
+        )
         .ok()
     }
 
@@ -81,7 +87,9 @@ mod tests {
         let mut next = || {
             let mut out = [0u8; 32];
             for b in out.iter_mut() {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 *b = (state >> 56) as u8;
             }
             out

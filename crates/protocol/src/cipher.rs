@@ -12,11 +12,17 @@ pub(crate) fn aes_256_cbc_encrypt(plaintext: &[u8], key: &[u8; 32], iv: &[u8; 16
 
 /// Decrypts and strips the padding; `None` on a bad length or bad padding (callers turn
 /// that into their single authentication-failure variant).
-pub(crate) fn aes_256_cbc_decrypt(ciphertext: &[u8], key: &[u8; 32], iv: &[u8; 16]) -> Option<Vec<u8>> {
+pub(crate) fn aes_256_cbc_decrypt(
+    ciphertext: &[u8],
+    key: &[u8; 32],
+    iv: &[u8; 16],
+) -> Option<Vec<u8>> {
     if ciphertext.is_empty() || ciphertext.len() % 16 != 0 {
         return None;
     }
-    Aes256CbcDec::new(key.into(), iv.into()).decrypt_padded_vec_mut::<Pkcs7>(ciphertext).ok()
+    Aes256CbcDec::new(key.into(), iv.into())
+        .decrypt_padded_vec_mut::<Pkcs7>(ciphertext)
+        .ok()
 }
 
 #[cfg(test)]
@@ -31,7 +37,10 @@ mod tests {
             let pt = vec![7u8; len];
             let ct = aes_256_cbc_encrypt(&pt, &key, &iv);
             assert_eq!(ct.len(), (len / 16 + 1) * 16);
-            assert_eq!(aes_256_cbc_decrypt(&ct, &key, &iv).as_deref(), Some(&pt[..]));
+            assert_eq!(
+                aes_256_cbc_decrypt(&ct, &key, &iv).as_deref(),
+                Some(&pt[..])
+            );
             assert_eq!(aes_256_cbc_decrypt(&ct[..ct.len() - 1], &key, &iv), None);
         }
         assert_eq!(aes_256_cbc_decrypt(&[], &key, &iv), None);

@@ -45,7 +45,6 @@ pub const FINGERPRINT_ITERATIONS: u32 = 5_200;
 /// Padding block size for message content: hides lengths up to a multiple of this.
 pub const PADDING_BLOCK_SIZE: usize = 160;
 
-
 /// How long an initiator keeps sending PreKey messages without any reply before the session
 /// is considered dead (libsignal: 30 days); a new session must then be started.
 pub const MAX_UNACKNOWLEDGED_SESSION_AGE_SECS: u64 = 30 * 24 * 60 * 60;

@@ -145,10 +145,6 @@ impl PrivateKey {
         Zeroizing::new(self.0)
     }
 
-    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
         PublicKey(backend::x25519_base(&self.0))
@@ -156,7 +152,9 @@ impl PrivateKey {
 
     /// X25519 with `their` key. An all-zero result (a low-order point) is rejected.
     pub fn agree(&self, their: &PublicKey) -> Result<Zeroizing<[u8; 32]>, AgreementError> {
-        backend::x25519(&self.0, &their.0).map(Zeroizing::new).ok_or(AgreementError)
+        backend::x25519(&self.0, &their.0)
+            .map(Zeroizing::new)
+            .ok_or(AgreementError)
     }
 
     /// XEdDSA signature over the concatenation of `message` parts; draws 64 random bytes.
@@ -249,8 +247,7 @@ fn xeddsa_sign(key: &[u8; 32], message: &[&[u8]], random: &[u8; 64]) -> [u8; 64]
 }
 
 fn xeddsa_verify(public: &[u8; 32], message: &[&[u8]], signature: &[u8; 64]) -> bool {
-    let Some(cap_a_point) = MontgomeryPoint(*public).to_edwards((signature[63] & 0x80) >> 7)
-    else {
+    let Some(cap_a_point) = MontgomeryPoint(*public).to_edwards((signature[63] & 0x80) >> 7) else {
         return false;
     };
     let cap_a = cap_a_point.compress();

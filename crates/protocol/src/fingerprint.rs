@@ -77,8 +77,11 @@ impl Fingerprint {
         let remote = hash(iterations, remote_id, remote_key);
         let (local_digits, remote_digits) = (digits(&local), digits(&remote));
         let mut both = [0u8; 60];
-        let (first, second) =
-            if local_digits <= remote_digits { (local_digits, remote_digits) } else { (remote_digits, local_digits) };
+        let (first, second) = if local_digits <= remote_digits {
+            (local_digits, remote_digits)
+        } else {
+            (remote_digits, local_digits)
+        };
         both[..30].copy_from_slice(&first);
         both[30..].copy_from_slice(&second);
         let mut local_content = [0u8; SCANNABLE_LEN];
@@ -87,7 +90,11 @@ impl Fingerprint {
         remote_content.copy_from_slice(&remote[..SCANNABLE_LEN]);
         Self {
             display: SafetyNumber(both),
-            scannable: ScannableFingerprint { version, local: local_content, remote: remote_content },
+            scannable: ScannableFingerprint {
+                version,
+                local: local_content,
+                remote: remote_content,
+            },
         }
     }
 
@@ -112,7 +119,11 @@ fn hash(iterations: u32, id: &[u8], key: &IdentityKey) -> [u8; 64] {
         .finalize()
         .into();
     for _ in 1..iterations {
-        h = Sha512::new().chain_update(h).chain_update(key).finalize().into();
+        h = Sha512::new()
+            .chain_update(h)
+            .chain_update(key)
+            .finalize()
+            .into();
     }
     h
 }
@@ -139,7 +150,9 @@ impl SafetyNumber {
     /// Twelve groups of five digits, in order.
     pub fn groups(&self) -> impl Iterator<Item = &str> {
         // The bytes are ASCII digits by construction.
-        self.0.chunks_exact(5).map(|group| core::str::from_utf8(group).unwrap_or("?????"))
+        self.0
+            .chunks_exact(5)
+            .map(|group| core::str::from_utf8(group).unwrap_or("?????"))
     }
 }
 
@@ -171,8 +184,12 @@ impl ScannableFingerprint {
     pub fn serialize(&self) -> Vec<u8> {
         CombinedFingerprints {
             version: Some(self.version),
-            local_fingerprint: Some(LogicalFingerprint { content: Some(self.local.to_vec()) }),
-            remote_fingerprint: Some(LogicalFingerprint { content: Some(self.remote.to_vec()) }),
+            local_fingerprint: Some(LogicalFingerprint {
+                content: Some(self.local.to_vec()),
+            }),
+            remote_fingerprint: Some(LogicalFingerprint {
+                content: Some(self.remote.to_vec()),
+            }),
         }
         .encode_to_vec()
     }
@@ -180,10 +197,14 @@ impl ScannableFingerprint {
     /// Compares the code scanned from the other party's screen with ours: their "local" must
     /// be our "remote" and the other way round. Constant time in the contents.
     pub fn compare(&self, scanned: &[u8]) -> Result<bool, FingerprintError> {
-        let theirs = CombinedFingerprints::decode(scanned).map_err(DecodeError::protobuf("CombinedFingerprints"))?;
+        let theirs = CombinedFingerprints::decode(scanned)
+            .map_err(DecodeError::protobuf("CombinedFingerprints"))?;
         let their_version = theirs.version.unwrap_or(0);
         if their_version != self.version {
-            return Err(FingerprintError::VersionMismatch { theirs: their_version, ours: self.version });
+            return Err(FingerprintError::VersionMismatch {
+                theirs: their_version,
+                ours: self.version,
+            });
         }
         let content = |f: Option<LogicalFingerprint>| f.and_then(|f| f.content).unwrap_or_default();
         let their_local = content(theirs.local_fingerprint);
@@ -195,7 +216,9 @@ impl ScannableFingerprint {
 
 impl fmt::Debug for ScannableFingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScannableFingerprint").field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("ScannableFingerprint")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -212,9 +235,19 @@ mod tests {
 
     #[test]
     fn garbage_scans_are_errors_not_panics() {
-        let s = ScannableFingerprint { version: 2, local: [1; 32], remote: [2; 32] };
-        assert!(matches!(s.compare(&[0xff, 0xff]), Err(FingerprintError::Decode(_))));
-        assert!(matches!(s.compare(&[]), Err(FingerprintError::VersionMismatch { theirs: 0, ours: 2 })));
+        let s = ScannableFingerprint {
+            version: 2,
+            local: [1; 32],
+            remote: [2; 32],
+        };
+        assert!(matches!(
+            s.compare(&[0xff, 0xff]),
+            Err(FingerprintError::Decode(_))
+        ));
+        assert!(matches!(
+            s.compare(&[]),
+            Err(FingerprintError::VersionMismatch { theirs: 0, ours: 2 })
+        ));
         let mut swapped = s.clone();
         core::mem::swap(&mut swapped.local, &mut swapped.remote);
         assert_eq!(s.compare(&swapped.serialize()), Ok(true));

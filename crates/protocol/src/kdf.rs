@@ -22,12 +22,3 @@ pub(crate) fn hmac(key: &[u8]) -> HmacSha256 {
         Err(_) => unreachable!("HMAC takes keys of any length"),
     }
 }
-
-/// HMAC-SHA256 of the concatenated `parts`.
-pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = hmac(key);
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
-}

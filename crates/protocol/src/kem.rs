@@ -17,15 +17,31 @@ const PUBLIC_LEN: usize = 1568;
 const SECRET_LEN: usize = 3168;
 const CIPHERTEXT_LEN: usize = 1568;
 
-fn strip_type<'a>(bytes: &'a [u8], what: &'static str, len: usize) -> Result<&'a [u8], DecodeError> {
+fn strip_type<'a>(
+    bytes: &'a [u8],
+    what: &'static str,
+    len: usize,
+) -> Result<&'a [u8], DecodeError> {
     let Some((&kind, rest)) = bytes.split_first() else {
-        return Err(DecodeError::BadLength { what, expected: len + 1, actual: 0 });
+        return Err(DecodeError::BadLength {
+            what,
+            expected: len + 1,
+            actual: 0,
+        });
     };
     if kind != KYBER1024_TYPE {
-        return Err(DecodeError::BadKeyType { what, expected: KYBER1024_TYPE, actual: kind });
+        return Err(DecodeError::BadKeyType {
+            what,
+            expected: KYBER1024_TYPE,
+            actual: kind,
+        });
     }
     if rest.len() != len {
-        return Err(DecodeError::BadLength { what, expected: len + 1, actual: bytes.len() });
+        return Err(DecodeError::BadLength {
+            what,
+            expected: len + 1,
+            actual: bytes.len(),
+        });
     }
     Ok(rest)
 }
@@ -76,7 +92,11 @@ impl TryFrom<&[u8]> for KemPublicKey {
 
 impl fmt::Debug for KemPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KemPublicKey({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
+        write!(
+            f,
+            "KemPublicKey({:02x}{:02x}{:02x}{:02x}…)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
     }
 }
 

@@ -27,16 +27,14 @@ pub use address::{DeviceId, ServiceId};
 pub use consts::*;
 pub use curve::{KeyPair, PrivateKey, PublicKey};
 pub use error::{AgreementError, DecodeError};
+pub use fingerprint::{Fingerprint, FingerprintError, SafetyNumber, ScannableFingerprint};
 pub use identity::{IdentityKey, IdentityKeyPair};
 pub use kem::{KemCiphertext, KemKeyPair, KemPublicKey, KemSecretKey};
 pub use message::{CiphertextMessage, PreKeySignalMessage, SignalMessage};
+pub use padding::{pad, unpad, PaddingError};
 pub use prekey::{
     KyberPreKeyId, KyberPreKeyRecord, PreKeyBundle, PreKeyId, PreKeyRecord, SignedPreKeyId,
     SignedPreKeyRecord,
-};
-pub use session::{
-    DecryptError, EncryptError, PqPolicy, PreKeyDecryption, PreKeySecrets, SessionRecord,
-    SessionSetupError, UsedPreKeys,
 };
 pub use sealed_sender::{
     open, open_validated, seal_v1, seal_v2_multi, CertificateError, CertifiedSender, ContentHint,
@@ -44,9 +42,11 @@ pub use sealed_sender::{
     SealedSenderV2SentMessage, SenderCertificate, SentMessageRecipient, ServerCertificate,
     UnidentifiedSenderMessageContent,
 };
-pub use fingerprint::{Fingerprint, FingerprintError, SafetyNumber, ScannableFingerprint};
-pub use padding::{pad, unpad, PaddingError};
 pub use sender_keys::{
     DistributionId, GroupDecryptError, GroupEncryptError, SenderKeyDistributionMessage,
     SenderKeyMessage, SenderKeyRecord,
+};
+pub use session::{
+    DecryptError, EncryptError, PqPolicy, PreKeyDecryption, PreKeySecrets, SessionRecord,
+    SessionSetupError, UsedPreKeys,
 };

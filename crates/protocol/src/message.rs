@@ -34,7 +34,10 @@ fn check_version(byte: u8) -> Result<u8, DecodeError> {
     if version > SESSION_VERSION_PQXDH {
         return Err(DecodeError::UnknownVersion(version));
     }
-    if !matches!(byte & 0x0f, SESSION_VERSION_X3DH | CIPHERTEXT_MESSAGE_CURRENT_VERSION) {
+    if !matches!(
+        byte & 0x0f,
+        SESSION_VERSION_X3DH | CIPHERTEXT_MESSAGE_CURRENT_VERSION
+    ) {
         return Err(DecodeError::InvalidField("version"));
     }
     Ok(version)
@@ -80,7 +83,14 @@ impl SignalMessage {
         let mac = compute_mac(mac_key, sender_identity, receiver_identity, &serialized);
         serialized.extend_from_slice(&mac[..MAC_LENGTH]);
         let ciphertext = proto.ciphertext.unwrap_or_default();
-        Self { session_version, ratchet_key, counter, previous_counter, ciphertext, serialized }
+        Self {
+            session_version,
+            ratchet_key,
+            counter,
+            previous_counter,
+            ciphertext,
+            serialized,
+        }
     }
 
     /// The session version (3 or 4) from the version byte's high nibble.
@@ -149,10 +159,14 @@ impl TryFrom<&[u8]> for SignalMessage {
         let session_version = check_version(bytes[0])?;
         let proto = wire::SignalMessage::decode(&bytes[1..bytes.len() - MAC_LENGTH])
             .map_err(DecodeError::protobuf("SignalMessage"))?;
-        let ratchet_key = proto.ratchet_key.ok_or(DecodeError::MissingField("ratchet_key"))?;
+        let ratchet_key = proto
+            .ratchet_key
+            .ok_or(DecodeError::MissingField("ratchet_key"))?;
         let ratchet_key = PublicKey::try_from(&ratchet_key[..])?;
         let counter = proto.counter.ok_or(DecodeError::MissingField("counter"))?;
-        let ciphertext = proto.ciphertext.ok_or(DecodeError::MissingField("ciphertext"))?;
+        let ciphertext = proto
+            .ciphertext
+            .ok_or(DecodeError::MissingField("ciphertext"))?;
         Ok(Self {
             session_version,
             ratchet_key,
@@ -278,16 +292,27 @@ impl TryFrom<&[u8]> for PreKeySignalMessage {
         let session_version = check_version(first)?;
         let proto = wire::PreKeySignalMessage::decode(rest)
             .map_err(DecodeError::protobuf("PreKeySignalMessage"))?;
-        let base_key = proto.base_key.ok_or(DecodeError::MissingField("base_key"))?;
-        let identity_key = proto.identity_key.ok_or(DecodeError::MissingField("identity_key"))?;
+        let base_key = proto
+            .base_key
+            .ok_or(DecodeError::MissingField("base_key"))?;
+        let identity_key = proto
+            .identity_key
+            .ok_or(DecodeError::MissingField("identity_key"))?;
         let message = proto.message.ok_or(DecodeError::MissingField("message"))?;
-        let signed_pre_key_id =
-            proto.signed_pre_key_id.ok_or(DecodeError::MissingField("signed_pre_key_id"))?;
+        let signed_pre_key_id = proto
+            .signed_pre_key_id
+            .ok_or(DecodeError::MissingField("signed_pre_key_id"))?;
         let kyber = match (proto.kyber_pre_key_id, proto.kyber_ciphertext) {
-            (Some(id), Some(ct)) => Some((KyberPreKeyId::from(id), KemCiphertext::try_from(&ct[..])?)),
+            (Some(id), Some(ct)) => {
+                Some((KyberPreKeyId::from(id), KemCiphertext::try_from(&ct[..])?))
+            }
             (None, None) if session_version <= SESSION_VERSION_X3DH => None,
             (None, None) => return Err(DecodeError::MissingField("kyber_ciphertext")),
-            _ => return Err(DecodeError::InvalidField("kyber_pre_key_id/kyber_ciphertext")),
+            _ => {
+                return Err(DecodeError::InvalidField(
+                    "kyber_pre_key_id/kyber_ciphertext",
+                ))
+            }
         };
         if kyber.is_some() && session_version < SESSION_VERSION_PQXDH {
             return Err(DecodeError::InvalidField("kyber_ciphertext"));

@@ -78,7 +78,10 @@ pub struct PreKeyRecord {
 impl PreKeyRecord {
     /// Draws a fresh one-time prekey.
     pub fn generate<R: CryptoRng + ?Sized>(id: PreKeyId, rng: &mut R) -> Self {
-        Self { id, key_pair: KeyPair::generate(rng) }
+        Self {
+            id,
+            key_pair: KeyPair::generate(rng),
+        }
     }
 
     /// Builds a record from existing key material.
@@ -115,12 +118,16 @@ impl TryFrom<&[u8]> for PreKeyRecord {
     type Error = DecodeError;
 
     fn try_from(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let proto = PreKeyRecordStructure::decode(bytes).map_err(DecodeError::protobuf("PreKeyRecord"))?;
+        let proto =
+            PreKeyRecordStructure::decode(bytes).map_err(DecodeError::protobuf("PreKeyRecord"))?;
         let key_pair = KeyPair::from_private(private_from(&proto.private_key)?);
         if key_pair.public_key != PublicKey::try_from(&proto.public_key[..])? {
             return Err(DecodeError::InvalidField("public_key"));
         }
-        Ok(Self { id: proto.id.into(), key_pair })
+        Ok(Self {
+            id: proto.id.into(),
+            key_pair,
+        })
     }
 }
 
@@ -143,7 +150,12 @@ impl SignedPreKeyRecord {
     ) -> Self {
         let key_pair = KeyPair::generate(rng);
         let signature = identity.sign(&[&key_pair.public_key.serialize()], rng);
-        Self { id, timestamp_ms, key_pair, signature }
+        Self {
+            id,
+            timestamp_ms,
+            key_pair,
+            signature,
+        }
     }
 
     /// The prekey id.
@@ -221,7 +233,12 @@ impl KyberPreKeyRecord {
     ) -> Self {
         let key_pair = KemKeyPair::generate(rng);
         let signature = identity.sign(&[&key_pair.public_key.serialize()], rng);
-        Self { id, timestamp_ms, key_pair, signature }
+        Self {
+            id,
+            timestamp_ms,
+            key_pair,
+            signature,
+        }
     }
 
     /// The prekey id.
@@ -301,7 +318,14 @@ impl PreKeyBundle {
         signed_pre_key: (SignedPreKeyId, PublicKey, [u8; 64]),
         kyber_pre_key: Option<(KyberPreKeyId, KemPublicKey, [u8; 64])>,
     ) -> Self {
-        Self { registration_id, device_id, identity_key, pre_key, signed_pre_key, kyber_pre_key }
+        Self {
+            registration_id,
+            device_id,
+            identity_key,
+            pre_key,
+            signed_pre_key,
+            kyber_pre_key,
+        }
     }
 
     /// The device's registration id.
@@ -351,12 +375,18 @@ impl PreKeyBundle {
             device_id: self.device_id,
             identity_key: self.identity_key.serialize().to_vec(),
             pre_key_id: self.pre_key.as_ref().map(|(id, _)| id.0),
-            pre_key_public: self.pre_key.as_ref().map(|(_, key)| key.serialize().to_vec()),
+            pre_key_public: self
+                .pre_key
+                .as_ref()
+                .map(|(_, key)| key.serialize().to_vec()),
             signed_pre_key_id: self.signed_pre_key.0 .0,
             signed_pre_key_public: self.signed_pre_key.1.serialize().to_vec(),
             signed_pre_key_signature: self.signed_pre_key.2.to_vec(),
             kyber_pre_key_id: self.kyber_pre_key.as_ref().map(|(id, _, _)| id.0),
-            kyber_pre_key_public: self.kyber_pre_key.as_ref().map(|(_, key, _)| key.serialize()),
+            kyber_pre_key_public: self
+                .kyber_pre_key
+                .as_ref()
+                .map(|(_, key, _)| key.serialize()),
             kyber_pre_key_signature: self.kyber_pre_key.as_ref().map(|(_, _, sig)| sig.to_vec()),
         }
         .encode_to_vec()
@@ -373,7 +403,11 @@ impl TryFrom<&[u8]> for PreKeyBundle {
             (None, None) => None,
             _ => return Err(DecodeError::InvalidField("pre_key")),
         };
-        let kyber_pre_key = match (p.kyber_pre_key_id, p.kyber_pre_key_public, p.kyber_pre_key_signature) {
+        let kyber_pre_key = match (
+            p.kyber_pre_key_id,
+            p.kyber_pre_key_public,
+            p.kyber_pre_key_signature,
+        ) {
             (Some(id), Some(key), Some(sig)) => Some((
                 KyberPreKeyId(id),
                 KemPublicKey::try_from(&key[..])?,

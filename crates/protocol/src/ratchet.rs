@@ -34,7 +34,12 @@ impl RootKey {
     ) -> Result<(RootKey, ChainKey), AgreementError> {
         let shared = our_ratchet_key.agree(their_ratchet_key)?;
         let mut okm = Zeroizing::new([0u8; 64]);
-        hkdf(Some(&self.0), shared.as_ref(), &[b"WhisperRatchet"], okm.as_mut());
+        hkdf(
+            Some(&self.0),
+            shared.as_ref(),
+            &[b"WhisperRatchet"],
+            okm.as_mut(),
+        );
         Ok(derive_root_and_chain(&okm))
     }
 }
@@ -80,29 +85,23 @@ impl ChainKey {
         let mut next_mac = mac;
         next_mac.update(&[CHAIN_KEY_SEED]);
         Some((
-            MessageKeySeed { seed: seed_mac.finalize().into_bytes().into(), index: self.index },
-            ChainKey { key: next_mac.finalize().into_bytes().into(), index: next_index },
+            MessageKeySeed {
+                seed: seed_mac.finalize().into_bytes().into(),
+                index: self.index,
+            },
+            ChainKey {
+                key: next_mac.finalize().into_bytes().into(),
+                index: next_index,
+            },
         ))
-    }
-
-    /// The chain key for the next index.
-    pub(crate) fn next(&self) -> ChainKey {
-        let mut mac = hmac(&self.key);
-        mac.update(&[CHAIN_KEY_SEED]);
-        ChainKey { key: mac.finalize().into_bytes().into(), index: self.index + 1 }
-    }
-
-    /// The message key seed for this index.
-    pub(crate) fn message_key_seed(&self) -> MessageKeySeed {
-        let mut mac = hmac(&self.key);
-        mac.update(&[MESSAGE_KEY_SEED]);
-        MessageKeySeed { seed: mac.finalize().into_bytes().into(), index: self.index }
     }
 }
 
 impl fmt::Debug for ChainKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChainKey").field("index", &self.index).finish_non_exhaustive()
+        f.debug_struct("ChainKey")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
     }
 }
 
@@ -131,7 +130,11 @@ impl MessageKeySeed {
     pub(crate) fn derive(&self) -> MessageKeys {
         let mut okm = Zeroizing::new([0u8; 80]);
         hkdf(None, &self.seed, &[b"WhisperMessageKeys"], okm.as_mut());
-        let mut keys = MessageKeys { cipher_key: [0; 32], mac_key: [0; 32], iv: [0; 16] };
+        let mut keys = MessageKeys {
+            cipher_key: [0; 32],
+            mac_key: [0; 32],
+            iv: [0; 16],
+        };
         keys.cipher_key.copy_from_slice(&okm[..32]);
         keys.mac_key.copy_from_slice(&okm[32..64]);
         keys.iv.copy_from_slice(&okm[64..]);

@@ -137,7 +137,9 @@ impl SenderKeyMessage {
     }
 
     fn verify_signature(&self, key: &PublicKey) -> bool {
-        let (signed, signature) = self.serialized.split_at(self.serialized.len() - SIGNATURE_LENGTH);
+        let (signed, signature) = self
+            .serialized
+            .split_at(self.serialized.len() - SIGNATURE_LENGTH);
         key.verify_signature(&[signed], signature)
     }
 }
@@ -154,9 +156,15 @@ impl TryFrom<&[u8]> for SenderKeyMessage {
             .map_err(DecodeError::protobuf("SenderKeyMessage"))?;
         Ok(Self {
             distribution_id: distribution_id_from(proto.distribution_uuid)?,
-            chain_id: proto.chain_id.ok_or(DecodeError::MissingField("chain_id"))?,
-            iteration: proto.iteration.ok_or(DecodeError::MissingField("iteration"))?,
-            ciphertext: proto.ciphertext.ok_or(DecodeError::MissingField("ciphertext"))?,
+            chain_id: proto
+                .chain_id
+                .ok_or(DecodeError::MissingField("chain_id"))?,
+            iteration: proto
+                .iteration
+                .ok_or(DecodeError::MissingField("iteration"))?,
+            ciphertext: proto
+                .ciphertext
+                .ok_or(DecodeError::MissingField("ciphertext"))?,
             serialized: bytes.to_vec(),
         })
     }
@@ -175,7 +183,13 @@ pub struct SenderKeyDistributionMessage {
 }
 
 impl SenderKeyDistributionMessage {
-    fn new(distribution_id: DistributionId, chain_id: u32, iteration: u32, chain_key: [u8; 32], signing_key: PublicKey) -> Self {
+    fn new(
+        distribution_id: DistributionId,
+        chain_id: u32,
+        iteration: u32,
+        chain_key: [u8; 32],
+        signing_key: PublicKey,
+    ) -> Self {
         let proto = wire::SenderKeyDistributionMessage {
             distribution_uuid: Some(distribution_id.0.to_vec()),
             chain_id: Some(chain_id),
@@ -186,7 +200,14 @@ impl SenderKeyDistributionMessage {
         let mut serialized = Zeroizing::new(Vec::with_capacity(1 + proto.encoded_len()));
         serialized.push(version_byte());
         proto.encode_raw(&mut *serialized);
-        Self { distribution_id, chain_id, iteration, chain_key: Zeroizing::new(chain_key), signing_key, serialized }
+        Self {
+            distribution_id,
+            chain_id,
+            iteration,
+            chain_key: Zeroizing::new(chain_key),
+            signing_key,
+            serialized,
+        }
     }
 
     /// The group's distribution id.
@@ -225,17 +246,26 @@ impl TryFrom<&[u8]> for SenderKeyDistributionMessage {
         check_version(first)?;
         let proto = wire::SenderKeyDistributionMessage::decode(rest)
             .map_err(DecodeError::protobuf("SenderKeyDistributionMessage"))?;
-        let chain_key = proto.chain_key.ok_or(DecodeError::MissingField("chain_key"))?;
-        let chain_key = <[u8; 32]>::try_from(&chain_key[..]).map_err(|_| DecodeError::BadLength {
-            what: "chain key",
-            expected: 32,
-            actual: chain_key.len(),
-        })?;
-        let signing_key = proto.signing_key.ok_or(DecodeError::MissingField("signing_key"))?;
+        let chain_key = proto
+            .chain_key
+            .ok_or(DecodeError::MissingField("chain_key"))?;
+        let chain_key =
+            <[u8; 32]>::try_from(&chain_key[..]).map_err(|_| DecodeError::BadLength {
+                what: "chain key",
+                expected: 32,
+                actual: chain_key.len(),
+            })?;
+        let signing_key = proto
+            .signing_key
+            .ok_or(DecodeError::MissingField("signing_key"))?;
         Ok(Self {
             distribution_id: distribution_id_from(proto.distribution_uuid)?,
-            chain_id: proto.chain_id.ok_or(DecodeError::MissingField("chain_id"))?,
-            iteration: proto.iteration.ok_or(DecodeError::MissingField("iteration"))?,
+            chain_id: proto
+                .chain_id
+                .ok_or(DecodeError::MissingField("chain_id"))?,
+            iteration: proto
+                .iteration
+                .ok_or(DecodeError::MissingField("iteration"))?,
             chain_key: Zeroizing::new(chain_key),
             signing_key: PublicKey::try_from(&signing_key[..])?,
             serialized: Zeroizing::new(bytes.to_vec()),
@@ -321,15 +351,25 @@ impl SenderKeyState {
         SenderKeyStateStructure {
             message_version: SENDERKEY_MESSAGE_VERSION.into(),
             chain_id: self.chain_id,
-            sender_chain_key: Some(SenderChainKey { iteration: self.chain_key.index(), seed: self.chain_key.key().to_vec() }),
+            sender_chain_key: Some(SenderChainKey {
+                iteration: self.chain_key.index(),
+                seed: self.chain_key.key().to_vec(),
+            }),
             sender_signing_key: Some(SenderSigningKey {
                 public: self.signing_public.serialize().to_vec(),
-                private: self.signing_private.as_ref().map(|k| k.to_bytes().to_vec()).unwrap_or_default(),
+                private: self
+                    .signing_private
+                    .as_ref()
+                    .map(|k| k.to_bytes().to_vec())
+                    .unwrap_or_default(),
             }),
             sender_message_keys: self
                 .skipped
                 .iter()
-                .map(|k| SenderMessageKey { iteration: k.index(), seed: k.seed().to_vec() })
+                .map(|k| SenderMessageKey {
+                    iteration: k.index(),
+                    seed: k.seed().to_vec(),
+                })
                 .collect(),
         }
     }
@@ -338,8 +378,12 @@ impl SenderKeyState {
         if p.message_version != u32::from(SENDERKEY_MESSAGE_VERSION) {
             return Err(DecodeError::UnknownVersion(p.message_version.min(255) as u8));
         }
-        let chain = p.sender_chain_key.ok_or(DecodeError::MissingField("sender_chain_key"))?;
-        let signing = p.sender_signing_key.ok_or(DecodeError::MissingField("sender_signing_key"))?;
+        let chain = p
+            .sender_chain_key
+            .ok_or(DecodeError::MissingField("sender_chain_key"))?;
+        let signing = p
+            .sender_signing_key
+            .ok_or(DecodeError::MissingField("sender_signing_key"))?;
         let signing_public = PublicKey::try_from(&signing.public[..])?;
         let signing_private = match signing.private.len() {
             0 => None,
@@ -362,7 +406,12 @@ impl SenderKeyState {
             skipped: p
                 .sender_message_keys
                 .into_iter()
-                .map(|k| Ok(MessageKeySeed::new(array32(&k.seed, "sender message key")?, k.iteration)))
+                .map(|k| {
+                    Ok(MessageKeySeed::new(
+                        array32(&k.seed, "sender message key")?,
+                        k.iteration,
+                    ))
+                })
                 .collect::<Result<_, DecodeError>>()?,
         })
     }
@@ -373,12 +422,19 @@ impl SenderKeyState {
         if current > iteration {
             return match self.skipped.iter().position(|k| k.index() == iteration) {
                 Some(position) => Ok(self.skipped.remove(position)),
-                None => Err(GroupDecryptError::Duplicate { chain_iteration: current, iteration }),
+                None => Err(GroupDecryptError::Duplicate {
+                    chain_iteration: current,
+                    iteration,
+                }),
             };
         }
         let jump = iteration - current;
         if jump > MAX_FORWARD_JUMPS {
-            return Err(GroupDecryptError::TooFarInFuture { iteration, jump, limit: MAX_FORWARD_JUMPS });
+            return Err(GroupDecryptError::TooFarInFuture {
+                iteration,
+                jump,
+                limit: MAX_FORWARD_JUMPS,
+            });
         }
         let mut chain_key = self.chain_key.clone();
         while chain_key.index() < iteration {
@@ -396,7 +452,11 @@ impl SenderKeyState {
 }
 
 fn array32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], DecodeError> {
-    <[u8; 32]>::try_from(bytes).map_err(|_| DecodeError::BadLength { what, expected: 32, actual: bytes.len() })
+    <[u8; 32]>::try_from(bytes).map_err(|_| DecodeError::BadLength {
+        what,
+        expected: 32,
+        actual: bytes.len(),
+    })
 }
 
 /// HKDF(no salt, seed, `WhisperGroup`, 48) → IV (16) | AES-256 key (32).
@@ -422,7 +482,10 @@ pub struct SenderKeyRecord {
 impl fmt::Debug for SenderKeyRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SenderKeyRecord")
-            .field("chain_ids", &self.states.iter().map(|s| s.chain_id).collect::<Vec<_>>())
+            .field(
+                "chain_ids",
+                &self.states.iter().map(|s| s.chain_id).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -449,9 +512,17 @@ impl SenderKeyRecord {
                 *byte = rng.next_u32() as u8;
             }
             let signing = KeyPair::generate(rng);
-            self.add_state(chain_id, ChainKey::new(chain_key, 0), signing.public_key, Some(signing.private_key));
+            self.add_state(
+                chain_id,
+                ChainKey::new(chain_key, 0),
+                signing.public_key,
+                Some(signing.private_key),
+            );
         }
-        let state = self.states.front().ok_or(GroupEncryptError::NoSenderKeyState)?;
+        let state = self
+            .states
+            .front()
+            .ok_or(GroupEncryptError::NoSenderKeyState)?;
         if state.signing_private.is_none() {
             return Err(GroupEncryptError::NotOurChain);
         }
@@ -488,14 +559,26 @@ impl SenderKeyRecord {
         );
     }
 
-    fn add_state(&mut self, chain_id: u32, chain_key: ChainKey, signing_public: PublicKey, signing_private: Option<PrivateKey>) {
+    fn add_state(
+        &mut self,
+        chain_id: u32,
+        chain_key: ChainKey,
+        signing_public: PublicKey,
+        signing_private: Option<PrivateKey>,
+    ) {
         let existing = self
             .states
             .iter()
             .position(|s| s.chain_id == chain_id && s.signing_public == signing_public)
             .and_then(|i| self.states.remove(i));
         self.states.retain(|s| s.chain_id != chain_id);
-        let state = existing.unwrap_or(SenderKeyState { chain_id, chain_key, signing_public, signing_private, skipped: Vec::new() });
+        let state = existing.unwrap_or(SenderKeyState {
+            chain_id,
+            chain_key,
+            signing_public,
+            signing_private,
+            skipped: Vec::new(),
+        });
         while self.states.len() >= MAX_SENDER_KEY_STATES {
             self.states.pop_back();
         }
@@ -509,9 +592,18 @@ impl SenderKeyRecord {
         plaintext: &[u8],
         rng: &mut R,
     ) -> Result<SenderKeyMessage, GroupEncryptError> {
-        let state = self.states.front_mut().ok_or(GroupEncryptError::NoSenderKeyState)?;
-        let signing_key = state.signing_private.as_ref().ok_or(GroupEncryptError::NotOurChain)?;
-        let (seed, next) = state.chain_key.step().ok_or(GroupEncryptError::ChainExhausted)?;
+        let state = self
+            .states
+            .front_mut()
+            .ok_or(GroupEncryptError::NoSenderKeyState)?;
+        let signing_key = state
+            .signing_private
+            .as_ref()
+            .ok_or(GroupEncryptError::NotOurChain)?;
+        let (seed, next) = state
+            .chain_key
+            .step()
+            .ok_or(GroupEncryptError::ChainExhausted)?;
         let (iv, key) = group_message_keys(&seed);
         let ciphertext = aes_256_cbc_encrypt(plaintext, &key, &iv);
         let proto = wire::SenderKeyMessage {
@@ -541,22 +633,27 @@ impl SenderKeyRecord {
             .states
             .iter()
             .position(|s| s.chain_id == message.chain_id)
-            .ok_or(GroupDecryptError::NoSenderKeyState { chain_id: message.chain_id })?;
+            .ok_or(GroupDecryptError::NoSenderKeyState {
+                chain_id: message.chain_id,
+            })?;
         let mut state = self.states[index].clone();
         if !message.verify_signature(&state.signing_public) {
             return Err(GroupDecryptError::BadSignature);
         }
         let seed = state.message_key(message.iteration)?;
         let (iv, key) = group_message_keys(&seed);
-        let plaintext = aes_256_cbc_decrypt(&message.ciphertext, &key, &iv).ok_or(GroupDecryptError::Authentication)?;
+        let plaintext = aes_256_cbc_decrypt(&message.ciphertext, &key, &iv)
+            .ok_or(GroupDecryptError::Authentication)?;
         self.states[index] = state;
         Ok(plaintext)
     }
 
     /// libsignal's `SenderKeyRecordStructure` protobuf.
     pub fn serialize(&self) -> Vec<u8> {
-        SenderKeyRecordStructure { sender_key_states: self.states.iter().map(SenderKeyState::to_proto).collect() }
-            .encode_to_vec()
+        SenderKeyRecordStructure {
+            sender_key_states: self.states.iter().map(SenderKeyState::to_proto).collect(),
+        }
+        .encode_to_vec()
     }
 }
 
@@ -564,12 +661,17 @@ impl TryFrom<&[u8]> for SenderKeyRecord {
     type Error = DecodeError;
 
     fn try_from(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let proto = SenderKeyRecordStructure::decode(bytes).map_err(DecodeError::protobuf("SenderKeyRecord"))?;
+        let proto = SenderKeyRecordStructure::decode(bytes)
+            .map_err(DecodeError::protobuf("SenderKeyRecord"))?;
         if proto.sender_key_states.len() > MAX_SENDER_KEY_STATES {
             return Err(DecodeError::InvalidField("sender_key_states"));
         }
         Ok(Self {
-            states: proto.sender_key_states.into_iter().map(SenderKeyState::from_proto).collect::<Result<_, _>>()?,
+            states: proto
+                .sender_key_states
+                .into_iter()
+                .map(SenderKeyState::from_proto)
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -580,12 +682,24 @@ mod tests {
 
     #[test]
     fn parsers_reject_bad_input() {
-        assert_eq!(SenderKeyMessage::try_from(&[0x33; 64][..]).unwrap_err(), DecodeError::TooShort("SenderKeyMessage"));
-        assert_eq!(SenderKeyMessage::try_from(&[0x23; 80][..]).unwrap_err(), DecodeError::LegacyVersion(2));
-        assert_eq!(SenderKeyMessage::try_from(&[0x43; 80][..]).unwrap_err(), DecodeError::UnknownVersion(4));
+        assert_eq!(
+            SenderKeyMessage::try_from(&[0x33; 64][..]).unwrap_err(),
+            DecodeError::TooShort("SenderKeyMessage")
+        );
+        assert_eq!(
+            SenderKeyMessage::try_from(&[0x23; 80][..]).unwrap_err(),
+            DecodeError::LegacyVersion(2)
+        );
+        assert_eq!(
+            SenderKeyMessage::try_from(&[0x43; 80][..]).unwrap_err(),
+            DecodeError::UnknownVersion(4)
+        );
         assert!(SenderKeyDistributionMessage::try_from(&[][..]).is_err());
         assert!(SenderKeyDistributionMessage::try_from(&[0x33, 0x0a, 0x01, 0x00][..]).is_err());
         assert!(SenderKeyRecord::try_from(&[0xff, 0xff][..]).is_err());
-        assert_eq!(DistributionId::from_bytes([0xab; 16]).to_string(), "abababab-abab-abab-abab-abababababab");
+        assert_eq!(
+            DistributionId::from_bytes([0xab; 16]).to_string(),
+            "abababab-abab-abab-abab-abababababab"
+        );
     }
 }

@@ -39,19 +39,27 @@ impl ReplayRng {
                         let words = hex_field(entry, "words_le");
                         assert_eq!(words.len() % 4, 0, "words_le length");
                         for w in words.chunks_exact(4) {
-                            draws.push_back(Draw::Word(u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+                            draws.push_back(Draw::Word(u32::from_le_bytes([
+                                w[0], w[1], w[2], w[3],
+                            ])));
                         }
                     }
                     other => panic!("unknown draw kind {other:?}"),
                 }
             }
         }
-        Self { draws, what: what.into() }
+        Self {
+            draws,
+            what: what.into(),
+        }
     }
 
     /// An RNG with no draws at all: for operations that must be deterministic.
     pub fn empty(what: impl Into<String>) -> Self {
-        Self { draws: VecDeque::new(), what: what.into() }
+        Self {
+            draws: VecDeque::new(),
+            what: what.into(),
+        }
     }
 
     /// Panics unless every recorded draw was consumed.
@@ -75,12 +83,18 @@ impl rand_core::RngCore for ReplayRng {
     fn next_u32(&mut self) -> u32 {
         match self.draws.pop_front() {
             Some(Draw::Word(w)) => w,
-            other => panic!("{}: next_u32 called but the next recorded draw is {other:?}", self.what),
+            other => panic!(
+                "{}: next_u32 called but the next recorded draw is {other:?}",
+                self.what
+            ),
         }
     }
 
     fn next_u64(&mut self) -> u64 {
-        panic!("{}: next_u64 called; libsignal never draws u64s in the transcripts", self.what)
+        panic!(
+            "{}: next_u64 called; libsignal never draws u64s in the transcripts",
+            self.what
+        )
     }
 
     fn fill_bytes(&mut self, dst: &mut [u8]) {

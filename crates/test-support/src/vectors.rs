@@ -33,16 +33,27 @@ pub fn dir() -> PathBuf {
 /// The transcripts whose file name starts with `prefix` (e.g. `"a_"`), parsed. Panics when
 /// none is found or one is missing or unreadable.
 pub fn load_scenario(prefix: &str) -> Vec<(String, Value)> {
-    let names: Vec<&str> = FILES.iter().copied().filter(|f| f.starts_with(prefix)).collect();
+    let names: Vec<&str> = FILES
+        .iter()
+        .copied()
+        .filter(|f| f.starts_with(prefix))
+        .collect();
     assert!(!names.is_empty(), "no transcript named {prefix}*");
-    names.into_iter().map(|name| (name.to_owned(), load(name))).collect()
+    names
+        .into_iter()
+        .map(|name| (name.to_owned(), load(name)))
+        .collect()
 }
 
 /// One transcript, parsed. Panics when it is missing: a missing vector is a failure.
 pub fn load(name: &str) -> Value {
     let path = dir().join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("vector file {} is missing or unreadable: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "vector file {} is missing or unreadable: {e}",
+            path.display()
+        )
+    });
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("vector file {name} is not JSON: {e}"))
 }
 

@@ -21,7 +21,11 @@ const LABEL_X3DH: &[u8] = b"WhisperText";
 const LABEL_PQXDH: &[u8] = b"WhisperText_X25519_SHA-256_CRYSTALS-KYBER-1024";
 
 fn derive_keys(version: u8, secret: &[u8]) -> (RootKey, ChainKey) {
-    let label = if version == SESSION_VERSION_PQXDH { LABEL_PQXDH } else { LABEL_X3DH };
+    let label = if version == SESSION_VERSION_PQXDH {
+        LABEL_PQXDH
+    } else {
+        LABEL_X3DH
+    };
     let mut okm = Zeroizing::new([0u8; 64]);
     hkdf(None, secret, &[label], okm.as_mut());
     derive_root_and_chain(&okm)
@@ -47,8 +51,18 @@ pub(crate) fn initialize_alice<R: CryptoRng + ?Sized>(
     let mut secret = Zeroizing::new(Vec::with_capacity(32 * 6));
     secret.extend_from_slice(&[0xff; 32]);
     secret.extend_from_slice(p.our_identity.agree(p.their_signed_pre_key)?.as_ref());
-    secret.extend_from_slice(p.our_base_key.private_key.agree(p.their_identity.public_key())?.as_ref());
-    secret.extend_from_slice(p.our_base_key.private_key.agree(p.their_signed_pre_key)?.as_ref());
+    secret.extend_from_slice(
+        p.our_base_key
+            .private_key
+            .agree(p.their_identity.public_key())?
+            .as_ref(),
+    );
+    secret.extend_from_slice(
+        p.our_base_key
+            .private_key
+            .agree(p.their_signed_pre_key)?
+            .as_ref(),
+    );
     if let Some(one_time) = p.their_one_time_pre_key {
         secret.extend_from_slice(p.our_base_key.private_key.agree(one_time)?.as_ref());
     }
@@ -57,7 +71,11 @@ pub(crate) fn initialize_alice<R: CryptoRng + ?Sized>(
         secret.extend_from_slice(shared.as_ref());
         ciphertext
     });
-    let version = if kyber_ciphertext.is_some() { SESSION_VERSION_PQXDH } else { SESSION_VERSION_X3DH };
+    let version = if kyber_ciphertext.is_some() {
+        SESSION_VERSION_PQXDH
+    } else {
+        SESSION_VERSION_X3DH
+    };
     let (root_key, chain_key) = derive_keys(version, &secret);
     // Bob's signed prekey is his first ratchet key: Alice can already step the root key.
     let (sending_root, sending_chain) =
@@ -68,7 +86,10 @@ pub(crate) fn initialize_alice<R: CryptoRng + ?Sized>(
         remote_identity: *p.their_identity,
         root_key: sending_root,
         previous_counter: 0,
-        sender_chain: SenderChain { ratchet: sending_ratchet, chain_key: sending_chain },
+        sender_chain: SenderChain {
+            ratchet: sending_ratchet,
+            chain_key: sending_chain,
+        },
         receiver_chains: Vec::new(),
         pending_pre_key: None,
         remote_registration_id: 0,
@@ -93,9 +114,19 @@ pub(crate) struct BobParameters<'a> {
 pub(crate) fn initialize_bob(p: &BobParameters<'_>) -> Result<SessionState, AgreementError> {
     let mut secret = Zeroizing::new(Vec::with_capacity(32 * 6));
     secret.extend_from_slice(&[0xff; 32]);
-    secret.extend_from_slice(p.our_signed_pre_key.private_key.agree(p.their_identity.public_key())?.as_ref());
+    secret.extend_from_slice(
+        p.our_signed_pre_key
+            .private_key
+            .agree(p.their_identity.public_key())?
+            .as_ref(),
+    );
     secret.extend_from_slice(p.our_identity.agree(p.their_base_key)?.as_ref());
-    secret.extend_from_slice(p.our_signed_pre_key.private_key.agree(p.their_base_key)?.as_ref());
+    secret.extend_from_slice(
+        p.our_signed_pre_key
+            .private_key
+            .agree(p.their_base_key)?
+            .as_ref(),
+    );
     if let Some(one_time) = p.our_one_time_pre_key {
         secret.extend_from_slice(one_time.private_key.agree(p.their_base_key)?.as_ref());
     }
@@ -113,7 +144,10 @@ pub(crate) fn initialize_bob(p: &BobParameters<'_>) -> Result<SessionState, Agre
         remote_identity: *p.their_identity,
         root_key,
         previous_counter: 0,
-        sender_chain: SenderChain { ratchet: p.our_signed_pre_key.clone(), chain_key },
+        sender_chain: SenderChain {
+            ratchet: p.our_signed_pre_key.clone(),
+            chain_key,
+        },
         receiver_chains: Vec::new(),
         pending_pre_key: None,
         remote_registration_id: 0,

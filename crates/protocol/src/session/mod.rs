@@ -17,7 +17,9 @@ use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 use crate::cipher::{aes_256_cbc_decrypt, aes_256_cbc_encrypt};
-use crate::consts::{ARCHIVED_STATES_MAX_LENGTH, MAX_FORWARD_JUMPS, MAX_UNACKNOWLEDGED_SESSION_AGE_SECS};
+use crate::consts::{
+    ARCHIVED_STATES_MAX_LENGTH, MAX_FORWARD_JUMPS, MAX_UNACKNOWLEDGED_SESSION_AGE_SECS,
+};
 use crate::curve::{KeyPair, PublicKey};
 use crate::error::{AgreementError, DecodeError};
 use crate::identity::{IdentityKey, IdentityKeyPair};
@@ -175,12 +177,20 @@ pub struct UsedPreKeys {
 }
 
 /// The result of decrypting a `PreKeySignalMessage`.
-#[derive(Debug)]
 pub struct PreKeyDecryption {
     /// The plaintext.
     pub plaintext: Vec<u8>,
     /// Set when the message started a new session; `None` when it belonged to one we had.
     pub used_pre_keys: Option<UsedPreKeys>,
+}
+
+impl core::fmt::Debug for PreKeyDecryption {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PreKeyDecryption")
+            .field("plaintext_len", &self.plaintext.len())
+            .field("used_pre_keys", &self.used_pre_keys)
+            .finish()
+    }
 }
 
 /// All sessions with one peer device: the current one and archived ones.
@@ -258,7 +268,10 @@ impl SessionRecord {
     ) -> Result<(), SessionSetupError> {
         let their_identity = bundle.identity_key();
         let (signed_id, signed_key) = bundle.signed_pre_key();
-        if !their_identity.verify_signature(&[&signed_key.serialize()], bundle.signed_pre_key_signature()) {
+        if !their_identity.verify_signature(
+            &[&signed_key.serialize()],
+            bundle.signed_pre_key_signature(),
+        ) {
             return Err(SessionSetupError::BadSignedPreKeySignature);
         }
         let kyber = match (bundle.kyber_pre_key(), bundle.kyber_pre_key_signature()) {
@@ -268,7 +281,9 @@ impl SessionRecord {
                 }
                 Some((id, key))
             }
-            _ if policy == PqPolicy::RequireKyber => return Err(SessionSetupError::MissingKyberPreKey),
+            _ if policy == PqPolicy::RequireKyber => {
+                return Err(SessionSetupError::MissingKyberPreKey)
+            }
             _ => None,
         };
         let base_key = KeyPair::generate(rng);
@@ -298,14 +313,28 @@ impl SessionRecord {
 
     /// Encrypts `plaintext` on the current sending chain. Deterministic: no randomness is
     /// drawn (the IV comes from the message key).
-    pub fn encrypt(&mut self, plaintext: &[u8], now_ms: u64) -> Result<CiphertextMessage, EncryptError> {
+    pub fn encrypt(
+        &mut self,
+        plaintext: &[u8],
+        now_ms: u64,
+    ) -> Result<CiphertextMessage, EncryptError> {
         let state = self.current.as_mut().ok_or(EncryptError::NoSession)?;
         if let Some(pending) = &state.pending_pre_key {
-            if pending.timestamp_secs.saturating_add(MAX_UNACKNOWLEDGED_SESSION_AGE_SECS) < now_ms / 1000 {
-                return Err(EncryptError::SessionExpired { max_age_secs: MAX_UNACKNOWLEDGED_SESSION_AGE_SECS });
+            if pending
+                .timestamp_secs
+                .saturating_add(MAX_UNACKNOWLEDGED_SESSION_AGE_SECS)
+                < now_ms / 1000
+            {
+                return Err(EncryptError::SessionExpired {
+                    max_age_secs: MAX_UNACKNOWLEDGED_SESSION_AGE_SECS,
+                });
             }
         }
-        let (seed, next_chain_key) = state.sender_chain.chain_key.step().ok_or(EncryptError::ChainExhausted)?;
+        let (seed, next_chain_key) = state
+            .sender_chain
+            .chain_key
+            .step()
+            .ok_or(EncryptError::ChainExhausted)?;
         let keys = seed.derive();
         let ciphertext = aes_256_cbc_encrypt(plaintext, &keys.cipher_key, &keys.iv);
         let message = SignalMessage::new(
@@ -409,14 +438,18 @@ impl SessionRecord {
             }
             None => self.promote_state(state),
         }
-        Ok(PreKeyDecryption { plaintext, used_pre_keys })
+        Ok(PreKeyDecryption {
+            plaintext,
+            used_pre_keys,
+        })
     }
 
     /// `Some(None)`: the current session matches; `Some(Some(i))`: archived session `i`.
     fn matching_session(&self, message: &PreKeySignalMessage) -> Option<Option<usize>> {
         let base_key = message.base_key().serialize();
         let matches = |s: &SessionState| {
-            s.version == message.message_version() && bool::from(s.alice_base_key.serialize().ct_eq(&base_key))
+            s.version == message.message_version()
+                && bool::from(s.alice_base_key.serialize().ct_eq(&base_key))
         };
         if self.current.as_ref().is_some_and(matches) {
             return Some(None);
@@ -443,12 +476,16 @@ impl SessionRecord {
 
     /// Loads a record from libsignal's storage format.
     pub fn from_libsignal_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let proto = RecordStructure::decode(bytes).map_err(DecodeError::protobuf("RecordStructure"))?;
+        let proto =
+            RecordStructure::decode(bytes).map_err(DecodeError::protobuf("RecordStructure"))?;
         if proto.previous_sessions.len() > ARCHIVED_STATES_MAX_LENGTH {
             return Err(DecodeError::InvalidField("previous_sessions"));
         }
         Ok(Self {
-            current: proto.current_session.map(SessionState::from_proto).transpose()?,
+            current: proto
+                .current_session
+                .map(SessionState::from_proto)
+                .transpose()?,
             previous: proto
                 .previous_sessions
                 .iter()
@@ -471,19 +508,34 @@ impl TryFrom<&[u8]> for SessionRecord {
     }
 }
 
-fn responder_state(message: &PreKeySignalMessage, keys: &PreKeySecrets<'_>) -> Result<SessionState, DecryptError> {
+fn responder_state(
+    message: &PreKeySignalMessage,
+    keys: &PreKeySecrets<'_>,
+) -> Result<SessionState, DecryptError> {
     let named_signed = message.signed_pre_key_id();
-    let signed = keys
-        .signed_pre_key
-        .ok_or(DecryptError::MissingPreKey { kind: "signed", id: named_signed.into() })?;
+    let signed = keys.signed_pre_key.ok_or(DecryptError::MissingPreKey {
+        kind: "signed",
+        id: named_signed.into(),
+    })?;
     if signed.id() != named_signed {
-        return Err(DecryptError::WrongPreKey { kind: "signed", supplied: signed.id().into(), named: named_signed.into() });
+        return Err(DecryptError::WrongPreKey {
+            kind: "signed",
+            supplied: signed.id().into(),
+            named: named_signed.into(),
+        });
     }
     let one_time = match message.pre_key_id() {
         Some(named) => {
-            let record = keys.one_time_pre_key.ok_or(DecryptError::MissingPreKey { kind: "one-time", id: named.into() })?;
+            let record = keys.one_time_pre_key.ok_or(DecryptError::MissingPreKey {
+                kind: "one-time",
+                id: named.into(),
+            })?;
             if record.id() != named {
-                return Err(DecryptError::WrongPreKey { kind: "one-time", supplied: record.id().into(), named: named.into() });
+                return Err(DecryptError::WrongPreKey {
+                    kind: "one-time",
+                    supplied: record.id().into(),
+                    named: named.into(),
+                });
             }
             Some(record.key_pair())
         }
@@ -491,9 +543,16 @@ fn responder_state(message: &PreKeySignalMessage, keys: &PreKeySecrets<'_>) -> R
     };
     let kyber = match (message.kyber_pre_key_id(), message.kyber_ciphertext()) {
         (Some(named), Some(ciphertext)) => {
-            let record = keys.kyber_pre_key.ok_or(DecryptError::MissingPreKey { kind: "Kyber", id: named.into() })?;
+            let record = keys.kyber_pre_key.ok_or(DecryptError::MissingPreKey {
+                kind: "Kyber",
+                id: named.into(),
+            })?;
             if record.id() != named {
-                return Err(DecryptError::WrongPreKey { kind: "Kyber", supplied: record.id().into(), named: named.into() });
+                return Err(DecryptError::WrongPreKey {
+                    kind: "Kyber",
+                    supplied: record.id().into(),
+                    named: named.into(),
+                });
             }
             Some((record.secret_key(), ciphertext))
         }
@@ -519,7 +578,10 @@ fn decrypt_with_state<R: CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<Vec<u8>, DecryptError> {
     if message.message_version() != state.version {
-        return Err(DecryptError::VersionMismatch { session: state.version, message: message.message_version() });
+        return Err(DecryptError::VersionMismatch {
+            session: state.version,
+            message: message.message_version(),
+        });
     }
     let their_ratchet = message.ratchet_key();
     let chain_index = match state.receiver_chain_index(their_ratchet) {
@@ -531,7 +593,8 @@ fn decrypt_with_state<R: CryptoRng + ?Sized>(
     if !message.verify_mac(&state.remote_identity, &state.local_identity, &keys.mac_key) {
         return Err(DecryptError::Authentication);
     }
-    let plaintext = aes_256_cbc_decrypt(message.body(), &keys.cipher_key, &keys.iv).ok_or(DecryptError::Authentication)?;
+    let plaintext = aes_256_cbc_decrypt(message.body(), &keys.cipher_key, &keys.iv)
+        .ok_or(DecryptError::Authentication)?;
     state.pending_pre_key = None;
     Ok(plaintext)
 }
@@ -542,9 +605,12 @@ fn new_receiver_chain<R: CryptoRng + ?Sized>(
     their_ratchet: &PublicKey,
     rng: &mut R,
 ) -> Result<usize, DecryptError> {
-    let (root_key, receiving_chain) = state.root_key.create_chain(their_ratchet, &state.sender_chain.ratchet.private_key)?;
+    let (root_key, receiving_chain) = state
+        .root_key
+        .create_chain(their_ratchet, &state.sender_chain.ratchet.private_key)?;
     let our_new_ratchet = KeyPair::generate(rng);
-    let (root_key, sending_chain) = root_key.create_chain(their_ratchet, &our_new_ratchet.private_key)?;
+    let (root_key, sending_chain) =
+        root_key.create_chain(their_ratchet, &our_new_ratchet.private_key)?;
     state.root_key = root_key;
     state.add_receiver_chain(*their_ratchet, receiving_chain);
     // libsignal records the index of the last message sent (not the count): keep it so.
@@ -554,18 +620,29 @@ fn new_receiver_chain<R: CryptoRng + ?Sized>(
     Ok(state.receiver_chains.len() - 1)
 }
 
-fn message_key_seed(state: &mut SessionState, chain_index: usize, counter: u32) -> Result<MessageKeySeed, DecryptError> {
+fn message_key_seed(
+    state: &mut SessionState,
+    chain_index: usize,
+    counter: u32,
+) -> Result<MessageKeySeed, DecryptError> {
     let chain = &mut state.receiver_chains[chain_index];
     let index = chain.chain_key.index();
     if index > counter {
         return match chain.skipped.iter().position(|k| k.index() == counter) {
             Some(position) => Ok(chain.skipped.remove(position)),
-            None => Err(DecryptError::Duplicate { chain_index: index, counter }),
+            None => Err(DecryptError::Duplicate {
+                chain_index: index,
+                counter,
+            }),
         };
     }
     let jump = counter - index;
     if jump > MAX_FORWARD_JUMPS {
-        return Err(DecryptError::TooFarInFuture { counter, jump, limit: MAX_FORWARD_JUMPS });
+        return Err(DecryptError::TooFarInFuture {
+            counter,
+            jump,
+            limit: MAX_FORWARD_JUMPS,
+        });
     }
     // No sender of ours writes counter `u32::MAX` (its chain has no next key, see
     // `EncryptError::ChainExhausted`): such a message cannot be genuine.

@@ -58,11 +58,17 @@ pub(crate) struct SessionState {
 
 impl SessionState {
     pub(crate) fn receiver_chain_index(&self, their_ratchet_key: &PublicKey) -> Option<usize> {
-        self.receiver_chains.iter().position(|c| c.ratchet_key == *their_ratchet_key)
+        self.receiver_chains
+            .iter()
+            .position(|c| c.ratchet_key == *their_ratchet_key)
     }
 
     pub(crate) fn add_receiver_chain(&mut self, ratchet_key: PublicKey, chain_key: ChainKey) {
-        self.receiver_chains.push(ReceiverChain { ratchet_key, chain_key, skipped: Vec::new() });
+        self.receiver_chains.push(ReceiverChain {
+            ratchet_key,
+            chain_key,
+            skipped: Vec::new(),
+        });
         if self.receiver_chains.len() > MAX_RECEIVER_CHAINS {
             self.receiver_chains.remove(0);
         }
@@ -85,7 +91,12 @@ impl SessionState {
             previous_counter: self.previous_counter,
             sender_chain: Some(Chain {
                 sender_ratchet_key: self.sender_chain.ratchet.public_key.serialize().to_vec(),
-                sender_ratchet_key_private: self.sender_chain.ratchet.private_key.to_bytes().to_vec(),
+                sender_ratchet_key_private: self
+                    .sender_chain
+                    .ratchet
+                    .private_key
+                    .to_bytes()
+                    .to_vec(),
                 chain_key: Some(chain_key_proto(&self.sender_chain.chain_key)),
                 message_keys: Vec::new(),
             }),
@@ -131,7 +142,8 @@ impl SessionState {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let proto = SessionStructure::decode(bytes).map_err(DecodeError::protobuf("SessionStructure"))?;
+        let proto =
+            SessionStructure::decode(bytes).map_err(DecodeError::protobuf("SessionStructure"))?;
         Self::from_proto(proto)
     }
 
@@ -144,7 +156,9 @@ impl SessionState {
         if !p.pq_ratchet_state.is_empty() {
             return Err(DecodeError::InvalidField("pq_ratchet_state"));
         }
-        let sender = p.sender_chain.ok_or(DecodeError::MissingField("sender_chain"))?;
+        let sender = p
+            .sender_chain
+            .ok_or(DecodeError::MissingField("sender_chain"))?;
         let sender_chain = SenderChain {
             ratchet: KeyPair::from_private(PrivateKey::from_bytes(array32(
                 &sender.sender_ratchet_key_private,
@@ -171,13 +185,21 @@ impl SessionState {
                     skipped: c
                         .message_keys
                         .into_iter()
-                        .map(|k| Ok(MessageKeySeed::new(array32(&k.seed, "message key seed")?, k.index)))
+                        .map(|k| {
+                            Ok(MessageKeySeed::new(
+                                array32(&k.seed, "message key seed")?,
+                                k.index,
+                            ))
+                        })
                         .collect::<Result<_, DecodeError>>()?,
                 })
             })
             .collect::<Result<_, DecodeError>>()?;
         let kyber = match p.pending_kyber_pre_key {
-            Some(k) => Some((KyberPreKeyId::from(k.pre_key_id), KemCiphertext::try_from(&k.ciphertext[..])?)),
+            Some(k) => Some((
+                KyberPreKeyId::from(k.pre_key_id),
+                KemCiphertext::try_from(&k.ciphertext[..])?,
+            )),
             None => None,
         };
         // Exactly PQXDH (v4) PreKey messages carry a Kyber ciphertext: a record that disagrees
@@ -193,7 +215,9 @@ impl SessionState {
                 timestamp_secs: pp.timestamp,
                 kyber,
             }),
-            None if kyber.is_some() => return Err(DecodeError::InvalidField("pending_kyber_pre_key")),
+            None if kyber.is_some() => {
+                return Err(DecodeError::InvalidField("pending_kyber_pre_key"))
+            }
             None => None,
         };
         Ok(Self {
@@ -213,14 +237,24 @@ impl SessionState {
 }
 
 fn chain_key_proto(key: &ChainKey) -> chain::ChainKey {
-    chain::ChainKey { index: key.index(), key: key.key().to_vec() }
+    chain::ChainKey {
+        index: key.index(),
+        key: key.key().to_vec(),
+    }
 }
 
 fn chain_key_from(proto: Option<chain::ChainKey>) -> Result<ChainKey, DecodeError> {
     let proto = proto.ok_or(DecodeError::MissingField("chain_key"))?;
-    Ok(ChainKey::new(array32(&proto.key, "chain_key")?, proto.index))
+    Ok(ChainKey::new(
+        array32(&proto.key, "chain_key")?,
+        proto.index,
+    ))
 }
 
 fn array32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], DecodeError> {
-    <[u8; 32]>::try_from(bytes).map_err(|_| DecodeError::BadLength { what, expected: 32, actual: bytes.len() })
+    <[u8; 32]>::try_from(bytes).map_err(|_| DecodeError::BadLength {
+        what,
+        expected: 32,
+        actual: bytes.len(),
+    })
 }

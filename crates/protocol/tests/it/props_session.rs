@@ -9,9 +9,9 @@ use proptest::prelude::*;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sotto_protocol::{
-    CiphertextMessage, IdentityKeyPair, KyberPreKeyId, KyberPreKeyRecord, PqPolicy,
-    PreKeyBundle, PreKeyId, PreKeyRecord, PreKeySecrets, PreKeySignalMessage, SessionRecord,
-    SignalMessage, SignedPreKeyId, SignedPreKeyRecord,
+    CiphertextMessage, IdentityKeyPair, KyberPreKeyId, KyberPreKeyRecord, PqPolicy, PreKeyBundle,
+    PreKeyId, PreKeyRecord, PreKeySecrets, PreKeySignalMessage, SessionRecord, SignalMessage,
+    SignedPreKeyId, SignedPreKeyRecord,
 };
 
 const NOW_MS: u64 = 1_750_000_000_000;
@@ -47,9 +47,11 @@ impl World {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let alice_identity = IdentityKeyPair::generate(&mut rng);
         let identity = IdentityKeyPair::generate(&mut rng);
-        let signed = SignedPreKeyRecord::generate(SignedPreKeyId::from(7), NOW_MS, &identity, &mut rng);
+        let signed =
+            SignedPreKeyRecord::generate(SignedPreKeyId::from(7), NOW_MS, &identity, &mut rng);
         let one_time = PreKeyRecord::generate(PreKeyId::from(9), &mut rng);
-        let kyber = KyberPreKeyRecord::generate(KyberPreKeyId::from(11), NOW_MS, &identity, &mut rng);
+        let kyber =
+            KyberPreKeyRecord::generate(KyberPreKeyId::from(11), NOW_MS, &identity, &mut rng);
         let bundle = PreKeyBundle::new(
             2,
             1,
@@ -59,20 +61,38 @@ impl World {
             Some((kyber.id(), kyber.public_key().clone(), *kyber.signature())),
         );
         let mut alice = SessionRecord::new();
-        alice.initiate(&alice_identity, 1, &bundle, PqPolicy::RequireKyber, NOW_MS, &mut rng).unwrap();
+        alice
+            .initiate(
+                &alice_identity,
+                1,
+                &bundle,
+                PqPolicy::RequireKyber,
+                NOW_MS,
+                &mut rng,
+            )
+            .unwrap();
         assert_eq!(alice.session_version(), Some(4));
         World {
             rng,
             alice,
             bob: SessionRecord::new(),
-            bob_keys: Bob { identity, signed, one_time, kyber },
+            bob_keys: Bob {
+                identity,
+                signed,
+                one_time,
+                kyber,
+            },
             flights: Vec::new(),
             sent: 0,
         }
     }
 
     fn send(&mut self, from_alice: bool, len: usize) {
-        let record = if from_alice { &mut self.alice } else { &mut self.bob };
+        let record = if from_alice {
+            &mut self.alice
+        } else {
+            &mut self.bob
+        };
         if !record.has_current_session() {
             return;
         }
@@ -81,32 +101,66 @@ impl World {
         plaintext.resize(plaintext.len() + len, b'x');
         let message = record.encrypt(&plaintext, NOW_MS).unwrap();
         if !from_alice {
-            assert!(matches!(message, CiphertextMessage::Whisper(_)), "the responder never sends PreKey messages");
+            assert!(
+                matches!(message, CiphertextMessage::Whisper(_)),
+                "the responder never sends PreKey messages"
+            );
         }
         let prekey = matches!(message, CiphertextMessage::PreKey(_));
-        self.flights.push(Flight { to_bob: from_alice, prekey, bytes: message.serialize().to_vec(), plaintext, delivered: false, dropped: false });
+        self.flights.push(Flight {
+            to_bob: from_alice,
+            prekey,
+            bytes: message.serialize().to_vec(),
+            plaintext,
+            delivered: false,
+            dropped: false,
+        });
     }
 
     fn receive(&mut self, i: usize, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let (to_bob, prekey) = (self.flights[i].to_bob, self.flights[i].prekey);
-        let record = if to_bob { &mut self.bob } else { &mut self.alice };
+        let record = if to_bob {
+            &mut self.bob
+        } else {
+            &mut self.alice
+        };
         deliver(record, &self.bob_keys, prekey, bytes, &mut self.rng)
     }
 
     /// What delivering `bytes` would do, without doing it: (result, record afterwards).
     fn dry_run(&self, i: usize, bytes: &[u8]) -> (Result<Vec<u8>, String>, Vec<u8>) {
         let (to_bob, prekey) = (self.flights[i].to_bob, self.flights[i].prekey);
-        let mut record = if to_bob { self.bob.clone() } else { self.alice.clone() };
-        let result = deliver(&mut record, &self.bob_keys, prekey, bytes, &mut self.rng.clone());
+        let mut record = if to_bob {
+            self.bob.clone()
+        } else {
+            self.alice.clone()
+        };
+        let result = deliver(
+            &mut record,
+            &self.bob_keys,
+            prekey,
+            bytes,
+            &mut self.rng.clone(),
+        );
         (result, record.to_libsignal_bytes())
     }
 
     fn record(&self, to_bob: bool) -> Vec<u8> {
-        if to_bob { self.bob.to_libsignal_bytes() } else { self.alice.to_libsignal_bytes() }
+        if to_bob {
+            self.bob.to_libsignal_bytes()
+        } else {
+            self.alice.to_libsignal_bytes()
+        }
     }
 }
 
-fn deliver(record: &mut SessionRecord, keys: &Bob, prekey: bool, bytes: &[u8], rng: &mut ChaCha20Rng) -> Result<Vec<u8>, String> {
+fn deliver(
+    record: &mut SessionRecord,
+    keys: &Bob,
+    prekey: bool,
+    bytes: &[u8],
+    rng: &mut ChaCha20Rng,
+) -> Result<Vec<u8>, String> {
     if prekey {
         let message = PreKeySignalMessage::try_from(bytes).map_err(|e| e.to_string())?;
         let secrets = PreKeySecrets {
@@ -116,7 +170,10 @@ fn deliver(record: &mut SessionRecord, keys: &Bob, prekey: bool, bytes: &[u8], r
             one_time_pre_key: Some(&keys.one_time),
             kyber_pre_key: Some(&keys.kyber),
         };
-        return record.decrypt_prekey(&message, &secrets, rng).map(|d| d.plaintext).map_err(|e| format!("{e:?}"));
+        return record
+            .decrypt_prekey(&message, &secrets, rng)
+            .map(|d| d.plaintext)
+            .map_err(|e| format!("{e:?}"));
     }
     let message = SignalMessage::try_from(bytes).map_err(|e| e.to_string())?;
     record.decrypt(&message, rng).map_err(|e| format!("{e:?}"))
@@ -148,23 +205,36 @@ fn pick(indices: &[usize], pick: u16) -> Option<usize> {
 fn run(seed: u64, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut w = World::new(seed);
     for op in ops {
-        let pending: Vec<usize> = (0..w.flights.len()).filter(|&i| !w.flights[i].delivered && !w.flights[i].dropped).collect();
-        let delivered: Vec<usize> = (0..w.flights.len()).filter(|&i| w.flights[i].delivered).collect();
+        let pending: Vec<usize> = (0..w.flights.len())
+            .filter(|&i| !w.flights[i].delivered && !w.flights[i].dropped)
+            .collect();
+        let delivered: Vec<usize> = (0..w.flights.len())
+            .filter(|&i| w.flights[i].delivered)
+            .collect();
         match *op {
             Op::Send { from_alice, len } => w.send(from_alice, len as usize),
             Op::Deliver { pick: p } => {
                 let Some(i) = pick(&pending, p) else { continue };
                 let bytes = w.flights[i].bytes.clone();
-                let plaintext = w.receive(i, &bytes).map_err(|e| TestCaseError::fail(format!("delivery {i} failed: {e}")))?;
+                let plaintext = w
+                    .receive(i, &bytes)
+                    .map_err(|e| TestCaseError::fail(format!("delivery {i} failed: {e}")))?;
                 prop_assert_eq!(&plaintext, &w.flights[i].plaintext);
                 w.flights[i].delivered = true;
             }
             Op::Redeliver { pick: p } => {
-                let Some(i) = pick(&delivered, p) else { continue };
+                let Some(i) = pick(&delivered, p) else {
+                    continue;
+                };
                 let (to_bob, bytes) = (w.flights[i].to_bob, w.flights[i].bytes.clone());
                 let before = w.record(to_bob);
                 let result = w.receive(i, &bytes);
-                prop_assert!(result.as_ref().is_err_and(|e| e.starts_with("Duplicate")), "redelivery of {} gave {:?}", i, result);
+                prop_assert!(
+                    result.as_ref().is_err_and(|e| e.starts_with("Duplicate")),
+                    "redelivery of {} gave {:?}",
+                    i,
+                    result
+                );
                 prop_assert_eq!(before, w.record(to_bob));
             }
             Op::Drop { pick: p } => {
@@ -172,7 +242,9 @@ fn run(seed: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                 w.flights[i].dropped = true; // never delivered; its key stays skipped
             }
             Op::Tamper { pick: p, bit } => {
-                let all: Vec<usize> = (0..w.flights.len()).filter(|&i| !w.flights[i].dropped).collect();
+                let all: Vec<usize> = (0..w.flights.len())
+                    .filter(|&i| !w.flights[i].dropped)
+                    .collect();
                 let Some(i) = pick(&all, p) else { continue };
                 let (to_bob, original) = (w.flights[i].to_bob, w.flights[i].bytes.clone());
                 let mut bytes = original.clone();
@@ -181,18 +253,30 @@ fn run(seed: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                 let before = w.record(to_bob);
                 let (original_result, original_after) = w.dry_run(i, &original);
                 match w.receive(i, &bytes) {
-                    Err(_) => prop_assert_eq!(before, w.record(to_bob), "a rejected message changed the record"),
+                    Err(_) => prop_assert_eq!(
+                        before,
+                        w.record(to_bob),
+                        "a rejected message changed the record"
+                    ),
                     Ok(plaintext) => {
                         // Accepted only where libsignal's format leaves a PreKey message's
                         // setup parameters unauthenticated (they are ignored once the session
                         // exists, and the registration id is never covered): the effect must
                         // be exactly the original's.
-                        prop_assert!(same_authenticated_content(&original, &bytes), "flipping bit {} of message {} was accepted", bit, i);
+                        prop_assert!(
+                            same_authenticated_content(&original, &bytes),
+                            "flipping bit {} of message {} was accepted",
+                            bit,
+                            i
+                        );
                         prop_assert_eq!(Ok(plaintext), original_result);
                         if !only_registration_id_differs(&original, &bytes) {
                             prop_assert_eq!(original_after, w.record(to_bob));
                         }
-                        prop_assert!(!w.flights[i].delivered, "a consumed message was accepted again");
+                        prop_assert!(
+                            !w.flights[i].delivered,
+                            "a consumed message was accepted again"
+                        );
                         w.flights[i].delivered = true;
                     }
                 }
@@ -202,10 +286,14 @@ fn run(seed: u64, ops: &[Op]) -> Result<(), TestCaseError> {
 
     // Everything still pending is delivered intact, in order, and the session still works
     // both ways afterwards.
-    let pending: Vec<usize> = (0..w.flights.len()).filter(|&i| !w.flights[i].delivered && !w.flights[i].dropped).collect();
+    let pending: Vec<usize> = (0..w.flights.len())
+        .filter(|&i| !w.flights[i].delivered && !w.flights[i].dropped)
+        .collect();
     for i in pending {
         let bytes = w.flights[i].bytes.clone();
-        let plaintext = w.receive(i, &bytes).map_err(|e| TestCaseError::fail(format!("final delivery {i}: {e}")))?;
+        let plaintext = w
+            .receive(i, &bytes)
+            .map_err(|e| TestCaseError::fail(format!("final delivery {i}: {e}")))?;
         prop_assert_eq!(&plaintext, &w.flights[i].plaintext);
         w.flights[i].delivered = true;
     }
@@ -217,7 +305,9 @@ fn run(seed: u64, ops: &[Op]) -> Result<(), TestCaseError> {
         }
         w.flights[i].delivered = true;
         let (bytes, expected) = (w.flights[i].bytes.clone(), w.flights[i].plaintext.clone());
-        let plaintext = w.receive(i, &bytes).map_err(|e| TestCaseError::fail(format!("after: {e}")))?;
+        let plaintext = w
+            .receive(i, &bytes)
+            .map_err(|e| TestCaseError::fail(format!("after: {e}")))?;
         prop_assert_eq!(plaintext, expected);
     }
     prop_assert!(w.bob.has_current_session());
@@ -236,7 +326,10 @@ proptest! {
 /// Whether `tampered` is a PreKey message with the same base key and the same (MAC-covered)
 /// inner message as `original`.
 fn same_authenticated_content(original: &[u8], tampered: &[u8]) -> bool {
-    let (Ok(a), Ok(b)) = (PreKeySignalMessage::try_from(original), PreKeySignalMessage::try_from(tampered)) else {
+    let (Ok(a), Ok(b)) = (
+        PreKeySignalMessage::try_from(original),
+        PreKeySignalMessage::try_from(tampered),
+    ) else {
         return false;
     };
     a.message_version() == b.message_version()
@@ -247,7 +340,10 @@ fn same_authenticated_content(original: &[u8], tampered: &[u8]) -> bool {
 /// Whether `tampered` is a PreKey message equal to `original` in everything but the
 /// registration id.
 fn only_registration_id_differs(original: &[u8], tampered: &[u8]) -> bool {
-    let (Ok(a), Ok(b)) = (PreKeySignalMessage::try_from(original), PreKeySignalMessage::try_from(tampered)) else {
+    let (Ok(a), Ok(b)) = (
+        PreKeySignalMessage::try_from(original),
+        PreKeySignalMessage::try_from(tampered),
+    ) else {
         return false;
     };
     a.registration_id() != b.registration_id()
@@ -274,7 +370,10 @@ fn every_single_bit_flip_of_first_messages_is_rejected() {
         match w.receive(0, &bytes) {
             Err(_) => assert_eq!(before, w.record(true), "bit {bit}"),
             Ok(plaintext) => {
-                assert!(only_registration_id_differs(&prekey, &bytes), "bit {bit} of the PreKey message was accepted");
+                assert!(
+                    only_registration_id_differs(&prekey, &bytes),
+                    "bit {bit} of the PreKey message was accepted"
+                );
                 assert_eq!(plaintext, w.flights[0].plaintext);
                 registration_id_flips += 1;
                 w.bob = SessionRecord::new();

@@ -24,9 +24,17 @@ impl Device {
     fn new(rng: &mut ChaCha20Rng, registration_id: u32) -> Self {
         let identity = IdentityKeyPair::generate(rng);
         let signed = SignedPreKeyRecord::generate(SignedPreKeyId::from(1), NOW_MS, &identity, rng);
-        let one_time = (0..4).map(|i| PreKeyRecord::generate(PreKeyId::from(100 + i), rng)).collect();
+        let one_time = (0..4)
+            .map(|i| PreKeyRecord::generate(PreKeyId::from(100 + i), rng))
+            .collect();
         let kyber = KyberPreKeyRecord::generate(KyberPreKeyId::from(7), NOW_MS, &identity, rng);
-        Self { identity, registration_id, signed, one_time, kyber }
+        Self {
+            identity,
+            registration_id,
+            signed,
+            one_time,
+            kyber,
+        }
     }
 
     fn bundle(&self, one_time: usize) -> PreKeyBundle {
@@ -36,8 +44,16 @@ impl Device {
             1,
             *self.identity.identity_key(),
             Some((otpk.id(), *otpk.public_key())),
-            (self.signed.id(), *self.signed.public_key(), *self.signed.signature()),
-            Some((self.kyber.id(), self.kyber.public_key().clone(), *self.kyber.signature())),
+            (
+                self.signed.id(),
+                *self.signed.public_key(),
+                *self.signed.signature(),
+            ),
+            Some((
+                self.kyber.id(),
+                self.kyber.public_key().clone(),
+                *self.kyber.signature(),
+            )),
         )
     }
 
@@ -46,7 +62,9 @@ impl Device {
             identity: &self.identity,
             registration_id: self.registration_id,
             signed_pre_key: Some(&self.signed),
-            one_time_pre_key: message.pre_key_id().and_then(|id| self.one_time.iter().find(|k| k.id() == id)),
+            one_time_pre_key: message
+                .pre_key_id()
+                .and_then(|id| self.one_time.iter().find(|k| k.id() == id)),
             kyber_pre_key: Some(&self.kyber),
         }
     }
@@ -74,20 +92,42 @@ fn late_prekey_message_is_routed_to_its_archived_session() {
     let mut alice_record = SessionRecord::new();
     let mut bob_record = SessionRecord::new();
 
-    alice_record.initiate(&alice.identity, 1, &bob.bundle(0), PqPolicy::RequireKyber, NOW_MS, &mut rng).unwrap();
+    alice_record
+        .initiate(
+            &alice.identity,
+            1,
+            &bob.bundle(0),
+            PqPolicy::RequireKyber,
+            NOW_MS,
+            &mut rng,
+        )
+        .unwrap();
     let first_a = prekey(alice_record.encrypt(b"session one, a", NOW_MS).unwrap());
     let first_b = prekey(alice_record.encrypt(b"session one, b", NOW_MS).unwrap());
-    let result = bob_record.decrypt_prekey(&first_a, &bob.secrets(&first_a), &mut rng).unwrap();
+    let result = bob_record
+        .decrypt_prekey(&first_a, &bob.secrets(&first_a), &mut rng)
+        .unwrap();
     assert_eq!(result.plaintext, b"session one, a");
     let used = result.used_pre_keys.unwrap();
     assert_eq!(used.one_time, Some(PreKeyId::from(100)));
     assert_eq!(used.kyber, Some(KyberPreKeyId::from(7)));
 
     // Alice starts over (say she lost her state): a second session with another base key.
-    alice_record.initiate(&alice.identity, 1, &bob.bundle(1), PqPolicy::RequireKyber, NOW_MS, &mut rng).unwrap();
+    alice_record
+        .initiate(
+            &alice.identity,
+            1,
+            &bob.bundle(1),
+            PqPolicy::RequireKyber,
+            NOW_MS,
+            &mut rng,
+        )
+        .unwrap();
     let second = prekey(alice_record.encrypt(b"session two", NOW_MS).unwrap());
     assert_ne!(second.base_key(), first_a.base_key());
-    let result = bob_record.decrypt_prekey(&second, &bob.secrets(&second), &mut rng).unwrap();
+    let result = bob_record
+        .decrypt_prekey(&second, &bob.secrets(&second), &mut rng)
+        .unwrap();
     assert_eq!(result.plaintext, b"session two");
 
     // The late message of session one reaches the archived session; no prekeys are needed.
@@ -98,14 +138,19 @@ fn late_prekey_message_is_routed_to_its_archived_session() {
         one_time_pre_key: None,
         kyber_pre_key: None,
     };
-    let late = bob_record.decrypt_prekey(&first_b, &no_keys, &mut rng).unwrap();
+    let late = bob_record
+        .decrypt_prekey(&first_b, &no_keys, &mut rng)
+        .unwrap();
     assert_eq!(late.plaintext, b"session one, b");
     assert!(late.used_pre_keys.is_none());
     // It was promoted: Bob's replies now go to session one.
     assert_eq!(bob_record.remote_registration_id(), Some(1));
     let reply = whisper(bob_record.encrypt(b"reply", NOW_MS).unwrap());
     let mut alice_old = SessionRecord::new();
-    assert!(matches!(alice_old.decrypt(&reply, &mut rng), Err(DecryptError::NoSession)));
+    assert!(matches!(
+        alice_old.decrypt(&reply, &mut rng),
+        Err(DecryptError::NoSession)
+    ));
 }
 
 #[test]
@@ -117,19 +162,81 @@ fn bundle_checks_and_policy() {
     let good = bob.bundle(0);
     let (spk_id, spk) = good.signed_pre_key();
 
-    let forged_spk = PreKeyBundle::new(2, 1, *bob.identity.identity_key(), None, (spk_id, *mallory.signed.public_key(), *good.signed_pre_key_signature()), Some((bob.kyber.id(), bob.kyber.public_key().clone(), *bob.kyber.signature())));
-    let forged_kyber = PreKeyBundle::new(2, 1, *bob.identity.identity_key(), None, (spk_id, *spk, *good.signed_pre_key_signature()), Some((bob.kyber.id(), mallory.kyber.public_key().clone(), *bob.kyber.signature())));
-    let classic = PreKeyBundle::new(2, 1, *bob.identity.identity_key(), None, (spk_id, *spk, *good.signed_pre_key_signature()), None);
+    let forged_spk = PreKeyBundle::new(
+        2,
+        1,
+        *bob.identity.identity_key(),
+        None,
+        (
+            spk_id,
+            *mallory.signed.public_key(),
+            *good.signed_pre_key_signature(),
+        ),
+        Some((
+            bob.kyber.id(),
+            bob.kyber.public_key().clone(),
+            *bob.kyber.signature(),
+        )),
+    );
+    let forged_kyber = PreKeyBundle::new(
+        2,
+        1,
+        *bob.identity.identity_key(),
+        None,
+        (spk_id, *spk, *good.signed_pre_key_signature()),
+        Some((
+            bob.kyber.id(),
+            mallory.kyber.public_key().clone(),
+            *bob.kyber.signature(),
+        )),
+    );
+    let classic = PreKeyBundle::new(
+        2,
+        1,
+        *bob.identity.identity_key(),
+        None,
+        (spk_id, *spk, *good.signed_pre_key_signature()),
+        None,
+    );
 
     let mut record = SessionRecord::new();
-    let mut attempt = |bundle: &PreKeyBundle, policy| record.initiate(&alice.identity, 1, bundle, policy, NOW_MS, &mut rng);
-    assert_eq!(attempt(&forged_spk, PqPolicy::AllowClassic), Err(SessionSetupError::BadSignedPreKeySignature));
-    assert_eq!(attempt(&forged_kyber, PqPolicy::AllowClassic), Err(SessionSetupError::BadKyberPreKeySignature));
-    assert_eq!(attempt(&classic, PqPolicy::RequireKyber), Err(SessionSetupError::MissingKyberPreKey));
+    let mut attempt = |bundle: &PreKeyBundle, policy| {
+        record.initiate(&alice.identity, 1, bundle, policy, NOW_MS, &mut rng)
+    };
+    assert_eq!(
+        attempt(&forged_spk, PqPolicy::AllowClassic),
+        Err(SessionSetupError::BadSignedPreKeySignature)
+    );
+    assert_eq!(
+        attempt(&forged_kyber, PqPolicy::AllowClassic),
+        Err(SessionSetupError::BadKyberPreKeySignature)
+    );
+    assert_eq!(
+        attempt(&classic, PqPolicy::RequireKyber),
+        Err(SessionSetupError::MissingKyberPreKey)
+    );
     assert!(!record.has_current_session());
-    record.initiate(&alice.identity, 1, &classic, PqPolicy::AllowClassic, NOW_MS, &mut rng).unwrap();
+    record
+        .initiate(
+            &alice.identity,
+            1,
+            &classic,
+            PqPolicy::AllowClassic,
+            NOW_MS,
+            &mut rng,
+        )
+        .unwrap();
     assert_eq!(record.session_version(), Some(3));
-    record.initiate(&alice.identity, 1, &good, PqPolicy::RequireKyber, NOW_MS, &mut rng).unwrap();
+    record
+        .initiate(
+            &alice.identity,
+            1,
+            &good,
+            PqPolicy::RequireKyber,
+            NOW_MS,
+            &mut rng,
+        )
+        .unwrap();
     assert_eq!(record.session_version(), Some(4));
 }
 
@@ -139,27 +246,92 @@ fn missing_or_wrong_prekeys_are_errors_and_change_nothing() {
     let alice = Device::new(&mut rng, 1);
     let bob = Device::new(&mut rng, 2);
     let mut alice_record = SessionRecord::new();
-    alice_record.initiate(&alice.identity, 1, &bob.bundle(0), PqPolicy::RequireKyber, NOW_MS, &mut rng).unwrap();
+    alice_record
+        .initiate(
+            &alice.identity,
+            1,
+            &bob.bundle(0),
+            PqPolicy::RequireKyber,
+            NOW_MS,
+            &mut rng,
+        )
+        .unwrap();
     let message = prekey(alice_record.encrypt(b"hi", NOW_MS).unwrap());
     let mut bob_record = SessionRecord::new();
     let good = bob.secrets(&message);
 
     let cases = [
-        (PreKeySecrets { one_time_pre_key: None, ..good }, DecryptError::MissingPreKey { kind: "one-time", id: 100 }),
-        (PreKeySecrets { one_time_pre_key: Some(&bob.one_time[1]), ..good }, DecryptError::WrongPreKey { kind: "one-time", supplied: 101, named: 100 }),
-        (PreKeySecrets { signed_pre_key: None, ..good }, DecryptError::MissingPreKey { kind: "signed", id: 1 }),
-        (PreKeySecrets { kyber_pre_key: None, ..good }, DecryptError::MissingPreKey { kind: "Kyber", id: 7 }),
+        (
+            PreKeySecrets {
+                one_time_pre_key: None,
+                ..good
+            },
+            DecryptError::MissingPreKey {
+                kind: "one-time",
+                id: 100,
+            },
+        ),
+        (
+            PreKeySecrets {
+                one_time_pre_key: Some(&bob.one_time[1]),
+                ..good
+            },
+            DecryptError::WrongPreKey {
+                kind: "one-time",
+                supplied: 101,
+                named: 100,
+            },
+        ),
+        (
+            PreKeySecrets {
+                signed_pre_key: None,
+                ..good
+            },
+            DecryptError::MissingPreKey {
+                kind: "signed",
+                id: 1,
+            },
+        ),
+        (
+            PreKeySecrets {
+                kyber_pre_key: None,
+                ..good
+            },
+            DecryptError::MissingPreKey {
+                kind: "Kyber",
+                id: 7,
+            },
+        ),
     ];
     for (secrets, expected) in cases {
-        assert_eq!(bob_record.decrypt_prekey(&message, &secrets, &mut rng).unwrap_err(), expected);
+        assert_eq!(
+            bob_record
+                .decrypt_prekey(&message, &secrets, &mut rng)
+                .unwrap_err(),
+            expected
+        );
         assert!(!bob_record.has_current_session());
     }
     // Another device's identity: the agreement differs and the MAC fails.
     let other = Device::new(&mut rng, 9);
-    let wrong_identity = PreKeySecrets { identity: &other.identity, ..good };
-    assert_eq!(bob_record.decrypt_prekey(&message, &wrong_identity, &mut rng).unwrap_err(), DecryptError::Authentication);
+    let wrong_identity = PreKeySecrets {
+        identity: &other.identity,
+        ..good
+    };
+    assert_eq!(
+        bob_record
+            .decrypt_prekey(&message, &wrong_identity, &mut rng)
+            .unwrap_err(),
+        DecryptError::Authentication
+    );
     assert!(!bob_record.has_current_session());
-    assert_eq!(bob_record.decrypt_prekey(&message, &good, &mut rng).unwrap().plaintext, b"hi");
+    assert_eq!(
+        bob_record
+            .decrypt_prekey(&message, &good, &mut rng)
+            .unwrap()
+            .plaintext,
+        b"hi"
+    );
 }
 
 #[test]
@@ -168,14 +340,28 @@ fn unacknowledged_session_expires() {
     let alice = Device::new(&mut rng, 1);
     let bob = Device::new(&mut rng, 2);
     let mut record = SessionRecord::new();
-    record.initiate(&alice.identity, 1, &bob.bundle(0), PqPolicy::RequireKyber, NOW_MS, &mut rng).unwrap();
+    record
+        .initiate(
+            &alice.identity,
+            1,
+            &bob.bundle(0),
+            PqPolicy::RequireKyber,
+            NOW_MS,
+            &mut rng,
+        )
+        .unwrap();
     let limit_ms = MAX_UNACKNOWLEDGED_SESSION_AGE_SECS * 1000;
     assert!(record.encrypt(b"x", NOW_MS + limit_ms).is_ok());
     assert_eq!(
         record.encrypt(b"x", NOW_MS + limit_ms + 1000).unwrap_err(),
-        EncryptError::SessionExpired { max_age_secs: MAX_UNACKNOWLEDGED_SESSION_AGE_SECS }
+        EncryptError::SessionExpired {
+            max_age_secs: MAX_UNACKNOWLEDGED_SESSION_AGE_SECS
+        }
     );
-    assert_eq!(SessionRecord::new().encrypt(b"x", NOW_MS).unwrap_err(), EncryptError::NoSession);
+    assert_eq!(
+        SessionRecord::new().encrypt(b"x", NOW_MS).unwrap_err(),
+        EncryptError::NoSession
+    );
 }
 
 /// An established pair (Bob has replied and Alice received it).
@@ -183,10 +369,21 @@ fn established(rng: &mut ChaCha20Rng) -> (SessionRecord, SessionRecord) {
     let alice = Device::new(rng, 1);
     let bob = Device::new(rng, 2);
     let mut alice_record = SessionRecord::new();
-    alice_record.initiate(&alice.identity, 1, &bob.bundle(0), PqPolicy::RequireKyber, NOW_MS, rng).unwrap();
+    alice_record
+        .initiate(
+            &alice.identity,
+            1,
+            &bob.bundle(0),
+            PqPolicy::RequireKyber,
+            NOW_MS,
+            rng,
+        )
+        .unwrap();
     let first = prekey(alice_record.encrypt(b"hi", NOW_MS).unwrap());
     let mut bob_record = SessionRecord::new();
-    bob_record.decrypt_prekey(&first, &bob.secrets(&first), rng).unwrap();
+    bob_record
+        .decrypt_prekey(&first, &bob.secrets(&first), rng)
+        .unwrap();
     let reply = whisper(bob_record.encrypt(b"hello", NOW_MS).unwrap());
     alice_record.decrypt(&reply, rng).unwrap();
     (alice_record, bob_record)
@@ -198,13 +395,24 @@ fn forward_jump_limit_and_skipped_key_limit() {
     let (mut alice, mut bob) = established(&mut rng);
     // MAX_MESSAGE_KEYS + 10 messages skipped, then the last one delivered: the oldest skipped
     // keys are dropped (their messages then count as duplicates), the newest kept.
-    let messages: Vec<SignalMessage> =
-        (0..MAX_MESSAGE_KEYS + 11).map(|i| whisper(alice.encrypt(format!("{i}").as_bytes(), NOW_MS).unwrap())).collect();
+    let messages: Vec<SignalMessage> = (0..MAX_MESSAGE_KEYS + 11)
+        .map(|i| whisper(alice.encrypt(format!("{i}").as_bytes(), NOW_MS).unwrap()))
+        .collect();
     let last = messages.last().unwrap();
-    assert_eq!(bob.decrypt(last, &mut rng).unwrap(), format!("{}", MAX_MESSAGE_KEYS + 10).as_bytes());
-    assert!(matches!(bob.decrypt(&messages[0], &mut rng), Err(DecryptError::Duplicate { .. })));
+    assert_eq!(
+        bob.decrypt(last, &mut rng).unwrap(),
+        format!("{}", MAX_MESSAGE_KEYS + 10).as_bytes()
+    );
+    assert!(matches!(
+        bob.decrypt(&messages[0], &mut rng),
+        Err(DecryptError::Duplicate { .. })
+    ));
     assert_eq!(bob.decrypt(&messages[10], &mut rng).unwrap(), b"10");
-    assert_eq!(bob.decrypt(&messages[MAX_MESSAGE_KEYS + 9], &mut rng).unwrap(), format!("{}", MAX_MESSAGE_KEYS + 9).as_bytes());
+    assert_eq!(
+        bob.decrypt(&messages[MAX_MESSAGE_KEYS + 9], &mut rng)
+            .unwrap(),
+        format!("{}", MAX_MESSAGE_KEYS + 9).as_bytes()
+    );
 
     // A counter more than MAX_FORWARD_JUMPS ahead is refused without touching the record.
     let (mut alice, mut bob) = established(&mut rng);
@@ -214,7 +422,10 @@ fn forward_jump_limit_and_skipped_key_limit() {
     }
     let far = far.unwrap();
     let before = bob.serialize();
-    assert!(matches!(bob.decrypt(&far, &mut rng), Err(DecryptError::TooFarInFuture { .. })));
+    assert!(matches!(
+        bob.decrypt(&far, &mut rng),
+        Err(DecryptError::TooFarInFuture { .. })
+    ));
     assert_eq!(bob.serialize(), before);
 }
 
@@ -223,13 +434,25 @@ fn records_reject_garbage_and_unknown_format_versions() {
     let mut rng = ChaCha20Rng::seed_from_u64(15);
     let (alice, _) = established(&mut rng);
     let bytes = alice.serialize();
-    assert_eq!(SessionRecord::try_from(&bytes[..]).unwrap().serialize(), bytes);
-    assert_eq!(SessionRecord::try_from(&[][..]).unwrap_err(), DecodeError::TooShort("SessionRecord"));
+    assert_eq!(
+        SessionRecord::try_from(&bytes[..]).unwrap().serialize(),
+        bytes
+    );
+    assert_eq!(
+        SessionRecord::try_from(&[][..]).unwrap_err(),
+        DecodeError::TooShort("SessionRecord")
+    );
     let mut future = bytes.clone();
     future[0] = 2;
-    assert_eq!(SessionRecord::try_from(&future[..]).unwrap_err(), DecodeError::UnknownVersion(2));
+    assert_eq!(
+        SessionRecord::try_from(&future[..]).unwrap_err(),
+        DecodeError::UnknownVersion(2)
+    );
     for cut in [1, 10, bytes.len() / 2, bytes.len() - 1] {
-        assert!(SessionRecord::try_from(&bytes[..cut]).is_err() || cut == 1, "truncated at {cut}");
+        assert!(
+            SessionRecord::try_from(&bytes[..cut]).is_err() || cut == 1,
+            "truncated at {cut}"
+        );
     }
     let mut flipped = 0;
     for i in 1..bytes.len() {
@@ -248,19 +471,44 @@ fn forged_base_key_never_reaches_an_archived_session() {
     let alice = Device::new(&mut rng, 1);
     let bob = Device::new(&mut rng, 2);
     let mut alice_record = SessionRecord::new();
-    alice_record.initiate(&alice.identity, 1, &bob.bundle(0), PqPolicy::RequireKyber, NOW_MS, &mut rng).unwrap();
+    alice_record
+        .initiate(
+            &alice.identity,
+            1,
+            &bob.bundle(0),
+            PqPolicy::RequireKyber,
+            NOW_MS,
+            &mut rng,
+        )
+        .unwrap();
     let first = prekey(alice_record.encrypt(b"one", NOW_MS).unwrap());
     let second = prekey(alice_record.encrypt(b"two", NOW_MS).unwrap());
     let mut bob_record = SessionRecord::new();
-    bob_record.decrypt_prekey(&first, &bob.secrets(&first), &mut rng).unwrap();
+    bob_record
+        .decrypt_prekey(&first, &bob.secrets(&first), &mut rng)
+        .unwrap();
     // Flip a bit of the base key in the second message: it must not decrypt through the
     // real session.
     let mut bytes = second.serialize().to_vec();
-    let at = bytes.windows(33).position(|w| w == second.base_key().serialize()).unwrap();
+    let at = bytes
+        .windows(33)
+        .position(|w| w == second.base_key().serialize())
+        .unwrap();
     bytes[at + 5] ^= 1;
     let forged = PreKeySignalMessage::try_from(&bytes[..]).unwrap();
     let before = bob_record.serialize();
-    assert_eq!(bob_record.decrypt_prekey(&forged, &bob.secrets(&forged), &mut rng).unwrap_err(), DecryptError::Authentication);
+    assert_eq!(
+        bob_record
+            .decrypt_prekey(&forged, &bob.secrets(&forged), &mut rng)
+            .unwrap_err(),
+        DecryptError::Authentication
+    );
     assert_eq!(bob_record.serialize(), before);
-    assert_eq!(bob_record.decrypt_prekey(&second, &bob.secrets(&second), &mut rng).unwrap().plaintext, b"two");
+    assert_eq!(
+        bob_record
+            .decrypt_prekey(&second, &bob.secrets(&second), &mut rng)
+            .unwrap()
+            .plaintext,
+        b"two"
+    );
 }

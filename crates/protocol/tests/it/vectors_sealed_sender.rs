@@ -791,7 +791,14 @@ fn inner_sessions_decrypt_through_the_sealed_layers() {
         let mut rng = ReplayRng::new("setup", &[&setup["process_prekey_bundle_rng_draws"]]);
         let registration_id = u64_field(&v["alice"], "registration_id") as u32;
         alice
-            .initiate(&f.alice, registration_id, &bundle_from_json(&v["bundle"]), PqPolicy::RequireKyber, now_ms, &mut rng)
+            .initiate(
+                &f.alice,
+                registration_id,
+                &bundle_from_json(&v["bundle"]),
+                PqPolicy::RequireKyber,
+                now_ms,
+                &mut rng,
+            )
             .unwrap();
         rng.assert_exhausted();
         assert_record(&alice, &setup["alice_session_after"], &f.name);
@@ -803,24 +810,43 @@ fn inner_sessions_decrypt_through_the_sealed_layers() {
             let what = format!("{} step {i}", f.name);
             match str_field(step, "event") {
                 "plain_reply" => {
-                    let message = bob_record.encrypt(&hex_field(step, "plaintext_hex"), now_ms).unwrap();
-                    assert_eq!(message.serialize(), &hex_field(&step["message"], "serialized")[..], "{what}");
+                    let message = bob_record
+                        .encrypt(&hex_field(step, "plaintext_hex"), now_ms)
+                        .unwrap();
+                    assert_eq!(
+                        message.serialize(),
+                        &hex_field(&step["message"], "serialized")[..],
+                        "{what}"
+                    );
                     let mut rng = ReplayRng::new(what.clone(), &[&step["decrypt_rng_draws"]]);
                     let parsed = SignalMessage::try_from(message.serialize()).unwrap();
-                    assert_eq!(alice.decrypt(&parsed, &mut rng).unwrap(), hex_field(step, "plaintext_hex"));
+                    assert_eq!(
+                        alice.decrypt(&parsed, &mut rng).unwrap(),
+                        hex_field(step, "plaintext_hex")
+                    );
                     rng.assert_exhausted();
                     assert_record(&alice, &step["alice_session_after"], &what);
                 }
                 sealed => {
                     let plaintext = hex_field(&step["decrypted"], "plaintext_hex");
                     let inner = alice.encrypt(&plaintext, now_ms).unwrap();
-                    assert_eq!(inner.serialize(), &hex_field(&step["inner_message"], "serialized")[..], "{what}");
+                    assert_eq!(
+                        inner.serialize(),
+                        &hex_field(&step["inner_message"], "serialized")[..],
+                        "{what}"
+                    );
                     let wire = if sealed == "sealed_sender_v1" {
                         hex_field(&step["sealed"], "serialized")
                     } else {
                         hex_field(&step["received_message"], "serialized")
                     };
-                    let usmc = open_validated(&f.bob, &wire, &f.trust_root.public_key, f.validation_time_ms).unwrap();
+                    let usmc = open_validated(
+                        &f.bob,
+                        &wire,
+                        &f.trust_root.public_key,
+                        f.validation_time_ms,
+                    )
+                    .unwrap();
                     assert_eq!(usmc.content(), inner.serialize(), "{what}");
                     let certificate = usmc.sender();
                     assert_eq!(certificate.key(), f.alice.identity_key(), "{what}");
@@ -828,11 +854,14 @@ fn inner_sessions_decrypt_through_the_sealed_layers() {
                     let decrypted = match usmc.msg_type() {
                         SealedContentType::PreKey => {
                             let message = PreKeySignalMessage::try_from(usmc.content()).unwrap();
-                            bob_record.decrypt_prekey(&message, &bob.secrets(), &mut rng).unwrap().plaintext
+                            bob_record
+                                .decrypt_prekey(&message, &bob.secrets(), &mut rng)
+                                .unwrap()
+                                .plaintext
                         }
-                        SealedContentType::Whisper => {
-                            bob_record.decrypt(&SignalMessage::try_from(usmc.content()).unwrap(), &mut rng).unwrap()
-                        }
+                        SealedContentType::Whisper => bob_record
+                            .decrypt(&SignalMessage::try_from(usmc.content()).unwrap(), &mut rng)
+                            .unwrap(),
                         other => panic!("{what}: unexpected content type {other:?}"),
                     };
                     rng.assert_exhausted();

@@ -37,8 +37,14 @@ pub(crate) fn identity(party: &Value, name: &str) -> IdentityKeyPair {
     let mut rng = ReplayRng::new(format!("{name} identity"), &[&party["identity_rng_draws"]]);
     let identity = IdentityKeyPair::generate(&mut rng);
     rng.assert_exhausted();
-    assert_eq!(identity.private_key().to_bytes().to_vec(), hex_field(party, "identity_private"));
-    assert_eq!(identity.identity_key().serialize().to_vec(), hex_field(party, "identity_public"));
+    assert_eq!(
+        identity.private_key().to_bytes().to_vec(),
+        hex_field(party, "identity_private")
+    );
+    assert_eq!(
+        identity.identity_key().serialize().to_vec(),
+        hex_field(party, "identity_public")
+    );
     identity
 }
 
@@ -48,7 +54,10 @@ pub(crate) fn bob_keys(v: &Value) -> Bob {
     let prekeys = &bob["prekeys"];
 
     let spk = &prekeys["signed_prekey"];
-    let mut rng = ReplayRng::new("signed prekey", &[&spk["rng_draws"], &spk["signature_rng_draws"]]);
+    let mut rng = ReplayRng::new(
+        "signed prekey",
+        &[&spk["rng_draws"], &spk["signature_rng_draws"]],
+    );
     let signed = SignedPreKeyRecord::generate(
         SignedPreKeyId::from(u64_field(spk, "id") as u32),
         u64_field(spk, "timestamp_ms"),
@@ -56,7 +65,10 @@ pub(crate) fn bob_keys(v: &Value) -> Bob {
         &mut rng,
     );
     rng.assert_exhausted();
-    assert_eq!(signed.public_key().serialize().to_vec(), hex_field(spk, "public"));
+    assert_eq!(
+        signed.public_key().serialize().to_vec(),
+        hex_field(spk, "public")
+    );
     assert_eq!(signed.signature().to_vec(), hex_field(spk, "signature"));
     let reloaded = SignedPreKeyRecord::try_from(&signed.serialize()[..]).unwrap();
     assert_eq!(reloaded.serialize(), signed.serialize());
@@ -66,7 +78,10 @@ pub(crate) fn bob_keys(v: &Value) -> Bob {
         let mut rng = ReplayRng::new("one-time prekey", &[&otpk["rng_draws"]]);
         let record = PreKeyRecord::generate(PreKeyId::from(u64_field(otpk, "id") as u32), &mut rng);
         rng.assert_exhausted();
-        assert_eq!(record.public_key().serialize().to_vec(), hex_field(otpk, "public"));
+        assert_eq!(
+            record.public_key().serialize().to_vec(),
+            hex_field(otpk, "public")
+        );
         let private = PrivateKey::from_bytes(hex_array(otpk, "private"));
         assert_eq!(private.public_key(), *record.public_key());
         record
@@ -74,7 +89,10 @@ pub(crate) fn bob_keys(v: &Value) -> Bob {
 
     let kyber = (!prekeys["kyber_prekey"].is_null()).then(|| {
         let kpk = &prekeys["kyber_prekey"];
-        let mut rng = ReplayRng::new("kyber prekey", &[&kpk["rng_draws"], &kpk["signature_rng_draws"]]);
+        let mut rng = ReplayRng::new(
+            "kyber prekey",
+            &[&kpk["rng_draws"], &kpk["signature_rng_draws"]],
+        );
         let record = KyberPreKeyRecord::generate(
             KyberPreKeyId::from(u64_field(kpk, "id") as u32),
             u64_field(kpk, "timestamp_ms"),
@@ -86,16 +104,28 @@ pub(crate) fn bob_keys(v: &Value) -> Bob {
         assert_eq!(record.signature().to_vec(), hex_field(kpk, "signature"));
         let reloaded = KyberPreKeyRecord::try_from(&record.serialize()[..]).unwrap();
         assert_eq!(reloaded.serialize(), record.serialize());
-        assert!(record.serialize().windows(3169).any(|w| w == hex_field(kpk, "private")));
+        assert!(record
+            .serialize()
+            .windows(3169)
+            .any(|w| w == hex_field(kpk, "private")));
         record
     });
 
-    Bob { identity, registration_id: u64_field(bob, "registration_id") as u32, signed, one_time, kyber }
+    Bob {
+        identity,
+        registration_id: u64_field(bob, "registration_id") as u32,
+        signed,
+        one_time,
+        kyber,
+    }
 }
 
 pub(crate) fn bundle_from_json(b: &Value) -> PreKeyBundle {
     let pre_key = hex_opt(b, "pre_key_public").map(|key| {
-        (PreKeyId::from(u64_field(b, "pre_key_id") as u32), PublicKey::try_from(&key[..]).unwrap())
+        (
+            PreKeyId::from(u64_field(b, "pre_key_id") as u32),
+            PublicKey::try_from(&key[..]).unwrap(),
+        )
     });
     let kyber = hex_opt(b, "kyber_pre_key_public").map(|key| {
         (
@@ -124,7 +154,10 @@ fn record_bytes(session: &Value) -> Vec<u8> {
 
 pub(crate) fn assert_record(record: &SessionRecord, expected: &Value, what: &str) {
     let ours = record.to_libsignal_bytes();
-    assert!(ours == record_bytes(expected), "{what}: session record differs from libsignal's");
+    assert!(
+        ours == record_bytes(expected),
+        "{what}: session record differs from libsignal's"
+    );
     // The versioned form round-trips, and libsignal's bytes load.
     let reloaded = SessionRecord::try_from(&record.serialize()[..]).unwrap();
     assert_eq!(reloaded.to_libsignal_bytes(), ours, "{what}: reload");
@@ -146,19 +179,39 @@ fn run_transcript(name: &str, v: &Value) {
 
     let setup = &v["session_setup"];
     let mut alice = SessionRecord::new();
-    let mut rng = ReplayRng::new(format!("{name}: process_prekey_bundle"), &[&setup["process_prekey_bundle_rng_draws"]]);
+    let mut rng = ReplayRng::new(
+        format!("{name}: process_prekey_bundle"),
+        &[&setup["process_prekey_bundle_rng_draws"]],
+    );
     alice
-        .initiate(&alice_identity, alice_registration_id, &bundle, PqPolicy::AllowClassic, now_ms, &mut rng)
+        .initiate(
+            &alice_identity,
+            alice_registration_id,
+            &bundle,
+            PqPolicy::AllowClassic,
+            now_ms,
+            &mut rng,
+        )
         .unwrap();
     rng.assert_exhausted();
-    assert_record(&alice, &setup["alice_session_after"], &format!("{name}: alice after setup"));
-    assert_eq!(alice.session_version(), Some(u64_field(v, "session_version") as u8));
+    assert_record(
+        &alice,
+        &setup["alice_session_after"],
+        &format!("{name}: alice after setup"),
+    );
+    assert_eq!(
+        alice.session_version(),
+        Some(u64_field(v, "session_version") as u8)
+    );
 
     let mut bob_record = SessionRecord::new();
     let mut decrypted = 0;
     let mut duplicates = 0;
     for (i, step) in v["steps"].as_array().unwrap().iter().enumerate() {
-        let what = format!("{name} step {i} ({} {})", step["event"], step["message_label"]);
+        let what = format!(
+            "{name} step {i} ({} {})",
+            step["event"], step["message_label"]
+        );
         let (sender, recipient) = match step["sender"].as_str().unwrap() {
             "alice" => (&mut alice, &mut bob_record),
             _ => (&mut bob_record, &mut alice),
@@ -166,9 +219,15 @@ fn run_transcript(name: &str, v: &Value) {
         match step["event"].as_str().unwrap() {
             "encrypt" => {
                 assert!(step["rng_draws"].as_array().unwrap().is_empty());
-                let message = sender.encrypt(&hex_field(step, "plaintext_hex"), now_ms).unwrap();
+                let message = sender
+                    .encrypt(&hex_field(step, "plaintext_hex"), now_ms)
+                    .unwrap();
                 let expected = &step["message"];
-                assert_eq!(message.serialize(), &hex_field(expected, "serialized")[..], "{what}: ciphertext");
+                assert_eq!(
+                    message.serialize(),
+                    &hex_field(expected, "serialized")[..],
+                    "{what}: ciphertext"
+                );
                 assert_eq!(
                     matches!(message, CiphertextMessage::PreKey(_)),
                     expected["type"] == "PreKey",
@@ -183,7 +242,9 @@ fn run_transcript(name: &str, v: &Value) {
                 let result = if step["message_type"] == "PreKey" {
                     let message = PreKeySignalMessage::try_from(&bytes[..]).unwrap();
                     assert_eq!(message.identity_key(), alice_identity.identity_key());
-                    recipient.decrypt_prekey(&message, &bob.secrets(), &mut rng).map(|d| d.plaintext)
+                    recipient
+                        .decrypt_prekey(&message, &bob.secrets(), &mut rng)
+                        .map(|d| d.plaintext)
                 } else {
                     let message = SignalMessage::try_from(&bytes[..]).unwrap();
                     recipient.decrypt(&message, &mut rng)
@@ -192,17 +253,33 @@ fn run_transcript(name: &str, v: &Value) {
                 match step["result"].as_str().unwrap() {
                     "ok" => {
                         let plaintext = result.unwrap_or_else(|e| panic!("{what}: {e}"));
-                        assert_eq!(plaintext, hex_field(&step["decrypted"], "plaintext_hex"), "{what}");
+                        assert_eq!(
+                            plaintext,
+                            hex_field(&step["decrypted"], "plaintext_hex"),
+                            "{what}"
+                        );
                         decrypted += 1;
                     }
                     _ => {
                         let debug = step["error_debug"].as_str().unwrap();
                         let err = result.expect_err(&what);
-                        let DecryptError::Duplicate { chain_index, counter } = err else {
+                        let DecryptError::Duplicate {
+                            chain_index,
+                            counter,
+                        } = err
+                        else {
                             panic!("{what}: expected a duplicate, got {err:?}");
                         };
-                        assert_eq!(debug, format!("DuplicatedMessage({chain_index}, {counter})"), "{what}");
-                        assert_eq!(recipient.to_libsignal_bytes(), before, "{what}: state changed on error");
+                        assert_eq!(
+                            debug,
+                            format!("DuplicatedMessage({chain_index}, {counter})"),
+                            "{what}"
+                        );
+                        assert_eq!(
+                            recipient.to_libsignal_bytes(),
+                            before,
+                            "{what}: state changed on error"
+                        );
                         duplicates += 1;
                     }
                 }
@@ -212,10 +289,21 @@ fn run_transcript(name: &str, v: &Value) {
         }
     }
     assert!(decrypted > 0);
-    assert_record(&alice, &v["final_sessions"]["alice_with_bob"], &format!("{name}: final alice"));
-    assert_record(&bob_record, &v["final_sessions"]["bob_with_alice"], &format!("{name}: final bob"));
+    assert_record(
+        &alice,
+        &v["final_sessions"]["alice_with_bob"],
+        &format!("{name}: final alice"),
+    );
+    assert_record(
+        &bob_record,
+        &v["final_sessions"]["bob_with_alice"],
+        &format!("{name}: final bob"),
+    );
     if name.starts_with("d_") {
-        assert!(duplicates > 0, "{name}: the out-of-order transcript has a duplicate");
+        assert!(
+            duplicates > 0,
+            "{name}: the out-of-order transcript has a duplicate"
+        );
     }
 }
 
