@@ -23,7 +23,7 @@ use sotto_protocol::{
     PreKeyId, PreKeyRecord, PreKeySecrets, PreKeySignalMessage, SessionRecord, SignalMessage,
     SignedPreKeyId, SignedPreKeyRecord,
 };
-use sotto_protocol::{DistributionId, SenderKeyRecord};
+use sotto_protocol::{DistributionId, KemKeyPair, SenderKeyRecord};
 
 const NOW_MS: u64 = 1_750_000_000_000;
 const PAYLOAD: [u8; 100] = [0x42; 100];
@@ -194,6 +194,36 @@ fn double_ratchet(c: &mut Criterion) {
     group.finish();
 }
 
+/// The primitives the protocol is built from, for reading the figures above against.
+fn primitives(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let ours = KeyPair::generate(&mut rng);
+    let theirs = KeyPair::generate(&mut rng);
+    let kem = KemKeyPair::generate(&mut rng);
+    let (ciphertext, _) = kem.public_key.encapsulate(&mut rng);
+    let signature = ours.private_key.sign(&[&PAYLOAD], &mut rng);
+    let mut group = c.benchmark_group("primitives");
+    group.bench_function("X25519 agreement", |b| {
+        b.iter(|| ours.private_key.agree(&theirs.public_key).unwrap())
+    });
+    group.bench_function("X25519 key generation", |b| {
+        b.iter(|| KeyPair::generate(&mut rng))
+    });
+    group.bench_function("XEdDSA sign", |b| {
+        b.iter(|| ours.private_key.sign(&[&PAYLOAD], &mut rng))
+    });
+    group.bench_function("XEdDSA verify", |b| {
+        b.iter(|| assert!(ours.public_key.verify_signature(&[&PAYLOAD], &signature)))
+    });
+    group.bench_function("Kyber1024 encapsulate", |b| {
+        b.iter(|| kem.public_key.encapsulate(&mut rng))
+    });
+    group.bench_function("Kyber1024 decapsulate", |b| {
+        b.iter(|| kem.secret_key.decapsulate(&ciphertext))
+    });
+    group.finish();
+}
+
 fn sender_keys(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(4);
     let group = DistributionId::from_bytes([1; 16]);
@@ -269,6 +299,7 @@ fn sealed_sender(c: &mut Criterion) {
 
 criterion_group!(
     benches,
+    primitives,
     session_setup,
     double_ratchet,
     sender_keys,
