@@ -6,6 +6,7 @@ use rand_core::CryptoRng;
 
 use crate::curve::{KeyPair, PrivateKey, PublicKey};
 use crate::error::{AgreementError, DecodeError};
+use crate::proto::storage::IdentityKeyPairStructure;
 
 /// A party's public identity key: what safety numbers are computed over and what the user
 /// verifies. Distinct from other public keys so that the two are never confused.
@@ -86,11 +87,45 @@ impl IdentityKeyPair {
         self.private_key.sign(message, rng)
     }
 
+    /// libsignal's `IdentityKeyPairStructure` protobuf, for the caller to persist (secret).
+    pub fn serialize(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        use prost::Message as _;
+        zeroize::Zeroizing::new(
+            IdentityKeyPairStructure {
+                public_key: self.identity_key.serialize().to_vec(),
+                private_key: self.private_key.to_bytes().to_vec(),
+            }
+            .encode_to_vec(),
+        )
+    }
+
     pub(crate) fn agree(
         &self,
         their: &PublicKey,
     ) -> Result<zeroize::Zeroizing<[u8; 32]>, AgreementError> {
         self.private_key.agree(their)
+    }
+}
+
+impl TryFrom<&[u8]> for IdentityKeyPair {
+    type Error = DecodeError;
+
+    /// Parses [`IdentityKeyPair::serialize`]'s output; the public key must match the private.
+    fn try_from(bytes: &[u8]) -> Result<Self, DecodeError> {
+        use prost::Message as _;
+        let proto = IdentityKeyPairStructure::decode(bytes)
+            .map_err(DecodeError::protobuf("IdentityKeyPair"))?;
+        let private =
+            <[u8; 32]>::try_from(&proto.private_key[..]).map_err(|_| DecodeError::BadLength {
+                what: "identity private key",
+                expected: 32,
+                actual: proto.private_key.len(),
+            })?;
+        let pair = Self::from_private(PrivateKey::from_bytes(private));
+        if pair.identity_key != IdentityKey::try_from(&proto.public_key[..])? {
+            return Err(DecodeError::InvalidField("public_key"));
+        }
+        Ok(pair)
     }
 }
 
@@ -100,6 +135,27 @@ impl From<KeyPair> for IdentityKeyPair {
             identity_key: IdentityKey(pair.public_key),
             private_key: pair.private_key,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_key_pair_round_trip_and_mismatch() {
+        let pair = IdentityKeyPair::from_private(PrivateKey::from_bytes([3; 32]));
+        let bytes = pair.serialize();
+        let back = IdentityKeyPair::try_from(&bytes[..]).unwrap();
+        assert_eq!(back.identity_key(), pair.identity_key());
+        let other = IdentityKeyPair::from_private(PrivateKey::from_bytes([4; 32]));
+        let mut mixed = IdentityKeyPairStructure::default();
+        mixed.public_key = other.identity_key().serialize().to_vec();
+        mixed.private_key = pair.private_key().to_bytes().to_vec();
+        use prost::Message as _;
+        assert!(IdentityKeyPair::try_from(&mixed.encode_to_vec()[..]).is_err());
+        assert!(IdentityKeyPair::try_from(&[0xff][..]).is_err());
+        assert!(!format!("{pair:?}").contains("0303"));
     }
 }
 

@@ -512,3 +512,41 @@ fn forged_base_key_never_reaches_an_archived_session() {
         b"two"
     );
 }
+
+#[test]
+fn non_canonical_base_key_is_rejected() {
+    let mut rng = ChaCha20Rng::seed_from_u64(17);
+    let alice = Device::new(&mut rng, 1);
+    let bob = Device::new(&mut rng, 2);
+    let mut alice_record = SessionRecord::new();
+    alice_record
+        .initiate(
+            &alice.identity,
+            1,
+            &bob.bundle(0),
+            PqPolicy::RequireKyber,
+            NOW_MS,
+            &mut rng,
+        )
+        .unwrap();
+    let message = prekey(alice_record.encrypt(b"hi", NOW_MS).unwrap());
+    let mut bytes = message.serialize().to_vec();
+    let at = bytes
+        .windows(33)
+        .position(|w| w == message.base_key().serialize())
+        .unwrap();
+    // 2^255 - 19 + 1: the encoding of 1 plus p, not canonical.
+    let mut non_canonical = [0xffu8; 32];
+    non_canonical[0] = 0xee;
+    non_canonical[31] = 0x7f;
+    bytes[at + 1..at + 33].copy_from_slice(&non_canonical);
+    let forged = PreKeySignalMessage::try_from(&bytes[..]).unwrap();
+    let mut bob_record = SessionRecord::new();
+    assert_eq!(
+        bob_record
+            .decrypt_prekey(&forged, &bob.secrets(&forged), &mut rng)
+            .unwrap_err(),
+        DecryptError::NonCanonicalBaseKey
+    );
+    assert!(!bob_record.has_current_session());
+}
