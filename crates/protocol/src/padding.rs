@@ -38,7 +38,8 @@ pub fn pad(content: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Removes the padding, strictly. Runs through the whole input whatever it holds.
+/// Removes the padding, strictly: the terminator must be followed only by zeros, and the
+/// padding must be exactly what [`pad`] adds. Runs through the whole input whatever it holds.
 pub fn unpad(padded: &[u8]) -> Result<&[u8], PaddingError> {
     if padded.is_empty() || padded.len() % PADDING_BLOCK_SIZE != 0 {
         return Err(PaddingError::BadLength(padded.len()));
@@ -58,7 +59,9 @@ pub fn unpad(padded: &[u8]) -> Result<&[u8], PaddingError> {
         terminator_at = if hit == 1 { i } else { terminator_at };
         found |= hit;
     }
-    if found == 0 || bad != 0 {
+    // Exactly as much padding as `pad` adds: never a whole extra block.
+    let minimal = (terminator_at / PADDING_BLOCK_SIZE + 1) * PADDING_BLOCK_SIZE == padded.len();
+    if found == 0 || bad != 0 || !minimal {
         return Err(PaddingError::Malformed);
     }
     Ok(&padded[..terminator_at])
@@ -89,6 +92,10 @@ mod tests {
         assert_eq!(unpad(&p), Err(PaddingError::Malformed));
         // Content that itself ends in 0x80 keeps it.
         assert_eq!(unpad(&pad(&[0x80, 0x80])), Ok(&[0x80, 0x80][..]));
+        // More padding than `pad` adds is refused, so `pad(unpad(x)) == x` always holds.
+        let mut long = vec![0u8; 320];
+        long[0] = 0x80;
+        assert_eq!(unpad(&long), Err(PaddingError::Malformed));
     }
 
     proptest! {
