@@ -138,6 +138,14 @@ impl From<KeyPair> for IdentityKeyPair {
     }
 }
 
+impl fmt::Debug for IdentityKeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityKeyPair")
+            .field("identity_key", &self.identity_key)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,20 +157,13 @@ mod tests {
         let back = IdentityKeyPair::try_from(&bytes[..]).unwrap();
         assert_eq!(back.identity_key(), pair.identity_key());
         let other = IdentityKeyPair::from_private(PrivateKey::from_bytes([4; 32]));
-        let mut mixed = IdentityKeyPairStructure::default();
-        mixed.public_key = other.identity_key().serialize().to_vec();
-        mixed.private_key = pair.private_key().to_bytes().to_vec();
+        let mixed = IdentityKeyPairStructure {
+            public_key: other.identity_key().serialize().to_vec(),
+            private_key: pair.private_key().to_bytes().to_vec(),
+        };
         use prost::Message as _;
         assert!(IdentityKeyPair::try_from(&mixed.encode_to_vec()[..]).is_err());
         assert!(IdentityKeyPair::try_from(&[0xff][..]).is_err());
         assert!(!format!("{pair:?}").contains("0303"));
-    }
-}
-
-impl fmt::Debug for IdentityKeyPair {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IdentityKeyPair")
-            .field("identity_key", &self.identity_key)
-            .finish_non_exhaustive()
     }
 }

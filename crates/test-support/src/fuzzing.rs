@@ -23,6 +23,11 @@ use sotto_protocol::{
     UnidentifiedSenderMessageContent, MAX_VALID_DEVICE_ID, VALID_REGISTRATION_ID_MASK,
 };
 use sotto_protocol::{
+    pad, unpad, DistributionId, Fingerprint, FingerprintError, GroupDecryptError,
+    GroupEncryptError, ScannableFingerprint, SenderKeyDistributionMessage, SenderKeyMessage,
+    SenderKeyRecord, FINGERPRINT_ITERATIONS, PADDING_BLOCK_SIZE, SIGNATURE_LENGTH,
+};
+use sotto_protocol::{
     CiphertextMessage, DecryptError, IdentityKey, IdentityKeyPair, KemCiphertext, KemKeyPair,
     KemPublicKey, KyberPreKeyId, KyberPreKeyRecord, PqPolicy, PreKeyBundle, PreKeyId, PreKeyRecord,
     PreKeySecrets, PreKeySignalMessage, PrivateKey, PublicKey, SessionRecord, SignalMessage,
@@ -48,6 +53,14 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sealed_sender_content", sealed_sender_content),
     ("sealed_sender_open", sealed_sender_open),
     ("sealed_sender_v2_sent", sealed_sender_v2_sent),
+    ("sender_key_message", sender_key_message),
+    (
+        "sender_key_distribution_message",
+        sender_key_distribution_message,
+    ),
+    ("sender_key_record", sender_key_record),
+    ("scannable_fingerprint", scannable_fingerprint),
+    ("padding_unpad", padding_unpad),
     ("two_party", two_party),
 ];
 
@@ -496,6 +509,74 @@ pub fn seeds() -> Vec<Seed> {
             );
         }
     }
+    for (file, short) in [
+        ("e_sender_keys_base_seed1.json", "e1"),
+        ("e_sender_keys_base_seed2.json", "e2"),
+    ] {
+        let v = load(file);
+        add(
+            "sender_key_distribution_message",
+            format!("{short}-skdm"),
+            hex_field(&v["skdm"], "serialized"),
+        );
+        for step in group_steps(&v) {
+            let label = step["message_label"].as_str().expect("label");
+            add(
+                "sender_key_message",
+                format!("{short}-{label}"),
+                hex_field(&step["message"], "serialized"),
+            );
+        }
+        for name in [
+            "alice_sender_key_record_after_create",
+            "bob_sender_key_record_after_process",
+            "alice_sender_key_record_final",
+        ] {
+            add(
+                "sender_key_record",
+                format!("{short}-{name}"),
+                hex_field(&v[name], "serialized"),
+            );
+        }
+        let steps = v["steps"].as_array().expect("steps");
+        if let Some(last) = steps.iter().rfind(|s| s["event"] == "group_decrypt") {
+            let record = hex_field(&last["bob_sender_key_record_after"], "serialized");
+            add(
+                "sender_key_record",
+                format!("{short}-bob_sender_key_record_final"),
+                record,
+            );
+        }
+    }
+    for (file, short) in [
+        ("g_fingerprints_base_seed1.json", "g1"),
+        ("g_fingerprints_base_seed2.json", "g2"),
+    ] {
+        let v = load(file);
+        for fp in v["fingerprints"].as_array().expect("fingerprints") {
+            let version = u64_field(fp, "version");
+            for side in ["scannable_alice", "scannable_bob"] {
+                add(
+                    "scannable_fingerprint",
+                    format!("{short}-v{version}-{side}"),
+                    hex_field(fp, side),
+                );
+            }
+        }
+    }
+    // Padded transcript plaintexts (empty, short, one block exactly, longer).
+    let c1 = load(FIXTURE);
+    for step in encrypt_steps(&c1).take(2) {
+        let label = step["message_label"].as_str().expect("label");
+        add(
+            "padding_unpad",
+            format!("c1-{label}-padded"),
+            pad(&hex_field(step, "plaintext_hex")),
+        );
+    }
+    add("padding_unpad", "empty-padded".to_owned(), pad(&[]));
+    add("padding_unpad", "159-padded".to_owned(), pad(&[0x80; 159]));
+    add("padding_unpad", "160-padded".to_owned(), pad(&[0; 160]));
     for (name, script) in TWO_PARTY_SCRIPTS {
         add("two_party", (*name).to_owned(), script.to_vec());
     }
@@ -628,6 +709,18 @@ pub fn check_fixture() {
         [false, true, false],
         "only Bob's ReceivedMessage opens as Bob"
     );
+    let sk = sender_keys_fixture();
+    for message in &sk.messages {
+        assert!(
+            sk.bob.clone().decrypt(message).is_ok(),
+            "Bob's sender key record rejects a message"
+        );
+    }
+    let g = load(FINGERPRINT_FIXTURE);
+    let fingerprints = g["fingerprints"].as_array().expect("fingerprints");
+    for (ours, fp) in fingerprint_fixture().with_bob.iter().zip(fingerprints) {
+        assert_eq!(ours.compare(&hex_field(fp, "scannable_bob")), Ok(true));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1330,6 +1423,321 @@ pub fn sealed_sender_v2_sent(data: &[u8]) {
         }
     }
     assert!(sent.received_message_for(sent.recipients().len()).is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sender keys.
+// ---------------------------------------------------------------------------------------------
+
+/// The sender keys transcript the sender key targets use.
+pub const SENDER_KEYS_FIXTURE: &str = "e_sender_keys_base_seed1.json";
+
+/// Alice's and Bob's records of [`SENDER_KEYS_FIXTURE`] and its messages.
+struct SenderKeysFixture {
+    distribution_id: DistributionId,
+    /// Bob's record after processing Alice's distribution message (decrypts every message).
+    bob: SenderKeyRecord,
+    /// The group messages, in order.
+    messages: Vec<SenderKeyMessage>,
+    /// The signed part (all but the signature) of every group message of the sender key
+    /// transcripts → its plaintext.
+    plaintexts: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+fn distribution_id_from(v: &Value) -> DistributionId {
+    let text = v["distribution_id"]
+        .as_str()
+        .expect("distribution_id")
+        .replace('-', "");
+    let bytes: [u8; 16] = hex::decode(text)
+        .expect("hex")
+        .try_into()
+        .expect("16 bytes");
+    DistributionId::from_bytes(bytes)
+}
+
+fn group_steps(v: &Value) -> impl Iterator<Item = &Value> {
+    let steps = v["steps"].as_array().expect("steps");
+    steps.iter().filter(|s| s["event"] == "group_encrypt")
+}
+
+/// The part of a `SenderKeyMessage` its signature covers: equal for every valid signature.
+fn signed_part(message: &[u8]) -> &[u8] {
+    &message[..message.len() - SIGNATURE_LENGTH]
+}
+
+fn sender_keys_fixture() -> &'static SenderKeysFixture {
+    static CELL: OnceLock<SenderKeysFixture> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let v = load(SENDER_KEYS_FIXTURE);
+        let record = hex_field(&v["bob_sender_key_record_after_process"], "serialized");
+        let mut plaintexts = HashMap::new();
+        for (_, transcript) in load_scenario("e_") {
+            for step in group_steps(&transcript) {
+                let message = hex_field(&step["message"], "serialized");
+                plaintexts.insert(
+                    signed_part(&message).to_vec(),
+                    hex_field(step, "plaintext_hex"),
+                );
+            }
+        }
+        SenderKeysFixture {
+            distribution_id: distribution_id_from(&v),
+            bob: SenderKeyRecord::try_from(&record[..]).expect("Bob's sender key record"),
+            messages: group_steps(&v)
+                .map(|s| {
+                    SenderKeyMessage::try_from(&hex_field(&s["message"], "serialized")[..])
+                        .expect("group message")
+                })
+                .collect(),
+            plaintexts,
+        }
+    })
+}
+
+/// Decrypts `message` on a copy of `record`: a rejection leaves the record unchanged. On a
+/// `genuine` record (one whose chain keys are the real ones) an acceptance must give the
+/// transcript's plaintext of exactly the signed bytes, and a second delivery is a duplicate.
+/// (Sender keys carry no MAC: under a right signing key but a wrong chain key, a message can
+/// decrypt to garbage, so a fuzzed record only has to behave.)
+fn check_group_decrypt(record: &SenderKeyRecord, message: &SenderKeyMessage, genuine: bool) {
+    let mut record = record.clone();
+    let before = record.serialize();
+    match record.decrypt(message) {
+        Err(_) => assert_eq!(
+            record.serialize(),
+            before,
+            "a rejected group message changed the record"
+        ),
+        Ok(plaintext) if genuine => {
+            let expected = sender_keys_fixture()
+                .plaintexts
+                .get(signed_part(message.serialize()));
+            assert_eq!(
+                Some(&plaintext),
+                expected,
+                "accepted a group message that is not a genuine one"
+            );
+            let after = record.serialize();
+            assert!(
+                matches!(
+                    record.decrypt(message),
+                    Err(GroupDecryptError::Duplicate { .. })
+                ),
+                "a second delivery of a group message is not a duplicate"
+            );
+            assert_eq!(record.serialize(), after, "a duplicate changed the record");
+        }
+        Ok(_) => {}
+    }
+}
+
+/// `SenderKeyMessage`: parse, round trip (kept bytes), decrypt on Bob's fixed record.
+pub fn sender_key_message(data: &[u8]) {
+    let Ok(message) = SenderKeyMessage::try_from(data) else {
+        return;
+    };
+    assert_eq!(
+        message.serialize(),
+        data,
+        "the kept bytes are not the input"
+    );
+    let again = SenderKeyMessage::try_from(message.serialize()).expect("re-parse");
+    assert_eq!(
+        (again.distribution_id(), again.chain_id(), again.iteration()),
+        (
+            message.distribution_id(),
+            message.chain_id(),
+            message.iteration()
+        )
+    );
+    check_group_decrypt(&sender_keys_fixture().bob, &message, true);
+}
+
+/// `SenderKeyDistributionMessage`: parse, round trip (kept bytes), process it into a fresh
+/// record and into Bob's, then decrypt the transcript's messages with them.
+pub fn sender_key_distribution_message(data: &[u8]) {
+    let Ok(message) = SenderKeyDistributionMessage::try_from(data) else {
+        return;
+    };
+    assert_eq!(
+        message.serialize(),
+        data,
+        "the kept bytes are not the input"
+    );
+    let again = SenderKeyDistributionMessage::try_from(message.serialize()).expect("re-parse");
+    assert_eq!(
+        (
+            again.distribution_id(),
+            again.chain_id(),
+            again.iteration(),
+            again.signing_key()
+        ),
+        (
+            message.distribution_id(),
+            message.chain_id(),
+            message.iteration(),
+            message.signing_key()
+        )
+    );
+    let fx = sender_keys_fixture();
+    let mut fresh = SenderKeyRecord::new();
+    fresh.process_distribution_message(&message);
+    let mut bob = fx.bob.clone();
+    bob.process_distribution_message(&message);
+    for record in [fresh, bob] {
+        check_sender_key_record(&record);
+        for group_message in &fx.messages {
+            check_group_decrypt(&record, group_message, false);
+        }
+    }
+}
+
+/// `SenderKeyRecord`: parse, round trip, decrypt the transcript's messages; if it holds our
+/// own chain, what it encrypts decrypts with its distribution message.
+pub fn sender_key_record(data: &[u8]) {
+    let Ok(record) = SenderKeyRecord::try_from(data) else {
+        return;
+    };
+    check_sender_key_record(&record);
+    let fx = sender_keys_fixture();
+    for message in &fx.messages {
+        check_group_decrypt(&record, message, false);
+    }
+    let mut sender = record;
+    let mut rng = rng();
+    let Ok(distribution) = sender.create_distribution_message(fx.distribution_id, &mut rng) else {
+        return;
+    };
+    let mut receiver = SenderKeyRecord::new();
+    receiver.process_distribution_message(&distribution);
+    match sender.encrypt(fx.distribution_id, b"to the group", &mut rng) {
+        Ok(message) => {
+            let parsed = SenderKeyMessage::try_from(message.serialize())
+                .expect("our own group message parses");
+            assert_eq!(parsed.iteration(), distribution.iteration());
+            assert_eq!(
+                receiver.decrypt(&parsed).as_deref(),
+                Ok(&b"to the group"[..])
+            );
+        }
+        Err(e) => assert_eq!(e, GroupEncryptError::ChainExhausted),
+    }
+}
+
+fn check_sender_key_record(record: &SenderKeyRecord) {
+    let bytes = record.serialize();
+    let again = SenderKeyRecord::try_from(&bytes[..]).expect("re-parse");
+    assert_eq!(again.serialize(), bytes, "round trip is not stable");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fingerprints and padding.
+// ---------------------------------------------------------------------------------------------
+
+/// The fingerprint transcript the `scannable_fingerprint` target uses.
+pub const FINGERPRINT_FIXTURE: &str = "g_fingerprints_base_seed1.json";
+
+/// Alice's safety number with Bob in both versions, and hers with Carol (another key).
+struct FingerprintFixture {
+    with_bob: Vec<ScannableFingerprint>,
+    with_carol: ScannableFingerprint,
+}
+
+fn fingerprint_fixture() -> &'static FingerprintFixture {
+    static CELL: OnceLock<FingerprintFixture> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let v = load(FINGERPRINT_FIXTURE);
+        let key = |fp: &Value, field: &str| {
+            IdentityKey::try_from(&hex_field(fp, field)[..]).expect("identity key")
+        };
+        let mut with_bob = Vec::new();
+        let mut with_carol = None;
+        for fp in v["fingerprints"].as_array().expect("fingerprints") {
+            let version = u64_field(fp, "version") as u32;
+            let (alice_id, bob_id) = (
+                hex_field(fp, "alice_stable_id"),
+                hex_field(fp, "bob_stable_id"),
+            );
+            let (alice, bob) = (key(fp, "alice_identity_key"), key(fp, "bob_identity_key"));
+            let ours = Fingerprint::new(
+                version,
+                FINGERPRINT_ITERATIONS,
+                &alice_id,
+                &alice,
+                &bob_id,
+                &bob,
+            );
+            assert_eq!(
+                ours.scannable().serialize(),
+                hex_field(fp, "scannable_alice")
+            );
+            with_bob.push(ours.scannable().clone());
+            if version == 2 {
+                let carol = Fingerprint::new(
+                    version,
+                    FINGERPRINT_ITERATIONS,
+                    &alice_id,
+                    &alice,
+                    &bob_id,
+                    &alice,
+                );
+                with_carol = Some(carol.scannable().clone());
+            }
+        }
+        FingerprintFixture {
+            with_bob,
+            with_carol: with_carol.expect("a version 2 fingerprint"),
+        }
+    })
+}
+
+/// `ScannableFingerprint::compare` (the parser of scanned QR codes), as Alice with Bob in both
+/// versions: decoding does not depend on the version, at most one version matches, and a
+/// code that matches Bob does not match Carol.
+pub fn scannable_fingerprint(data: &[u8]) {
+    let fx = fingerprint_fixture();
+    let results: Vec<_> = fx.with_bob.iter().map(|ours| ours.compare(data)).collect();
+    let decode_errors = results
+        .iter()
+        .filter(|r| matches!(r, Err(FingerprintError::Decode(_))))
+        .count();
+    assert!(
+        decode_errors == 0 || decode_errors == results.len(),
+        "decoding depends on the version"
+    );
+    let not_mismatched = results
+        .iter()
+        .filter(|r| !matches!(r, Err(FingerprintError::VersionMismatch { .. })))
+        .count();
+    assert!(
+        not_mismatched <= 1 || decode_errors > 0,
+        "a code has two versions"
+    );
+    let matches_bob = results.contains(&Ok(true));
+    if matches_bob {
+        assert_ne!(
+            fx.with_carol.compare(data),
+            Ok(true),
+            "a code matches two safety numbers"
+        );
+    }
+}
+
+/// `unpad`: it is strict, so what it accepts is exactly what [`pad`] makes of the content
+/// (no extra zero block, no other terminator), and any input padded unpads to itself.
+pub fn padding_unpad(data: &[u8]) {
+    if let Ok(content) = unpad(data) {
+        assert_eq!(
+            pad(content),
+            data,
+            "unpad accepted a padding pad does not produce"
+        );
+    }
+    let padded = pad(data);
+    assert_eq!(padded.len() % PADDING_BLOCK_SIZE, 0);
+    assert!(padded.len() > data.len());
+    assert_eq!(unpad(&padded), Ok(data));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -87,6 +87,11 @@ replay_tests!(
     sealed_sender_content,
     sealed_sender_open,
     sealed_sender_v2_sent,
+    sender_key_message,
+    sender_key_distribution_message,
+    sender_key_record,
+    scannable_fingerprint,
+    padding_unpad,
     two_party,
 );
 
