@@ -14,7 +14,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sotto_protocol::{
-    seal_v2_multi, CertifiedSender, ContentHint, DeviceId, KeyPair, SealedContentType,
+    sealed_sender_encrypt_v2, CertifiedSender, ContentHint, DeviceId, KeyPair, SealedContentType,
     SealedSenderV2Recipient, SenderCertificate, ServerCertificate, ServiceId,
     UnidentifiedSenderMessageContent,
 };
@@ -291,7 +291,7 @@ fn sealed_sender(c: &mut Criterion) {
             group.sample_size(10);
         }
         group.bench_function(format!("seal to {count} recipients"), |b| {
-            b.iter(|| seal_v2_multi(&recipients, &sender, &usmc, &mut rng).unwrap())
+            b.iter(|| sealed_sender_encrypt_v2(&recipients, &sender, &usmc, &mut rng).unwrap())
         });
     }
     group.finish();

@@ -106,10 +106,10 @@ pub use prekey::{
     SignedPreKeyRecord,
 };
 pub use sealed_sender::{
-    open, open_validated, seal_v1, seal_v2_multi, CertificateError, CertifiedSender, ContentHint,
-    SealError, SealedContentType, SealedSenderError, SealedSenderV2Recipient,
-    SealedSenderV2SentMessage, SenderCertificate, SentMessageRecipient, ServerCertificate,
-    UnidentifiedSenderMessageContent,
+    sealed_sender_decrypt, sealed_sender_decrypt_to_usmc, sealed_sender_encrypt_v1,
+    sealed_sender_encrypt_v2, CertificateError, CertifiedSender, ContentHint, SealError,
+    SealedContentType, SealedSenderError, SealedSenderV2Recipient, SealedSenderV2SentMessage,
+    SenderCertificate, SentMessageRecipient, ServerCertificate, UnidentifiedSenderMessageContent,
 };
 pub use sender_keys::{
     DistributionId, GroupDecryptError, GroupEncryptError, SenderKeyDistributionMessage,

@@ -368,7 +368,9 @@ impl PreKeyBundle {
         self.kyber_pre_key.as_ref().map(|(_, _, sig)| sig)
     }
 
-    /// Sotto's bundle protobuf (see [`PreKeyBundleProto`] for the fields).
+    /// Sotto's bundle protobuf: registration id (1), device id (2), identity key (3), one-time
+    /// prekey id and key (4, 5), signed prekey id, key and signature (6-8), Kyber prekey id, key
+    /// and signature (9-11).
     pub fn serialize(&self) -> Vec<u8> {
         PreKeyBundleProto {
             registration_id: self.registration_id,

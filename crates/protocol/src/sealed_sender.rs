@@ -3,13 +3,13 @@
 //! The sender wraps its already end-to-end encrypted message, together with its
 //! [`SenderCertificate`], in an [`UnidentifiedSenderMessageContent`] (USMC) and encrypts that to
 //! the recipient's identity key:
-//! - v1 ([`seal_v1`], version byte `0x11`): one recipient, AES-256-CTR + HMAC;
-//! - v2 ([`seal_v2_multi`], SentMessage `0x23`): one AES-256-GCM-SIV ciphertext shared by many
+//! - v1 ([`sealed_sender_encrypt_v1`], version byte `0x11`): one recipient, AES-256-CTR + HMAC;
+//! - v2 ([`sealed_sender_encrypt_v2`], SentMessage `0x23`): one AES-256-GCM-SIV ciphertext shared by many
 //!   recipients; the server splits it with [`SealedSenderV2SentMessage`] into one
 //!   ReceivedMessage (`0x22`) per recipient.
 //!
-//! The recipient calls [`open`] (either version) to get the USMC, then must validate the
-//! sender certificate against its trust root ([`open_validated`] does both).
+//! The recipient calls [`sealed_sender_decrypt_to_usmc`] (either version) to get the USMC, then must validate the
+//! sender certificate against its trust root ([`sealed_sender_decrypt`] does both).
 
 mod certificate;
 mod content;
@@ -20,9 +20,10 @@ use thiserror::Error;
 
 pub use certificate::{CertificateError, CertifiedSender, SenderCertificate, ServerCertificate};
 pub use content::{ContentHint, SealedContentType, UnidentifiedSenderMessageContent};
-pub use v1::seal_v1;
+pub use v1::sealed_sender_encrypt_v1;
 pub use v2::{
-    seal_v2_multi, SealedSenderV2Recipient, SealedSenderV2SentMessage, SentMessageRecipient,
+    sealed_sender_encrypt_v2, SealedSenderV2Recipient, SealedSenderV2SentMessage,
+    SentMessageRecipient,
 };
 
 use crate::curve::PublicKey;
@@ -82,10 +83,10 @@ pub enum SealError {
 /// addressed to `our_identity`.
 ///
 /// The sender certificate inside is **not** validated: check it with
-/// [`SenderCertificate::validate`] before trusting the sender, or use [`open_validated`]. For
+/// [`SenderCertificate::validate`] before trusting the sender, or use [`sealed_sender_decrypt`]. For
 /// v1 the sender key that sealed the message must equal the certificate's identity key; for v2
 /// the authentication tag must verify under it ([`SealedSenderError::IdentityMismatch`]).
-pub fn open(
+pub fn sealed_sender_decrypt_to_usmc(
     our_identity: &IdentityKeyPair,
     bytes: &[u8],
 ) -> Result<UnidentifiedSenderMessageContent, SealedSenderError> {
@@ -100,17 +101,17 @@ pub fn open(
     }
 }
 
-/// [`open`], then validates the sender certificate against `trust_root` at `now_ms`
+/// [`sealed_sender_decrypt_to_usmc`], then validates the sender certificate against `trust_root` at `now_ms`
 /// (milliseconds since the Unix epoch), as libsignal's `sealed_sender_decrypt` does before
 /// decrypting the inner message. Rejecting messages from our own device is left to the caller,
 /// which knows its address.
-pub fn open_validated(
+pub fn sealed_sender_decrypt(
     our_identity: &IdentityKeyPair,
     bytes: &[u8],
     trust_root: &PublicKey,
     now_ms: u64,
 ) -> Result<UnidentifiedSenderMessageContent, SealedSenderError> {
-    let usmc = open(our_identity, bytes)?;
+    let usmc = sealed_sender_decrypt_to_usmc(our_identity, bytes)?;
     usmc.sender().validate(trust_root, now_ms)?;
     Ok(usmc)
 }
@@ -147,19 +148,21 @@ mod tests {
     fn v1_roundtrip_and_wrong_recipient() {
         let (root, sender, usmc) = usmc();
         let bob = bob();
-        let sealed = seal_v1(bob.identity_key(), &sender, &usmc, &mut CountingRng(50)).unwrap();
+        let sealed =
+            sealed_sender_encrypt_v1(bob.identity_key(), &sender, &usmc, &mut CountingRng(50))
+                .unwrap();
         assert_eq!(sealed[0], 0x11);
-        let opened = open(&bob, &sealed).unwrap();
+        let opened = sealed_sender_decrypt_to_usmc(&bob, &sealed).unwrap();
         assert_eq!(opened.serialized(), usmc.serialized());
-        assert!(open_validated(&bob, &sealed, &root.public_key, 1_000).is_ok());
+        assert!(sealed_sender_decrypt(&bob, &sealed, &root.public_key, 1_000).is_ok());
         assert!(matches!(
-            open_validated(&bob, &sealed, &root.public_key, 1_001),
+            sealed_sender_decrypt(&bob, &sealed, &root.public_key, 1_001),
             Err(SealedSenderError::Certificate(
                 CertificateError::Expired { .. }
             ))
         ));
         assert_eq!(
-            open(&sender, &sealed).err(),
+            sealed_sender_decrypt_to_usmc(&sender, &sealed).err(),
             Some(SealedSenderError::Authentication)
         );
     }
@@ -169,9 +172,11 @@ mod tests {
         let (_, _, usmc) = usmc();
         let bob = bob();
         let mallory = IdentityKeyPair::generate(&mut CountingRng(200));
-        let sealed = seal_v1(bob.identity_key(), &mallory, &usmc, &mut CountingRng(50)).unwrap();
+        let sealed =
+            sealed_sender_encrypt_v1(bob.identity_key(), &mallory, &usmc, &mut CountingRng(50))
+                .unwrap();
         assert_eq!(
-            open(&bob, &sealed).err(),
+            sealed_sender_decrypt_to_usmc(&bob, &sealed).err(),
             Some(SealedSenderError::IdentityMismatch)
         );
     }
@@ -199,7 +204,8 @@ mod tests {
                 identity_key: carol.identity_key(),
             },
         ];
-        let sent = seal_v2_multi(&recipients, &sender, &usmc, &mut CountingRng(7)).unwrap();
+        let sent =
+            sealed_sender_encrypt_v2(&recipients, &sender, &usmc, &mut CountingRng(7)).unwrap();
         let parsed = SealedSenderV2SentMessage::parse(&sent).unwrap();
         // Excluded recipients are written last.
         let ids: Vec<_> = parsed.recipients().iter().map(|r| r.service_id()).collect();
@@ -215,26 +221,32 @@ mod tests {
         let for_carol = parsed.received_message_for(1).unwrap();
         assert_eq!(parsed.received_message_for(2), None);
         assert_eq!(
-            open(&bob, &for_bob).unwrap().serialized(),
+            sealed_sender_decrypt_to_usmc(&bob, &for_bob)
+                .unwrap()
+                .serialized(),
             usmc.serialized()
         );
         assert_eq!(
-            open(&carol, &for_carol).unwrap().serialized(),
+            sealed_sender_decrypt_to_usmc(&carol, &for_carol)
+                .unwrap()
+                .serialized(),
             usmc.serialized()
         );
         assert_eq!(
-            open(&carol, &for_bob).err(),
+            sealed_sender_decrypt_to_usmc(&carol, &for_bob).err(),
             Some(SealedSenderError::Authentication)
         );
 
         let mallory = IdentityKeyPair::generate(&mut CountingRng(200));
-        let forged = seal_v2_multi(&recipients[..1], &mallory, &usmc, &mut CountingRng(7)).unwrap();
+        let forged =
+            sealed_sender_encrypt_v2(&recipients[..1], &mallory, &usmc, &mut CountingRng(7))
+                .unwrap();
         let forged = SealedSenderV2SentMessage::parse(&forged)
             .unwrap()
             .received_message_for(0)
             .unwrap();
         assert_eq!(
-            open(&bob, &forged).err(),
+            sealed_sender_decrypt_to_usmc(&bob, &forged).err(),
             Some(SealedSenderError::IdentityMismatch)
         );
     }
@@ -275,12 +287,12 @@ mod tests {
                 identity_key: &identity,
             }];
             assert_eq!(
-                seal_v2_multi(&recipients, &sender, &usmc, &mut CountingRng(7)).err(),
+                sealed_sender_encrypt_v2(&recipients, &sender, &usmc, &mut CountingRng(7)).err(),
                 Some(expected)
             );
         }
         assert_eq!(
-            seal_v1(&low_order, &sender, &usmc, &mut CountingRng(7)).err(),
+            sealed_sender_encrypt_v1(&low_order, &sender, &usmc, &mut CountingRng(7)).err(),
             Some(SealError::InvalidRecipientKey { index: 0 })
         );
     }
@@ -289,36 +301,44 @@ mod tests {
     fn open_never_panics_on_mangled_input() {
         let (_, sender, usmc) = usmc();
         let bob = bob();
-        let v1 = seal_v1(bob.identity_key(), &sender, &usmc, &mut CountingRng(50)).unwrap();
+        let v1 = sealed_sender_encrypt_v1(bob.identity_key(), &sender, &usmc, &mut CountingRng(50))
+            .unwrap();
         let recipients = [SealedSenderV2Recipient {
             service_id: ServiceId::Aci([1; 16]),
             devices: &[(1.into(), 1)],
             identity_key: bob.identity_key(),
         }];
-        let sent = seal_v2_multi(&recipients, &sender, &usmc, &mut CountingRng(7)).unwrap();
+        let sent =
+            sealed_sender_encrypt_v2(&recipients, &sender, &usmc, &mut CountingRng(7)).unwrap();
         let v2 = SealedSenderV2SentMessage::parse(&sent)
             .unwrap()
             .received_message_for(0)
             .unwrap();
         for sealed in [v1, v2] {
             for len in 0..sealed.len() {
-                assert!(open(&bob, &sealed[..len]).is_err(), "truncated to {len}");
+                assert!(
+                    sealed_sender_decrypt_to_usmc(&bob, &sealed[..len]).is_err(),
+                    "truncated to {len}"
+                );
             }
             // The low nibble of the version byte is not checked (as in libsignal): flip the
             // major version instead.
             for i in 0..sealed.len() {
                 let mut bad = sealed.clone();
                 bad[i] ^= if i == 0 { 0x80 } else { 0x01 };
-                assert!(open(&bob, &bad).is_err(), "byte {i} flipped");
+                assert!(
+                    sealed_sender_decrypt_to_usmc(&bob, &bad).is_err(),
+                    "byte {i} flipped"
+                );
             }
             let mut longer = sealed.clone();
             longer.push(0);
-            assert!(open(&bob, &longer).is_err());
+            assert!(sealed_sender_decrypt_to_usmc(&bob, &longer).is_err());
         }
         assert_eq!(
-            open(&bob, &[0x31, 0, 0]).err(),
+            sealed_sender_decrypt_to_usmc(&bob, &[0x31, 0, 0]).err(),
             Some(SealedSenderError::UnknownVersion(3))
         );
-        assert!(open(&bob, &[]).is_err());
+        assert!(sealed_sender_decrypt_to_usmc(&bob, &[]).is_err());
     }
 }

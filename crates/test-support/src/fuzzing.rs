@@ -18,14 +18,15 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde_json::Value;
 use sotto_protocol::{
-    open, open_validated, seal_v2_multi, DeviceId, SealedContentType, SealedSenderV2Recipient,
-    SealedSenderV2SentMessage, SenderCertificate, ServerCertificate, ServiceId,
-    UnidentifiedSenderMessageContent, MAX_VALID_DEVICE_ID, VALID_REGISTRATION_ID_MASK,
-};
-use sotto_protocol::{
     pad, unpad, DistributionId, Fingerprint, FingerprintError, GroupDecryptError,
     GroupEncryptError, ScannableFingerprint, SenderKeyDistributionMessage, SenderKeyMessage,
     SenderKeyRecord, FINGERPRINT_ITERATIONS, PADDING_BLOCK_SIZE, SIGNATURE_LENGTH,
+};
+use sotto_protocol::{
+    sealed_sender_decrypt, sealed_sender_decrypt_to_usmc, sealed_sender_encrypt_v2, DeviceId,
+    SealedContentType, SealedSenderV2Recipient, SealedSenderV2SentMessage, SenderCertificate,
+    ServerCertificate, ServiceId, UnidentifiedSenderMessageContent, MAX_VALID_DEVICE_ID,
+    VALID_REGISTRATION_ID_MASK,
 };
 use sotto_protocol::{
     CiphertextMessage, DecryptError, IdentityKey, IdentityKeyPair, KemCiphertext, KemKeyPair,
@@ -583,7 +584,7 @@ pub fn seeds() -> Vec<Seed> {
     out
 }
 
-/// The transcript's last sealed content, sealed again by Alice (with our `seal_v2_multi`) for
+/// The transcript's last sealed content, sealed again by Alice (with our `sealed_sender_encrypt_v2`) for
 /// Bob's device, two devices of another account and an excluded account.
 fn multi_recipient_sent_message(v: &Value) -> Vec<u8> {
     let step = &v["steps"][2];
@@ -618,7 +619,7 @@ fn multi_recipient_sent_message(v: &Value) -> Vec<u8> {
             identity_key: &bob,
         },
     ];
-    seal_v2_multi(&recipients, &alice, &content, &mut rng()).expect("seal")
+    sealed_sender_encrypt_v2(&recipients, &alice, &content, &mut rng()).expect("seal")
 }
 
 /// Alice sends two messages, the first is delivered, then six turns (Bob sends, Alice
@@ -692,8 +693,9 @@ pub fn check_fixture() {
     );
     let s = sealed_fixture();
     for sealed in &s.sealed {
-        let content = open_validated(&s.bob_identity, sealed, &s.trust_root, s.validation_time_ms)
-            .expect("Bob opens the transcript's sealed messages");
+        let content =
+            sealed_sender_decrypt(&s.bob_identity, sealed, &s.trust_root, s.validation_time_ms)
+                .expect("Bob opens the transcript's sealed messages");
         assert!(s.contents.iter().any(|c| c == content.serialized()));
     }
     let sent = multi_recipient_sent_message(&load(SEALED_SENDER_FIXTURE));
@@ -701,7 +703,7 @@ pub fn check_fixture() {
     let opened: Vec<bool> = (0..sent.recipients().len())
         .map(|i| {
             sent.received_message_for(i)
-                .is_some_and(|m| open(&s.bob_identity, &m).is_ok())
+                .is_some_and(|m| sealed_sender_decrypt_to_usmc(&s.bob_identity, &m).is_ok())
         })
         .collect();
     assert_eq!(
@@ -1372,8 +1374,9 @@ fn check_content(content: &UnidentifiedSenderMessageContent) {
 /// is rejected.
 pub fn sealed_sender_open(data: &[u8]) {
     let s = sealed_fixture();
-    let opened = open(&s.bob_identity, data);
-    let validated = open_validated(&s.bob_identity, data, &s.trust_root, s.validation_time_ms);
+    let opened = sealed_sender_decrypt_to_usmc(&s.bob_identity, data);
+    let validated =
+        sealed_sender_decrypt(&s.bob_identity, data, &s.trust_root, s.validation_time_ms);
     match opened {
         Ok(content) => {
             assert!(
@@ -1413,7 +1416,7 @@ pub fn sealed_sender_v2_sent(data: &[u8]) {
             Some(received) => {
                 assert!(!recipient.is_excluded());
                 assert_eq!(received.first(), Some(&0x22));
-                if let Ok(content) = open(&s.bob_identity, &received) {
+                if let Ok(content) = sealed_sender_decrypt_to_usmc(&s.bob_identity, &received) {
                     assert!(
                         s.contents.iter().any(|c| c == content.serialized()),
                         "opened a sealed message that is not a genuine one"

@@ -135,8 +135,8 @@ impl UnidentifiedSenderMessageContent {
     }
 
     /// The sender's certificate. It is *not* validated by parsing or by
-    /// [`open`](crate::open): call [`SenderCertificate::validate`] (or use
-    /// [`open_validated`](crate::open_validated)).
+    /// [`sealed_sender_decrypt_to_usmc`](crate::sealed_sender_decrypt_to_usmc): call [`SenderCertificate::validate`] (or use
+    /// [`sealed_sender_decrypt`](crate::sealed_sender_decrypt)).
     pub fn sender(&self) -> &SenderCertificate {
         &self.sender
     }

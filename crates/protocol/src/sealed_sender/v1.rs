@@ -153,7 +153,7 @@ fn decrypt(data: &[u8], cipher_key: &[u8; 32], mac_key: &[u8; 32]) -> Option<Zer
 ///
 /// Only the recipient holding `destination_identity`'s private key can open it, and learns
 /// the sender's identity key (which must match the certificate in `usmc`).
-pub fn seal_v1<R: CryptoRng + ?Sized>(
+pub fn sealed_sender_encrypt_v1<R: CryptoRng + ?Sized>(
     destination_identity: &IdentityKey,
     sender_identity: &IdentityKeyPair,
     usmc: &UnidentifiedSenderMessageContent,

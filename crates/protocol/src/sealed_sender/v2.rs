@@ -108,7 +108,7 @@ fn authentication_tag(
     out
 }
 
-/// One recipient of [`seal_v2_multi`]: an account and the devices to deliver to.
+/// One recipient of [`sealed_sender_encrypt_v2`]: an account and the devices to deliver to.
 #[derive(Clone, Copy, Debug)]
 pub struct SealedSenderV2Recipient<'a> {
     /// The account.
@@ -128,7 +128,7 @@ pub struct SealedSenderV2Recipient<'a> {
 /// `rng.random::<[u8; 32]>()`). The content is encrypted once; each recipient costs two X25519
 /// agreements and two short HKDFs. Recipients with devices come first in the given order,
 /// excluded ones (no devices) after them, as libsignal writes them.
-pub fn seal_v2_multi<R: CryptoRng + ?Sized>(
+pub fn sealed_sender_encrypt_v2<R: CryptoRng + ?Sized>(
     recipients: &[SealedSenderV2Recipient<'_>],
     sender_identity: &IdentityKeyPair,
     usmc: &UnidentifiedSenderMessageContent,

@@ -13,11 +13,11 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde_json::Value;
 use sotto_protocol::{
-    open, open_validated, seal_v1, seal_v2_multi, CertificateError, CertifiedSender, ContentHint,
-    DeviceId, IdentityKey, IdentityKeyPair, KeyPair, PrivateKey, SealedContentType,
-    SealedSenderError, SealedSenderV2Recipient, SealedSenderV2SentMessage, SenderCertificate,
-    ServerCertificate, ServiceId, UnidentifiedSenderMessageContent,
-    REVOKED_SERVER_CERTIFICATE_KEY_IDS,
+    sealed_sender_decrypt, sealed_sender_decrypt_to_usmc, sealed_sender_encrypt_v1,
+    sealed_sender_encrypt_v2, CertificateError, CertifiedSender, ContentHint, DeviceId,
+    IdentityKey, IdentityKeyPair, KeyPair, PrivateKey, SealedContentType, SealedSenderError,
+    SealedSenderV2Recipient, SealedSenderV2SentMessage, SenderCertificate, ServerCertificate,
+    ServiceId, UnidentifiedSenderMessageContent, REVOKED_SERVER_CERTIFICATE_KEY_IDS,
 };
 use sotto_test_support::vectors::{hex_array, hex_field, load_scenario, u64_field};
 use sotto_test_support::ReplayRng;
@@ -327,10 +327,11 @@ fn revoked_server_key_id_is_refused() {
             ContentHint::Default,
             None,
         );
-        let sealed = seal_v1(f.bob.identity_key(), &f.alice, &usmc, &mut rng).unwrap();
-        assert!(open(&f.bob, &sealed).is_ok());
+        let sealed =
+            sealed_sender_encrypt_v1(f.bob.identity_key(), &f.alice, &usmc, &mut rng).unwrap();
+        assert!(sealed_sender_decrypt_to_usmc(&f.bob, &sealed).is_ok());
         assert_eq!(
-            open_validated(
+            sealed_sender_decrypt(
                 &f.bob,
                 &sealed,
                 &f.trust_root.public_key,
@@ -450,7 +451,8 @@ fn v1_seal_reproduces_the_recorded_message() {
         let sealed = &step["sealed"];
 
         let mut rng = ReplayRng::new(format!("{name} seal v1"), &[&step["encrypt_rng_draws"]]);
-        let bytes = seal_v1(f.bob.identity_key(), &f.alice, &usmc, &mut rng).unwrap();
+        let bytes =
+            sealed_sender_encrypt_v1(f.bob.identity_key(), &f.alice, &usmc, &mut rng).unwrap();
         rng.assert_exhausted();
         assert_eq!(bytes, hex_field(sealed, "serialized"), "{name}");
         assert_eq!(bytes[0], 0x11, "{name}");
@@ -522,9 +524,9 @@ fn v1_open_gives_the_recorded_usmc() {
     for f in fixtures() {
         let step = v1_step(&f);
         let sealed = hex_field(&step["sealed"], "serialized");
-        let opened = open(&f.bob, &sealed).unwrap();
+        let opened = sealed_sender_decrypt_to_usmc(&f.bob, &sealed).unwrap();
         check_opened(&f, step, &opened);
-        let validated = open_validated(
+        let validated = sealed_sender_decrypt(
             &f.bob,
             &sealed,
             &f.trust_root.public_key,
@@ -534,7 +536,7 @@ fn v1_open_gives_the_recorded_usmc() {
         assert_eq!(validated.serialized(), opened.serialized());
         let expired = f.sender_certificate.expiration_ms() + 1;
         assert!(matches!(
-            open_validated(&f.bob, &sealed, &f.trust_root.public_key, expired),
+            sealed_sender_decrypt(&f.bob, &sealed, &f.trust_root.public_key, expired),
             Err(SealedSenderError::Certificate(
                 CertificateError::Expired { .. }
             ))
@@ -588,7 +590,7 @@ fn v2_sent_message_is_reproduced_and_split() {
             devices: &devices,
             identity_key: f.bob.identity_key(),
         }];
-        let sent = seal_v2_multi(&recipients, &f.alice, &usmc, &mut rng).unwrap();
+        let sent = sealed_sender_encrypt_v2(&recipients, &f.alice, &usmc, &mut rng).unwrap();
         rng.assert_exhausted();
         assert_eq!(sent, hex_field(sent_json, "serialized"), "{name}");
         let shared = hex_field(sent_json, "shared_bytes_e_pub_and_ciphertext");
@@ -629,9 +631,9 @@ fn v2_open_gives_the_recorded_usmc() {
     for f in fixtures() {
         let step = v2_step(&f);
         let received = hex_field(&step["received_message"], "serialized");
-        let opened = open(&f.bob, &received).unwrap();
+        let opened = sealed_sender_decrypt_to_usmc(&f.bob, &received).unwrap();
         check_opened(&f, step, &opened);
-        assert!(open_validated(
+        assert!(sealed_sender_decrypt(
             &f.bob,
             &received,
             &f.trust_root.public_key,
@@ -649,13 +651,13 @@ fn wrong_recipient_identity_cannot_open() {
         let stranger = IdentityKeyPair::generate(&mut ChaCha20Rng::seed_from_u64(99));
         for who in [&f.alice, &stranger] {
             assert_eq!(
-                open(who, &v1).err(),
+                sealed_sender_decrypt_to_usmc(who, &v1).err(),
                 Some(SealedSenderError::Authentication),
                 "{}",
                 f.name
             );
             assert_eq!(
-                open(who, &v2).err(),
+                sealed_sender_decrypt_to_usmc(who, &v2).err(),
                 Some(SealedSenderError::Authentication),
                 "{}",
                 f.name
@@ -664,7 +666,7 @@ fn wrong_recipient_identity_cannot_open() {
     }
 }
 
-/// Truncated, extended and bit-flipped copies of the recorded messages never open (and never
+/// Truncated, extended and bit-flipped copies of the recorded messages never sealed_sender_decrypt_to_usmc (and never
 /// panic). The low nibble of the version byte is not checked, as in libsignal, so the version
 /// byte is mangled in its high nibble.
 #[test]
@@ -675,7 +677,7 @@ fn mangled_sealed_messages_are_rejected() {
         for sealed in [&v1, &v2] {
             for len in 0..sealed.len() {
                 assert!(
-                    open(&f.bob, &sealed[..len]).is_err(),
+                    sealed_sender_decrypt_to_usmc(&f.bob, &sealed[..len]).is_err(),
                     "{}: truncated to {len}",
                     f.name
                 );
@@ -683,7 +685,7 @@ fn mangled_sealed_messages_are_rejected() {
             for extra in [&[0u8][..], &[0x0a, 0x00], &[0xff; 16]] {
                 let longer = [sealed.as_slice(), extra].concat();
                 assert!(
-                    open(&f.bob, &longer).is_err(),
+                    sealed_sender_decrypt_to_usmc(&f.bob, &longer).is_err(),
                     "{}: trailing {extra:02x?}",
                     f.name
                 );
@@ -691,30 +693,34 @@ fn mangled_sealed_messages_are_rejected() {
             for i in 0..sealed.len() {
                 let mut bad = sealed.clone();
                 bad[i] ^= if i == 0 { 0x40 } else { 1 << (i % 8) };
-                assert!(open(&f.bob, &bad).is_err(), "{}: byte {i} flipped", f.name);
+                assert!(
+                    sealed_sender_decrypt_to_usmc(&f.bob, &bad).is_err(),
+                    "{}: byte {i} flipped",
+                    f.name
+                );
             }
         }
         // Flips that hit a MAC or AEAD tag report the single authentication failure.
         let mut bad_mac = v1.clone();
         *bad_mac.last_mut().unwrap() ^= 1;
         assert_eq!(
-            open(&f.bob, &bad_mac).err(),
+            sealed_sender_decrypt_to_usmc(&f.bob, &bad_mac).err(),
             Some(SealedSenderError::Authentication)
         );
         let mut bad_tag = v2.clone();
         *bad_tag.last_mut().unwrap() ^= 1;
         assert_eq!(
-            open(&f.bob, &bad_tag).err(),
+            sealed_sender_decrypt_to_usmc(&f.bob, &bad_tag).err(),
             Some(SealedSenderError::Authentication)
         );
         let mut bad_at = v2.clone();
         bad_at[1 + 32] ^= 1;
         assert_eq!(
-            open(&f.bob, &bad_at).err(),
+            sealed_sender_decrypt_to_usmc(&f.bob, &bad_at).err(),
             Some(SealedSenderError::IdentityMismatch)
         );
         assert_eq!(
-            open(&f.bob, &[&[0x31][..], &v1[1..]].concat()).err(),
+            sealed_sender_decrypt_to_usmc(&f.bob, &[&[0x31][..], &v1[1..]].concat()).err(),
             Some(SealedSenderError::UnknownVersion(3))
         );
     }
@@ -755,7 +761,7 @@ fn v2_with_uncertified_sender_key_is_an_identity_mismatch() {
             devices: &[(DeviceId::from(1), 1)],
             identity_key: f.bob.identity_key(),
         }];
-        let sent = seal_v2_multi(
+        let sent = sealed_sender_encrypt_v2(
             &recipients,
             &mallory,
             &usmc,
@@ -767,7 +773,7 @@ fn v2_with_uncertified_sender_key_is_an_identity_mismatch() {
             .received_message_for(0)
             .unwrap();
         assert_eq!(
-            open(&f.bob, &received).err(),
+            sealed_sender_decrypt_to_usmc(&f.bob, &received).err(),
             Some(SealedSenderError::IdentityMismatch)
         );
     }
@@ -840,7 +846,7 @@ fn inner_sessions_decrypt_through_the_sealed_layers() {
                     } else {
                         hex_field(&step["received_message"], "serialized")
                     };
-                    let usmc = open_validated(
+                    let usmc = sealed_sender_decrypt(
                         &f.bob,
                         &wire,
                         &f.trust_root.public_key,
