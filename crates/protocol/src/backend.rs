@@ -8,38 +8,64 @@
 
 use curve25519_dalek::montgomery::MontgomeryPoint;
 
+/// Per-private-key state of the X25519 provider, built on first use and then reused: aws-lc's
+/// parsed key (parsing a raw X25519 key computes its public key, a quarter of an agreement).
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+    key: std::sync::OnceLock<Option<std::sync::Arc<aws_lc_rs::agreement::PrivateKey>>>,
+}
+
+impl Clone for KeyCache {
+    /// A copy shares the state already built (session states are cloned on every decryption).
+    fn clone(&self) -> Self {
+        #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+        if let Some(key) = self.key.get() {
+            return Self {
+                key: std::sync::OnceLock::from(key.clone()),
+            };
+        }
+        Self::default()
+    }
+}
+
 /// X25519(`private`, `public`). `None` when the result is all zeros (a low-order point).
-pub(crate) fn x25519(private: &[u8; 32], public: &[u8; 32]) -> Option<[u8; 32]> {
+pub(crate) fn x25519(cache: &KeyCache, private: &[u8; 32], public: &[u8; 32]) -> Option<[u8; 32]> {
     #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
     {
-        aws_lc::x25519(private, public)
+        aws_lc::x25519(aws_lc::key(cache, private)?, public)
     }
     #[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
     {
+        let _ = cache;
         dalek::x25519(private, public)
     }
 }
 
 /// X25519(`private`, 9): the public key.
-pub(crate) fn x25519_base(private: &[u8; 32]) -> [u8; 32] {
+pub(crate) fn x25519_base(cache: &KeyCache, private: &[u8; 32]) -> [u8; 32] {
     #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
     {
-        aws_lc::x25519_base(private)
+        aws_lc::key(cache, private)
+            .and_then(aws_lc::x25519_base)
+            // Never taken for a 32-byte X25519 scalar; the pure-Rust result is the same.
+            .unwrap_or_else(|| dalek::x25519_base(private))
     }
     #[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
     {
+        let _ = cache;
         dalek::x25519_base(private)
     }
 }
 
-#[cfg_attr(
-    all(feature = "aws-lc", not(target_arch = "wasm32"), not(test)),
-    allow(dead_code)
-)]
 mod dalek {
     use super::MontgomeryPoint;
     use subtle::ConstantTimeEq;
 
+    #[cfg_attr(
+        all(feature = "aws-lc", not(target_arch = "wasm32"), not(test)),
+        allow(dead_code)
+    )]
     pub(super) fn x25519(private: &[u8; 32], public: &[u8; 32]) -> Option<[u8; 32]> {
         let shared = MontgomeryPoint(*public).mul_clamped(*private).to_bytes();
         (!bool::from(shared.ct_eq(&[0u8; 32]))).then_some(shared)
@@ -52,28 +78,35 @@ mod dalek {
 
 #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
 mod aws_lc {
+    use std::sync::Arc;
+
     use aws_lc_rs::agreement::{agree, PrivateKey, UnparsedPublicKey, X25519};
 
-    pub(super) fn x25519(private: &[u8; 32], public: &[u8; 32]) -> Option<[u8; 32]> {
-        // aws-lc accepts every 32-byte scalar and clamps it; it fails only on an all-zero
-        // output, which is exactly the case we reject.
-        let key = PrivateKey::from_private_key(&X25519, private).ok()?;
-        agree(
-            &key,
-            UnparsedPublicKey::new(&X25519, public),
-            (),
-            |shared| <[u8; 32]>::try_from(shared).map_err(|_| ()),
-        )
+    use super::KeyCache;
+
+    pub(super) fn key<'a>(cache: &'a KeyCache, private: &[u8; 32]) -> Option<&'a PrivateKey> {
+        // aws-lc accepts every 32-byte scalar (it clamps): parsing never fails for 32 bytes.
+        cache
+            .key
+            .get_or_init(|| {
+                PrivateKey::from_private_key(&X25519, private)
+                    .ok()
+                    .map(Arc::new)
+            })
+            .as_deref()
+    }
+
+    pub(super) fn x25519(key: &PrivateKey, public: &[u8; 32]) -> Option<[u8; 32]> {
+        // Fails only on an all-zero output, exactly the case we reject.
+        agree(key, UnparsedPublicKey::new(&X25519, public), (), |shared| {
+            <[u8; 32]>::try_from(shared).map_err(|_| ())
+        })
         .ok()
     }
 
-    pub(super) fn x25519_base(private: &[u8; 32]) -> [u8; 32] {
-        let public = PrivateKey::from_private_key(&X25519, private)
-            .ok()
-            .and_then(|key| key.compute_public_key().ok())
-            .and_then(|public| <[u8; 32]>::try_from(public.as_ref()).ok());
-        // Never fails for a 32-byte X25519 scalar; keep the pure-Rust result as the fallback.
-        public.unwrap_or_else(|| super::dalek::x25519_base(private))
+    pub(super) fn x25519_base(key: &PrivateKey) -> Option<[u8; 32]> {
+        let public = key.compute_public_key().ok()?;
+        <[u8; 32]>::try_from(public.as_ref()).ok()
     }
 }
 
@@ -101,17 +134,20 @@ mod tests {
             a[31] |= 64;
             let b = next();
             let public = dalek::x25519_base(&b);
-            assert_eq!(x25519_base(&a), dalek::x25519_base(&a));
-            assert_eq!(x25519(&a, &public), dalek::x25519(&a, &public));
+            let cache = KeyCache::default();
+            assert_eq!(x25519_base(&cache, &a), dalek::x25519_base(&a));
+            assert_eq!(x25519(&cache, &a, &public), dalek::x25519(&a, &public));
             // Arbitrary u-coordinates, top bit set, non-canonical: same answers.
             let raw = next();
-            assert_eq!(x25519(&a, &raw), dalek::x25519(&a, &raw));
+            assert_eq!(x25519(&cache, &a, &raw), dalek::x25519(&a, &raw));
+            assert_eq!(x25519(&cache.clone(), &a, &raw), dalek::x25519(&a, &raw));
         }
         let mut a = next();
         a[0] &= 248;
-        assert_eq!(x25519(&a, &[0u8; 32]), None);
+        let cache = KeyCache::default();
+        assert_eq!(x25519(&cache, &a, &[0u8; 32]), None);
         let mut one = [0u8; 32];
         one[0] = 1;
-        assert_eq!(x25519(&a, &one), None);
+        assert_eq!(x25519(&cache, &a, &one), None);
     }
 }

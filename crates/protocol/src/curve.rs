@@ -8,7 +8,7 @@
 use core::fmt;
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_TABLE;
-use curve25519_dalek::edwards::EdwardsPoint;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use curve25519_dalek::scalar::Scalar;
 use rand_core::CryptoRng;
@@ -75,6 +75,25 @@ impl PublicKey {
         xeddsa_verify(&self.0, message, signature)
     }
 
+    /// Verifies several XEdDSA signatures made with this key (a bundle's signed prekey and Kyber
+    /// prekey), converting the key to its Edwards form once. One result per item.
+    pub(crate) fn verify_signatures<const N: usize>(
+        &self,
+        items: [(&[&[u8]], &[u8]); N],
+    ) -> [bool; N] {
+        let mut keys: [Option<Option<EdwardsKey>>; 2] = [None, None];
+        items.map(|(message, signature)| {
+            let Ok(signature) = <&[u8; SIGNATURE_LENGTH]>::try_from(signature) else {
+                return false;
+            };
+            let sign = sign_bit(signature);
+            keys[usize::from(sign)]
+                .get_or_insert_with(|| EdwardsKey::new(&self.0, sign))
+                .as_ref()
+                .is_some_and(|key| xeddsa_verify_with(key, message, signature))
+        })
+    }
+
     /// Constant-time equality, for key comparisons that matter to security decisions.
     pub fn ct_eq(&self, other: &PublicKey) -> bool {
         bool::from(self.0.ct_eq(&other.0))
@@ -120,7 +139,12 @@ impl fmt::Debug for PublicKey {
 
 /// A Curve25519 private key: 32 clamped bytes. Never `Copy`, wiped on drop.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct PrivateKey([u8; 32]);
+pub struct PrivateKey {
+    bytes: [u8; 32],
+    /// The X25519 provider's parsed form of the key, built once.
+    #[zeroize(skip)]
+    cache: backend::KeyCache,
+}
 
 impl PrivateKey {
     /// Draws a fresh key: one `fill_bytes` of 32 bytes, clamped (exactly as libsignal draws it).
@@ -137,22 +161,25 @@ impl PrivateKey {
         bytes[0] &= 248;
         bytes[31] &= 127;
         bytes[31] |= 64;
-        Self(bytes)
+        Self {
+            bytes,
+            cache: backend::KeyCache::default(),
+        }
     }
 
     /// The 32 clamped bytes, for persistence by the caller.
     pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(self.0)
+        Zeroizing::new(self.bytes)
     }
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(backend::x25519_base(&self.0))
+        PublicKey(backend::x25519_base(&self.cache, &self.bytes))
     }
 
     /// X25519 with `their` key. An all-zero result (a low-order point) is rejected.
     pub fn agree(&self, their: &PublicKey) -> Result<Zeroizing<[u8; 32]>, AgreementError> {
-        backend::x25519(&self.0, &their.0)
+        backend::x25519(&self.cache, &self.bytes, &their.0)
             .map(Zeroizing::new)
             .ok_or(AgreementError)
     }
@@ -161,7 +188,7 @@ impl PrivateKey {
     pub fn sign<R: CryptoRng + ?Sized>(&self, message: &[&[u8]], rng: &mut R) -> [u8; 64] {
         let mut random = Zeroizing::new([0u8; 64]);
         rng.fill_bytes(random.as_mut());
-        xeddsa_sign(&self.0, message, &random)
+        xeddsa_sign(&self.bytes, message, &random)
     }
 }
 
@@ -246,12 +273,34 @@ fn xeddsa_sign(key: &[u8; 32], message: &[&[u8]], random: &[u8; 64]) -> [u8; 64]
     signature
 }
 
+/// A public key in the Edwards form XEdDSA verification needs (for one sign bit).
+struct EdwardsKey {
+    minus_a: EdwardsPoint,
+    compressed: CompressedEdwardsY,
+}
+
+impl EdwardsKey {
+    fn new(public: &[u8; 32], sign: u8) -> Option<Self> {
+        let point = MontgomeryPoint(*public).to_edwards(sign)?;
+        Some(Self {
+            minus_a: -point,
+            compressed: point.compress(),
+        })
+    }
+}
+
+fn sign_bit(signature: &[u8; 64]) -> u8 {
+    (signature[63] & 0x80) >> 7
+}
+
 fn xeddsa_verify(public: &[u8; 32], message: &[&[u8]], signature: &[u8; 64]) -> bool {
-    let Some(cap_a_point) = MontgomeryPoint(*public).to_edwards((signature[63] & 0x80) >> 7) else {
-        return false;
-    };
-    let cap_a = cap_a_point.compress();
-    let cap_r: [u8; 32] = signature[..32].try_into().unwrap_or([0u8; 32]);
+    EdwardsKey::new(public, sign_bit(signature))
+        .is_some_and(|key| xeddsa_verify_with(&key, message, signature))
+}
+
+fn xeddsa_verify_with(key: &EdwardsKey, message: &[&[u8]], signature: &[u8; 64]) -> bool {
+    let mut cap_r = [0u8; 32];
+    cap_r.copy_from_slice(&signature[..32]);
     let mut s = [0u8; 32];
     s.copy_from_slice(&signature[32..]);
     s[31] &= 0x7f;
@@ -260,14 +309,14 @@ fn xeddsa_verify(public: &[u8; 32], message: &[&[u8]], signature: &[u8; 64]) -> 
     }
     let mut hash = Sha512::new();
     hash.update(cap_r);
-    hash.update(cap_a.as_bytes());
+    hash.update(key.compressed.as_bytes());
     for part in message {
         hash.update(part);
     }
     let h = hash_to_scalar(hash);
     let check = EdwardsPoint::vartime_double_scalar_mul_basepoint(
         &h,
-        &-cap_a_point,
+        &key.minus_a,
         &Scalar::from_bytes_mod_order(s),
     )
     .compress();

@@ -268,23 +268,31 @@ impl SessionRecord {
     ) -> Result<(), SessionSetupError> {
         let their_identity = bundle.identity_key();
         let (signed_id, signed_key) = bundle.signed_pre_key();
-        if !their_identity.verify_signature(
-            &[&signed_key.serialize()],
-            bundle.signed_pre_key_signature(),
-        ) {
+        let signed_message = signed_key.serialize();
+        let kyber_message = bundle
+            .kyber_pre_key()
+            .map(|(_, key)| key.serialize())
+            .unwrap_or_default();
+        let kyber_signature = bundle
+            .kyber_pre_key_signature()
+            .map_or(&[][..], |sig| &sig[..]);
+        let [signed_ok, kyber_ok] = their_identity.public_key().verify_signatures([
+            (
+                &[&signed_message[..]],
+                &bundle.signed_pre_key_signature()[..],
+            ),
+            (&[&kyber_message[..]], kyber_signature),
+        ]);
+        if !signed_ok {
             return Err(SessionSetupError::BadSignedPreKeySignature);
         }
-        let kyber = match (bundle.kyber_pre_key(), bundle.kyber_pre_key_signature()) {
-            (Some((id, key)), Some(signature)) => {
-                if !their_identity.verify_signature(&[&key.serialize()], signature) {
-                    return Err(SessionSetupError::BadKyberPreKeySignature);
-                }
-                Some((id, key))
-            }
-            _ if policy == PqPolicy::RequireKyber => {
+        let kyber = match bundle.kyber_pre_key() {
+            Some((id, key)) if kyber_ok => Some((id, key)),
+            Some(_) => return Err(SessionSetupError::BadKyberPreKeySignature),
+            None if policy == PqPolicy::RequireKyber => {
                 return Err(SessionSetupError::MissingKyberPreKey)
             }
-            _ => None,
+            None => None,
         };
         let base_key = KeyPair::generate(rng);
         let (mut state, kyber_ciphertext) = agreement::initialize_alice(
