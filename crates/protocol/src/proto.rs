@@ -603,34 +603,7 @@ mod tests {
         PreKeySignalMessage, SenderKeyDistributionMessage, SenderKeyMessage, SignalMessage,
     };
 
-    const VECTOR_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/libsignal/");
-
-    /// Every libsignal vector file; a missing one fails the tests.
-    const VECTOR_FILES: &[&str] = &[
-        "a_x3dh_v3_otpk_base_seed1.json",
-        "a_x3dh_v3_otpk_base_seed2.json",
-        "b_x3dh_v3_no_otpk_base_seed1.json",
-        "b_x3dh_v3_no_otpk_base_seed2.json",
-        "c_pqxdh_v4_kyber1024_base_seed1.json",
-        "c_pqxdh_v4_kyber1024_base_seed2.json",
-        "d_out_of_order_base_seed1.json",
-        "d_out_of_order_base_seed2.json",
-        "e_sender_keys_base_seed1.json",
-        "e_sender_keys_base_seed2.json",
-        "f_sealed_sender_base_seed1.json",
-        "f_sealed_sender_base_seed2.json",
-        "g_fingerprints_base_seed1.json",
-        "g_fingerprints_base_seed2.json",
-        "h_xeddsa_base_seed1.json",
-        "h_xeddsa_base_seed2.json",
-    ];
-
-    fn load(name: &str) -> Value {
-        let path = format!("{VECTOR_DIR}{name}");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("vector file {path} must exist: {e}"));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: bad JSON: {e}"))
-    }
+    use sotto_test_support::vectors::{dir, load, FILES as VECTOR_FILES};
 
     fn hexv(v: &Value) -> Vec<u8> {
         let s = v
@@ -1187,7 +1160,7 @@ mod tests {
 
     #[test]
     fn every_vector_file_is_present() {
-        let dir = std::fs::read_dir(VECTOR_DIR).expect("vector directory exists");
+        let dir = std::fs::read_dir(dir()).expect("vector directory exists");
         let mut on_disk: Vec<String> = dir
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
             .filter(|n| n.ends_with(".json"))

@@ -95,6 +95,23 @@ impl ChainKey {
             },
         ))
     }
+
+    /// The message key for `counter` (at or after this chain key's index) and the chain key
+    /// after it, handing the keys of the messages in between to `keep`. `None` if the chain
+    /// would run past `u32::MAX` (no genuine message gets there).
+    pub(crate) fn advance_to(
+        &self,
+        counter: u32,
+        mut keep: impl FnMut(MessageKeySeed),
+    ) -> Option<(MessageKeySeed, ChainKey)> {
+        let mut chain_key = self.clone();
+        while chain_key.index() < counter {
+            let (skipped, next) = chain_key.step()?;
+            keep(skipped);
+            chain_key = next;
+        }
+        chain_key.step()
+    }
 }
 
 impl fmt::Debug for ChainKey {

@@ -436,16 +436,17 @@ impl SenderKeyState {
                 limit: MAX_FORWARD_JUMPS,
             });
         }
-        let mut chain_key = self.chain_key.clone();
-        while chain_key.index() < iteration {
-            let (seed, next) = chain_key.step().ok_or(GroupDecryptError::Authentication)?;
-            self.skipped.push(seed);
-            if self.skipped.len() > MAX_MESSAGE_KEYS {
-                self.skipped.remove(0);
-            }
-            chain_key = next;
-        }
-        let (seed, next) = chain_key.step().ok_or(GroupDecryptError::Authentication)?;
+        // Skipped keys are kept oldest first here (libsignal's order for sender keys).
+        let skipped = &mut self.skipped;
+        let (seed, next) = self
+            .chain_key
+            .advance_to(iteration, |key| {
+                skipped.push(key);
+                if skipped.len() > MAX_MESSAGE_KEYS {
+                    skipped.remove(0);
+                }
+            })
+            .ok_or(GroupDecryptError::Authentication)?;
         self.chain_key = next;
         Ok(seed)
     }

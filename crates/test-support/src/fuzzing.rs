@@ -2074,8 +2074,10 @@ fn deliver(
 }
 
 /// Whether `tampered` is a PreKey message with the same version, base key and (MAC-covered)
-/// inner message as `original`.
-fn same_authenticated_content(original: &[u8], tampered: &[u8]) -> bool {
+/// inner message as `original`: the only kind of tampering a receiver may accept, because
+/// libsignal's format does not authenticate a PreKey message's other setup parameters once the
+/// session exists.
+pub fn same_authenticated_content(original: &[u8], tampered: &[u8]) -> bool {
     let (Ok(a), Ok(b)) = (
         PreKeySignalMessage::try_from(original),
         PreKeySignalMessage::try_from(tampered),
@@ -2089,7 +2091,7 @@ fn same_authenticated_content(original: &[u8], tampered: &[u8]) -> bool {
 
 /// Whether `tampered` is a PreKey message equal to `original` in everything but the
 /// registration id.
-fn only_registration_id_differs(original: &[u8], tampered: &[u8]) -> bool {
+pub fn only_registration_id_differs(original: &[u8], tampered: &[u8]) -> bool {
     let (Ok(a), Ok(b)) = (
         PreKeySignalMessage::try_from(original),
         PreKeySignalMessage::try_from(tampered),

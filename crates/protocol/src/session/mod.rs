@@ -654,13 +654,12 @@ fn message_key_seed(
     }
     // No sender of ours writes counter `u32::MAX` (its chain has no next key, see
     // `EncryptError::ChainExhausted`): such a message cannot be genuine.
-    let mut chain_key = chain.chain_key.clone();
-    while chain_key.index() < counter {
-        let (seed, next) = chain_key.step().ok_or(DecryptError::Authentication)?;
-        SessionState::store_skipped(chain, seed);
-        chain_key = next;
-    }
-    let (seed, next) = chain_key.step().ok_or(DecryptError::Authentication)?;
+    let (seed, next) = chain
+        .chain_key
+        .advance_to(counter, |skipped| {
+            SessionState::store_skipped(&mut chain.skipped, skipped)
+        })
+        .ok_or(DecryptError::Authentication)?;
     chain.chain_key = next;
     Ok(seed)
 }

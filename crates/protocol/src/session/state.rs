@@ -75,10 +75,10 @@ impl SessionState {
     }
 
     /// Keeps a skipped message key (newest first, the oldest dropped past the limit).
-    pub(crate) fn store_skipped(chain: &mut ReceiverChain, seed: MessageKeySeed) {
-        chain.skipped.insert(0, seed);
-        if chain.skipped.len() > MAX_MESSAGE_KEYS {
-            chain.skipped.pop();
+    pub(crate) fn store_skipped(skipped: &mut Vec<MessageKeySeed>, seed: MessageKeySeed) {
+        skipped.insert(0, seed);
+        if skipped.len() > MAX_MESSAGE_KEYS {
+            skipped.pop();
         }
     }
 

@@ -13,6 +13,7 @@ use sotto_protocol::{
     PreKeyId, PreKeyRecord, PreKeySecrets, PreKeySignalMessage, SessionRecord, SignalMessage,
     SignedPreKeyId, SignedPreKeyRecord,
 };
+use sotto_test_support::fuzzing::{only_registration_id_differs, same_authenticated_content};
 
 const NOW_MS: u64 = 1_750_000_000_000;
 
@@ -321,39 +322,6 @@ proptest! {
     fn hostile_network_two_parties(seed in any::<u64>(), ops in prop::collection::vec(op(), 1..60)) {
         run(seed, &ops)?;
     }
-}
-
-/// Whether `tampered` is a PreKey message with the same base key and the same (MAC-covered)
-/// inner message as `original`.
-fn same_authenticated_content(original: &[u8], tampered: &[u8]) -> bool {
-    let (Ok(a), Ok(b)) = (
-        PreKeySignalMessage::try_from(original),
-        PreKeySignalMessage::try_from(tampered),
-    ) else {
-        return false;
-    };
-    a.message_version() == b.message_version()
-        && a.base_key() == b.base_key()
-        && a.message().serialize() == b.message().serialize()
-}
-
-/// Whether `tampered` is a PreKey message equal to `original` in everything but the
-/// registration id.
-fn only_registration_id_differs(original: &[u8], tampered: &[u8]) -> bool {
-    let (Ok(a), Ok(b)) = (
-        PreKeySignalMessage::try_from(original),
-        PreKeySignalMessage::try_from(tampered),
-    ) else {
-        return false;
-    };
-    a.registration_id() != b.registration_id()
-        && a.message_version() == b.message_version()
-        && a.pre_key_id() == b.pre_key_id()
-        && a.signed_pre_key_id() == b.signed_pre_key_id()
-        && a.kyber_pre_key_id() == b.kyber_pre_key_id()
-        && a.base_key() == b.base_key()
-        && a.identity_key() == b.identity_key()
-        && a.message().serialize() == b.message().serialize()
 }
 
 #[test]
