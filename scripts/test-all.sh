@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Runs every check of the project: the test suite (nextest, then doc tests), the WebAssembly
-# build of the protocol crate, clippy, rustfmt, rustdoc, and each fuzz target briefly.
+# Runs every check of the project: the test suite (nextest, then doc tests, then the protocol's
+# tests again with the pure-Rust crypto provider), the WebAssembly build of the protocol crate,
+# clippy, rustfmt, rustdoc, and each fuzz target briefly.
 # Needs: cargo-nextest, the wasm32-unknown-unknown target, a nightly toolchain with cargo-fuzz
-# (`.ci/run` installs all of them).
+# (`.ci/run` installs all of them). FUZZ_SECONDS (default 10) sets the time per fuzz target;
+# 0 skips fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 
 echo "== tests"
-cargo nextest run --workspace --no-fail-fast
+cargo nextest run --workspace --no-fail-fast 2>&1 | tee "$log"
 cargo test --workspace --doc
+
+echo "== sotto-protocol with the pure-Rust X25519 provider (as on WebAssembly)"
+cargo nextest run -p sotto-protocol --no-default-features --no-fail-fast 2>&1 | tee -a "$log"
 
 echo "== sotto-protocol for wasm32-unknown-unknown"
 cargo build -p sotto-protocol --target wasm32-unknown-unknown
@@ -20,8 +27,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo fmt --all -- --check
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
-if [ "$FUZZ_SECONDS" != 0 ] && [ -x fuzz/run-all.sh ]; then
+if [ "$FUZZ_SECONDS" != 0 ]; then
   echo "== fuzz targets, ${FUZZ_SECONDS}s each"
   fuzz/run-all.sh "$FUZZ_SECONDS"
 fi
+
+passed=$(grep -oE '[0-9]+ tests run: [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
 echo "== all checks passed"
+echo "tests: ${passed} passed, 0 failed"
