@@ -19,65 +19,12 @@ use sotto_protocol::{
     UnidentifiedSenderMessageContent,
 };
 use sotto_protocol::{
-    CiphertextMessage, IdentityKeyPair, KyberPreKeyId, KyberPreKeyRecord, PqPolicy, PreKeyBundle,
-    PreKeyId, PreKeyRecord, PreKeySecrets, PreKeySignalMessage, SessionRecord, SignalMessage,
-    SignedPreKeyId, SignedPreKeyRecord,
+    CiphertextMessage, IdentityKeyPair, PqPolicy, PreKeySignalMessage, SessionRecord, SignalMessage,
 };
 use sotto_protocol::{DistributionId, KemKeyPair, SenderKeyRecord};
+use sotto_test_support::device::{DeviceKeys, NOW_MS};
 
-const NOW_MS: u64 = 1_750_000_000_000;
 const PAYLOAD: [u8; 100] = [0x42; 100];
-
-struct Responder {
-    identity: IdentityKeyPair,
-    signed: SignedPreKeyRecord,
-    one_time: PreKeyRecord,
-    kyber: KyberPreKeyRecord,
-}
-
-impl Responder {
-    fn new(rng: &mut ChaCha20Rng) -> Self {
-        let identity = IdentityKeyPair::generate(rng);
-        let signed = SignedPreKeyRecord::generate(SignedPreKeyId::from(1), NOW_MS, &identity, rng);
-        let one_time = PreKeyRecord::generate(PreKeyId::from(2), rng);
-        let kyber = KyberPreKeyRecord::generate(KyberPreKeyId::from(3), NOW_MS, &identity, rng);
-        Self {
-            identity,
-            signed,
-            one_time,
-            kyber,
-        }
-    }
-
-    fn bundle(&self) -> PreKeyBundle {
-        PreKeyBundle::new(
-            2,
-            1,
-            *self.identity.identity_key(),
-            Some((self.one_time.id(), *self.one_time.public_key())),
-            (
-                self.signed.id(),
-                *self.signed.public_key(),
-                *self.signed.signature(),
-            ),
-            Some((
-                self.kyber.id(),
-                self.kyber.public_key().clone(),
-                *self.kyber.signature(),
-            )),
-        )
-    }
-
-    fn secrets(&self) -> PreKeySecrets<'_> {
-        PreKeySecrets {
-            identity: &self.identity,
-            registration_id: 2,
-            signed_pre_key: Some(&self.signed),
-            one_time_pre_key: Some(&self.one_time),
-            kyber_pre_key: Some(&self.kyber),
-        }
-    }
-}
 
 fn prekey_message(message: CiphertextMessage) -> PreKeySignalMessage {
     match message {
@@ -96,7 +43,7 @@ fn whisper(message: CiphertextMessage) -> SignalMessage {
 /// Alice and Bob with an established PQXDH session (Bob has replied once).
 fn established(rng: &mut ChaCha20Rng) -> (SessionRecord, SessionRecord) {
     let alice_identity = IdentityKeyPair::generate(rng);
-    let bob = Responder::new(rng);
+    let bob = DeviceKeys::generate(rng, 2);
     let mut alice = SessionRecord::new();
     alice
         .initiate(
@@ -121,7 +68,7 @@ fn established(rng: &mut ChaCha20Rng) -> (SessionRecord, SessionRecord) {
 fn session_setup(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let alice_identity = IdentityKeyPair::generate(&mut rng);
-    let bob = Responder::new(&mut rng);
+    let bob = DeviceKeys::generate(&mut rng, 2);
     let bundle = bob.bundle();
     let mut group = c.benchmark_group("pqxdh");
     group.bench_function("initiator (bundle check, PQXDH, first message)", |b| {

@@ -31,12 +31,14 @@ use sotto_protocol::{
 use sotto_protocol::{
     CiphertextMessage, DecryptError, IdentityKey, IdentityKeyPair, KemCiphertext, KemKeyPair,
     KemPublicKey, KyberPreKeyId, KyberPreKeyRecord, PqPolicy, PreKeyBundle, PreKeyId, PreKeyRecord,
-    PreKeySecrets, PreKeySignalMessage, PrivateKey, PublicKey, SessionRecord, SignalMessage,
-    SignedPreKeyId, SignedPreKeyRecord, UsedPreKeys,
+    PreKeySecrets, PreKeySignalMessage, PublicKey, SessionRecord, SignalMessage, SignedPreKeyId,
+    SignedPreKeyRecord, UsedPreKeys,
 };
 
+use crate::device::DeviceKeys;
 use crate::replay::ReplayRng;
-use crate::vectors::{hex_field, hex_opt, load, load_scenario, u64_field};
+use crate::transcript;
+use crate::vectors::{hex_field, load, load_scenario, u64_field};
 
 /// A target body: takes the raw fuzzer input, panics when an invariant fails.
 pub type Target = fn(&[u8]);
@@ -84,7 +86,7 @@ const MAX_SCRIPT_SENDS: usize = 1_000;
 struct Fixture {
     alice_identity: IdentityKeyPair,
     alice_registration_id: u32,
-    bob: BobKeys,
+    bob: DeviceKeys,
     /// Bob's published bundle.
     bundle: PreKeyBundle,
     /// The key pair inside Bob's Kyber prekey.
@@ -102,118 +104,9 @@ struct Fixture {
     plaintexts: HashMap<Vec<u8>, Vec<u8>>,
 }
 
-/// Bob's long-term and prekey secrets.
-struct BobKeys {
-    identity: IdentityKeyPair,
-    registration_id: u32,
-    signed: SignedPreKeyRecord,
-    one_time: PreKeyRecord,
-    kyber: KyberPreKeyRecord,
-}
-
-impl BobKeys {
-    fn secrets(&self) -> PreKeySecrets<'_> {
-        PreKeySecrets {
-            identity: &self.identity,
-            registration_id: self.registration_id,
-            signed_pre_key: Some(&self.signed),
-            one_time_pre_key: Some(&self.one_time),
-            kyber_pre_key: Some(&self.kyber),
-        }
-    }
-}
-
 fn fixture() -> &'static Fixture {
     static FIXTURE_CELL: OnceLock<Fixture> = OnceLock::new();
     FIXTURE_CELL.get_or_init(|| load_fixture(&load(FIXTURE)))
-}
-
-fn identity_from(party: &Value) -> IdentityKeyPair {
-    let private = hex_field(party, "identity_private");
-    let private: [u8; 32] = private.try_into().expect("identity_private is 32 bytes");
-    IdentityKeyPair::from_private(PrivateKey::from_bytes(private))
-}
-
-/// Bob's prekeys, regenerated from the draws the transcript recorded for them.
-fn bob_keys_from(v: &Value) -> BobKeys {
-    let identity = identity_from(&v["bob"]);
-    let prekeys = &v["bob"]["prekeys"];
-    let spk = &prekeys["signed_prekey"];
-    let mut rng = ReplayRng::new(
-        "signed prekey",
-        &[&spk["rng_draws"], &spk["signature_rng_draws"]],
-    );
-    let signed = SignedPreKeyRecord::generate(
-        SignedPreKeyId::from(u64_field(spk, "id") as u32),
-        u64_field(spk, "timestamp_ms"),
-        &identity,
-        &mut rng,
-    );
-    let otpk = &prekeys["one_time_prekey"];
-    let mut rng = ReplayRng::new("one-time prekey", &[&otpk["rng_draws"]]);
-    let one_time = PreKeyRecord::generate(PreKeyId::from(u64_field(otpk, "id") as u32), &mut rng);
-    let kpk = &prekeys["kyber_prekey"];
-    let mut rng = ReplayRng::new(
-        "Kyber prekey",
-        &[&kpk["rng_draws"], &kpk["signature_rng_draws"]],
-    );
-    let kyber = KyberPreKeyRecord::generate(
-        KyberPreKeyId::from(u64_field(kpk, "id") as u32),
-        u64_field(kpk, "timestamp_ms"),
-        &identity,
-        &mut rng,
-    );
-    assert_eq!(
-        signed.public_key().serialize().to_vec(),
-        hex_field(spk, "public")
-    );
-    assert_eq!(
-        one_time.public_key().serialize().to_vec(),
-        hex_field(otpk, "public")
-    );
-    assert_eq!(kyber.public_key().serialize(), hex_field(kpk, "public"));
-    BobKeys {
-        identity,
-        registration_id: u64_field(&v["bob"], "registration_id") as u32,
-        signed,
-        one_time,
-        kyber,
-    }
-}
-
-/// The bundle of a session transcript (a–d), as Alice received it.
-fn bundle_from(v: &Value) -> PreKeyBundle {
-    let b = &v["bundle"];
-    let identity = IdentityKey::try_from(&hex_field(b, "identity_key")[..]).expect("identity key");
-    let pre_key = hex_opt(b, "pre_key_public").map(|key| {
-        let id = PreKeyId::from(u64_field(b, "pre_key_id") as u32);
-        (id, PublicKey::try_from(&key[..]).expect("one-time prekey"))
-    });
-    let signed_key =
-        PublicKey::try_from(&hex_field(b, "signed_pre_key_public")[..]).expect("signed prekey");
-    let signed_signature: [u8; 64] = hex_field(b, "signed_pre_key_signature")
-        .try_into()
-        .expect("signature is 64 bytes");
-    let kyber = hex_opt(b, "kyber_pre_key_public").map(|key| {
-        let id = KyberPreKeyId::from(u64_field(b, "kyber_pre_key_id") as u32);
-        let key = KemPublicKey::try_from(&key[..]).expect("Kyber prekey");
-        let signature: [u8; 64] = hex_field(b, "kyber_pre_key_signature")
-            .try_into()
-            .expect("signature is 64 bytes");
-        (id, key, signature)
-    });
-    PreKeyBundle::new(
-        u64_field(b, "registration_id") as u32,
-        u64_field(b, "device_id") as u32,
-        identity,
-        pre_key,
-        (
-            SignedPreKeyId::from(u64_field(b, "signed_pre_key_id") as u32),
-            signed_key,
-            signed_signature,
-        ),
-        kyber,
-    )
 }
 
 fn record_from(value: &Value) -> SessionRecord {
@@ -281,10 +174,10 @@ fn load_fixture(v: &Value) -> Fixture {
         .find(|s| s["event"] == "decrypt" && s["recipient"] == "bob")
         .expect("Bob decrypts something");
     Fixture {
-        alice_identity: identity_from(&v["alice"]),
+        alice_identity: transcript::identity(&v["alice"]),
         alice_registration_id: u64_field(&v["alice"], "registration_id") as u32,
-        bob: bob_keys_from(v),
-        bundle: bundle_from(v),
+        bob: transcript::bob(v),
+        bundle: transcript::bundle(v),
         bob_kem: {
             let kpk = &v["bob"]["prekeys"]["kyber_prekey"];
             KemKeyPair::generate(&mut ReplayRng::new("Kyber key pair", &[&kpk["rng_draws"]]))
@@ -371,7 +264,7 @@ pub fn seeds() -> Vec<Seed> {
         add(
             "prekey_bundle",
             format!("{short}-bundle"),
-            bundle_from(&v).serialize(),
+            transcript::bundle(&v).serialize(),
         );
         if short == "c2" {
             continue;
@@ -405,7 +298,7 @@ pub fn seeds() -> Vec<Seed> {
             add("session_record", format!("{short}-{name}"), bytes);
         }
         let prekeys = &v["bob"]["prekeys"];
-        let identity = identity_from(&v["bob"]);
+        let identity = transcript::identity(&v["bob"]);
         add(
             "public_key",
             format!("{short}-bob-identity"),
@@ -443,7 +336,11 @@ pub fn seeds() -> Vec<Seed> {
             add(
                 "prekey_records",
                 format!("{short}-kyber"),
-                f.bob.kyber.serialize(),
+                f.bob
+                    .kyber
+                    .as_ref()
+                    .expect("transcript c has a Kyber prekey")
+                    .serialize(),
             );
             add(
                 "public_key",
@@ -591,8 +488,8 @@ fn multi_recipient_sent_message(v: &Value) -> Vec<u8> {
     let content =
         UnidentifiedSenderMessageContent::try_from(&hex_field(&step["usmc"], "serialized")[..])
             .expect("transcript content");
-    let alice = identity_from(&v["alice"]);
-    let bob = *identity_from(&v["bob"]).identity_key();
+    let alice = transcript::identity(&v["alice"]);
+    let bob = *transcript::identity(&v["bob"]).identity_key();
     let carol = *IdentityKeyPair::generate(&mut rng()).identity_key();
     let bob_id =
         ServiceId::parse_service_id_string(v["bob"]["address"]["name"].as_str().expect("name"))
@@ -968,12 +865,16 @@ pub fn prekey_bundle(data: &[u8]) {
     let bob = &f.bob;
     let real_signed_and_kyber = bundle.identity_key() == bob.identity.identity_key()
         && bundle.signed_pre_key() == f.bundle.signed_pre_key()
-        && bundle
-            .kyber_pre_key()
-            .is_none_or(|k| k == (bob.kyber.id(), bob.kyber.public_key()));
-    let real_one_time = bundle
-        .pre_key()
-        .is_none_or(|k| k == (bob.one_time.id(), bob.one_time.public_key()));
+        && bundle.kyber_pre_key().is_none_or(|k| {
+            bob.kyber
+                .as_ref()
+                .is_some_and(|b| k == (b.id(), b.public_key()))
+        });
+    let real_one_time = bundle.pre_key().is_none_or(|k| {
+        bob.one_time
+            .as_ref()
+            .is_some_and(|b| k == (b.id(), b.public_key()))
+    });
     let mut bob_record = SessionRecord::new();
     let result = bob_record.decrypt_prekey(&message, &bob.secrets(), &mut rng());
     if real_signed_and_kyber && real_one_time {
@@ -1190,8 +1091,8 @@ fn sealed_fixture() -> &'static SealedFixture {
             trust_root: PublicKey::try_from(&hex_field(&certificates["trust_root"], "public")[..])
                 .expect("trust root"),
             validation_time_ms: u64_field(&v, "validation_time_ms"),
-            bob_identity: identity_from(&v["bob"]),
-            alice_identity: *identity_from(&v["alice"]).identity_key(),
+            bob_identity: transcript::identity(&v["bob"]),
+            alice_identity: *transcript::identity(&v["alice"]).identity_key(),
             server_certificate: ServerCertificate::try_from(
                 &hex_field(&certificates["server_certificate"], "serialized")[..],
             )
@@ -1752,7 +1653,7 @@ pub fn padding_unpad(data: &[u8]) {
 #[derive(Clone)]
 struct World {
     rng: ChaCha20Rng,
-    bob_keys: std::sync::Arc<BobKeys>,
+    bob_keys: std::sync::Arc<DeviceKeys>,
     alice: Party,
     bob: Party,
     flights: Vec<Flight>,
@@ -1833,12 +1734,12 @@ impl World {
                     chains: VecDeque::new(),
                     seen: Vec::new(),
                 },
-                bob_keys: std::sync::Arc::new(BobKeys {
+                bob_keys: std::sync::Arc::new(DeviceKeys {
                     identity,
                     registration_id: 2,
                     signed,
-                    one_time,
-                    kyber,
+                    one_time: Some(one_time),
+                    kyber: Some(kyber),
                 }),
                 flights: Vec::new(),
                 sends: 0,
@@ -2054,7 +1955,7 @@ type Delivery = Result<(Vec<u8>, Option<UsedPreKeys>), String>;
 
 fn deliver(
     record: &mut SessionRecord,
-    keys: &BobKeys,
+    keys: &DeviceKeys,
     prekey: bool,
     bytes: &[u8],
     rng: &mut ChaCha20Rng,

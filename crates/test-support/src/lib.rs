@@ -3,7 +3,9 @@
 //!
 //! Test code: a fixture that does not match its vector panics with a message saying where.
 
+pub mod device;
 pub mod fuzzing;
+pub mod transcript;
 pub mod vectors;
 
 mod replay;

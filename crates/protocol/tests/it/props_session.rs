@@ -9,26 +9,16 @@ use proptest::prelude::*;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sotto_protocol::{
-    CiphertextMessage, IdentityKeyPair, KyberPreKeyId, KyberPreKeyRecord, PqPolicy, PreKeyBundle,
-    PreKeyId, PreKeyRecord, PreKeySecrets, PreKeySignalMessage, SessionRecord, SignalMessage,
-    SignedPreKeyId, SignedPreKeyRecord,
+    CiphertextMessage, IdentityKeyPair, PqPolicy, PreKeySignalMessage, SessionRecord, SignalMessage,
 };
+use sotto_test_support::device::{DeviceKeys, NOW_MS};
 use sotto_test_support::fuzzing::{only_registration_id_differs, same_authenticated_content};
-
-const NOW_MS: u64 = 1_750_000_000_000;
-
-struct Bob {
-    identity: IdentityKeyPair,
-    signed: SignedPreKeyRecord,
-    one_time: PreKeyRecord,
-    kyber: KyberPreKeyRecord,
-}
 
 struct World {
     rng: ChaCha20Rng,
     alice: SessionRecord,
     bob: SessionRecord,
-    bob_keys: Bob,
+    bob_keys: DeviceKeys,
     flights: Vec<Flight>,
     sent: u32,
 }
@@ -47,20 +37,8 @@ impl World {
     fn new(seed: u64) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let alice_identity = IdentityKeyPair::generate(&mut rng);
-        let identity = IdentityKeyPair::generate(&mut rng);
-        let signed =
-            SignedPreKeyRecord::generate(SignedPreKeyId::from(7), NOW_MS, &identity, &mut rng);
-        let one_time = PreKeyRecord::generate(PreKeyId::from(9), &mut rng);
-        let kyber =
-            KyberPreKeyRecord::generate(KyberPreKeyId::from(11), NOW_MS, &identity, &mut rng);
-        let bundle = PreKeyBundle::new(
-            2,
-            1,
-            *identity.identity_key(),
-            Some((one_time.id(), *one_time.public_key())),
-            (signed.id(), *signed.public_key(), *signed.signature()),
-            Some((kyber.id(), kyber.public_key().clone(), *kyber.signature())),
-        );
+        let bob_keys = DeviceKeys::generate(&mut rng, 2);
+        let bundle = bob_keys.bundle();
         let mut alice = SessionRecord::new();
         alice
             .initiate(
@@ -77,12 +55,7 @@ impl World {
             rng,
             alice,
             bob: SessionRecord::new(),
-            bob_keys: Bob {
-                identity,
-                signed,
-                one_time,
-                kyber,
-            },
+            bob_keys,
             flights: Vec::new(),
             sent: 0,
         }
@@ -157,22 +130,15 @@ impl World {
 
 fn deliver(
     record: &mut SessionRecord,
-    keys: &Bob,
+    keys: &DeviceKeys,
     prekey: bool,
     bytes: &[u8],
     rng: &mut ChaCha20Rng,
 ) -> Result<Vec<u8>, String> {
     if prekey {
         let message = PreKeySignalMessage::try_from(bytes).map_err(|e| e.to_string())?;
-        let secrets = PreKeySecrets {
-            identity: &keys.identity,
-            registration_id: 2,
-            signed_pre_key: Some(&keys.signed),
-            one_time_pre_key: Some(&keys.one_time),
-            kyber_pre_key: Some(&keys.kyber),
-        };
         return record
-            .decrypt_prekey(&message, &secrets, rng)
+            .decrypt_prekey(&message, &keys.secrets(), rng)
             .map(|d| d.plaintext)
             .map_err(|e| format!("{e:?}"));
     }

@@ -785,13 +785,14 @@ fn v2_with_uncertified_sender_key_is_an_identity_mismatch() {
 /// equal to libsignal's.
 #[test]
 fn inner_sessions_decrypt_through_the_sealed_layers() {
-    use crate::vectors_session::{assert_record, bob_keys, bundle_from_json};
+    use crate::vectors_session::assert_record;
     use sotto_protocol::{PqPolicy, PreKeySignalMessage, SessionRecord, SignalMessage};
+    use sotto_test_support::transcript;
 
     for f in fixtures() {
         let v = &f.v;
         let now_ms = u64_field(&v["generator"], "now_unix_ms");
-        let bob = bob_keys(v);
+        let bob = transcript::bob(v);
         let setup = &v["session_setup"];
         let mut alice = SessionRecord::new();
         let mut rng = ReplayRng::new("setup", &[&setup["process_prekey_bundle_rng_draws"]]);
@@ -800,7 +801,7 @@ fn inner_sessions_decrypt_through_the_sealed_layers() {
             .initiate(
                 &f.alice,
                 registration_id,
-                &bundle_from_json(&v["bundle"]),
+                &transcript::bundle(v),
                 PqPolicy::RequireKyber,
                 now_ms,
                 &mut rng,

@@ -5,173 +5,46 @@
 
 use serde_json::Value;
 use sotto_protocol::{
-    CiphertextMessage, DecryptError, IdentityKey, IdentityKeyPair, KemPublicKey, KyberPreKeyId,
-    KyberPreKeyRecord, PqPolicy, PreKeyBundle, PreKeyId, PreKeyRecord, PreKeySecrets,
-    PreKeySignalMessage, PrivateKey, PublicKey, SessionRecord, SignalMessage, SignedPreKeyId,
-    SignedPreKeyRecord,
+    CiphertextMessage, DecryptError, KyberPreKeyRecord, PqPolicy, PreKeyBundle,
+    PreKeySignalMessage, SessionRecord, SignalMessage, SignedPreKeyRecord,
 };
-use sotto_test_support::vectors::{hex_array, hex_field, hex_opt, load_scenario, u64_field};
+use sotto_test_support::transcript;
+use sotto_test_support::vectors::{hex_field, load_scenario, u64_field};
 use sotto_test_support::ReplayRng;
-
-pub(crate) struct Bob {
-    pub(crate) identity: IdentityKeyPair,
-    pub(crate) registration_id: u32,
-    pub(crate) signed: SignedPreKeyRecord,
-    pub(crate) one_time: Option<PreKeyRecord>,
-    pub(crate) kyber: Option<KyberPreKeyRecord>,
-}
-
-impl Bob {
-    pub(crate) fn secrets(&self) -> PreKeySecrets<'_> {
-        PreKeySecrets {
-            identity: &self.identity,
-            registration_id: self.registration_id,
-            signed_pre_key: Some(&self.signed),
-            one_time_pre_key: self.one_time.as_ref(),
-            kyber_pre_key: self.kyber.as_ref(),
-        }
-    }
-}
-
-pub(crate) fn identity(party: &Value, name: &str) -> IdentityKeyPair {
-    let mut rng = ReplayRng::new(format!("{name} identity"), &[&party["identity_rng_draws"]]);
-    let identity = IdentityKeyPair::generate(&mut rng);
-    rng.assert_exhausted();
-    assert_eq!(
-        identity.private_key().to_bytes().to_vec(),
-        hex_field(party, "identity_private")
-    );
-    assert_eq!(
-        identity.identity_key().serialize().to_vec(),
-        hex_field(party, "identity_public")
-    );
-    identity
-}
-
-pub(crate) fn bob_keys(v: &Value) -> Bob {
-    let bob = &v["bob"];
-    let identity = identity(bob, "bob");
-    let prekeys = &bob["prekeys"];
-
-    let spk = &prekeys["signed_prekey"];
-    let mut rng = ReplayRng::new(
-        "signed prekey",
-        &[&spk["rng_draws"], &spk["signature_rng_draws"]],
-    );
-    let signed = SignedPreKeyRecord::generate(
-        SignedPreKeyId::from(u64_field(spk, "id") as u32),
-        u64_field(spk, "timestamp_ms"),
-        &identity,
-        &mut rng,
-    );
-    rng.assert_exhausted();
-    assert_eq!(
-        signed.public_key().serialize().to_vec(),
-        hex_field(spk, "public")
-    );
-    assert_eq!(signed.signature().to_vec(), hex_field(spk, "signature"));
-    let reloaded = SignedPreKeyRecord::try_from(&signed.serialize()[..]).unwrap();
-    assert_eq!(reloaded.serialize(), signed.serialize());
-
-    let one_time = (!prekeys["one_time_prekey"].is_null()).then(|| {
-        let otpk = &prekeys["one_time_prekey"];
-        let mut rng = ReplayRng::new("one-time prekey", &[&otpk["rng_draws"]]);
-        let record = PreKeyRecord::generate(PreKeyId::from(u64_field(otpk, "id") as u32), &mut rng);
-        rng.assert_exhausted();
-        assert_eq!(
-            record.public_key().serialize().to_vec(),
-            hex_field(otpk, "public")
-        );
-        let private = PrivateKey::from_bytes(hex_array(otpk, "private"));
-        assert_eq!(private.public_key(), *record.public_key());
-        record
-    });
-
-    let kyber = (!prekeys["kyber_prekey"].is_null()).then(|| {
-        let kpk = &prekeys["kyber_prekey"];
-        let mut rng = ReplayRng::new(
-            "kyber prekey",
-            &[&kpk["rng_draws"], &kpk["signature_rng_draws"]],
-        );
-        let record = KyberPreKeyRecord::generate(
-            KyberPreKeyId::from(u64_field(kpk, "id") as u32),
-            u64_field(kpk, "timestamp_ms"),
-            &identity,
-            &mut rng,
-        );
-        rng.assert_exhausted();
-        assert_eq!(record.public_key().serialize(), hex_field(kpk, "public"));
-        assert_eq!(record.signature().to_vec(), hex_field(kpk, "signature"));
-        let reloaded = KyberPreKeyRecord::try_from(&record.serialize()[..]).unwrap();
-        assert_eq!(reloaded.serialize(), record.serialize());
-        assert!(record
-            .serialize()
-            .windows(3169)
-            .any(|w| w == hex_field(kpk, "private")));
-        record
-    });
-
-    Bob {
-        identity,
-        registration_id: u64_field(bob, "registration_id") as u32,
-        signed,
-        one_time,
-        kyber,
-    }
-}
-
-pub(crate) fn bundle_from_json(b: &Value) -> PreKeyBundle {
-    let pre_key = hex_opt(b, "pre_key_public").map(|key| {
-        (
-            PreKeyId::from(u64_field(b, "pre_key_id") as u32),
-            PublicKey::try_from(&key[..]).unwrap(),
-        )
-    });
-    let kyber = hex_opt(b, "kyber_pre_key_public").map(|key| {
-        (
-            KyberPreKeyId::from(u64_field(b, "kyber_pre_key_id") as u32),
-            KemPublicKey::try_from(&key[..]).unwrap(),
-            hex_array(b, "kyber_pre_key_signature"),
-        )
-    });
-    PreKeyBundle::new(
-        u64_field(b, "registration_id") as u32,
-        u64_field(b, "device_id") as u32,
-        IdentityKey::try_from(&hex_field(b, "identity_key")[..]).unwrap(),
-        pre_key,
-        (
-            SignedPreKeyId::from(u64_field(b, "signed_pre_key_id") as u32),
-            PublicKey::try_from(&hex_field(b, "signed_pre_key_public")[..]).unwrap(),
-            hex_array(b, "signed_pre_key_signature"),
-        ),
-        kyber,
-    )
-}
-
-fn record_bytes(session: &Value) -> Vec<u8> {
-    hex_field(session, "serialized")
-}
 
 pub(crate) fn assert_record(record: &SessionRecord, expected: &Value, what: &str) {
     let ours = record.to_libsignal_bytes();
     assert!(
-        ours == record_bytes(expected),
+        ours == hex_field(expected, "serialized"),
         "{what}: session record differs from libsignal's"
     );
     // The versioned form round-trips, and libsignal's bytes load.
     let reloaded = SessionRecord::try_from(&record.serialize()[..]).unwrap();
     assert_eq!(reloaded.to_libsignal_bytes(), ours, "{what}: reload");
-    let from_libsignal = SessionRecord::from_libsignal_bytes(&record_bytes(expected)).unwrap();
+    let from_libsignal =
+        SessionRecord::from_libsignal_bytes(&hex_field(expected, "serialized")).unwrap();
     assert_eq!(from_libsignal.to_libsignal_bytes(), ours, "{what}: import");
 }
 
 fn run_transcript(name: &str, v: &Value) {
     let now_ms = u64_field(&v["generator"], "now_unix_ms");
-    let alice_identity = identity(&v["alice"], "alice");
+    let alice_identity = transcript::identity(&v["alice"]);
     let alice_registration_id = u64_field(&v["alice"], "registration_id") as u32;
-    let bob = bob_keys(v);
+    let bob = transcript::bob(v);
+    // Prekey records survive their libsignal storage form.
+    let reloaded = SignedPreKeyRecord::try_from(&bob.signed.serialize()[..]).unwrap();
+    assert_eq!(reloaded.serialize(), bob.signed.serialize());
+    if let Some(kyber) = &bob.kyber {
+        let reloaded = KyberPreKeyRecord::try_from(&kyber.serialize()[..]).unwrap();
+        assert_eq!(reloaded.serialize(), kyber.serialize());
+        let private = hex_field(&v["bob"]["prekeys"]["kyber_prekey"], "private");
+        assert!(kyber
+            .serialize()
+            .windows(private.len())
+            .any(|w| w == private));
+    }
 
-    let bundle = bundle_from_json(&v["bundle"]);
+    let bundle = transcript::bundle(v);
     assert_eq!(bundle.identity_key(), bob.identity.identity_key());
     assert_eq!(bundle.signed_pre_key().1, bob.signed.public_key());
     let reparsed = PreKeyBundle::try_from(&bundle.serialize()[..]).unwrap();
