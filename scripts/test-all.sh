@@ -19,6 +19,9 @@ cargo test --workspace --doc
 echo "== sotto-protocol with the pure-Rust X25519 provider (as on WebAssembly)"
 cargo nextest run -p sotto-protocol --no-default-features --no-fail-fast 2>&1 | tee -a "$log"
 
+echo "== benchmarks run once each (figures: cargo bench -p sotto-protocol --bench protocol)"
+cargo bench -p sotto-protocol --bench protocol -- --test
+
 echo "== sotto-protocol for wasm32-unknown-unknown"
 cargo build -p sotto-protocol --target wasm32-unknown-unknown
 
