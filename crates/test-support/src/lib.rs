@@ -1,10 +1,14 @@
 //! Shared test fixtures for Sotto: the libsignal v0.74.1 known-answer transcripts and an RNG
-//! that replays the random draws they recorded.
+//! that replays the random draws they recorded; a real `sotto-server` process for end-to-end
+//! tests and benchmarks.
 //!
 //! Test code: a fixture that does not match its vector panics with a message saying where.
 
 pub mod device;
 pub mod fuzzing;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod server_process;
 pub mod transcript;
 pub mod vectors;
 

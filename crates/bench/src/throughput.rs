@@ -1,0 +1,151 @@
+//! Messages per second and delivery latency through real clients.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sotto_client::{Client, Event, ServerInfo, StoreKey};
+
+use crate::stats::Latencies;
+use crate::{Backend, TestServer};
+
+/// How long the receivers may take to get the last messages once the senders are done.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Options of `sotto-bench throughput`.
+#[derive(clap::Args)]
+pub(crate) struct Options {
+    /// Concurrent senders, each with a receiver of its own.
+    #[arg(long, default_value_t = 1)]
+    senders: usize,
+    /// Messages each sender sends.
+    #[arg(long, default_value_t = 500)]
+    messages: usize,
+    /// The server's storage.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: Backend,
+    /// Pace the senders to this many messages per second in total (open loop) instead of
+    /// sending each message as soon as the previous one is acknowledged.
+    #[arg(long)]
+    rate: Option<u64>,
+}
+
+async fn register(dir: &Path, name: &str, server: &ServerInfo) -> anyhow::Result<Client> {
+    let profile = dir.join(name);
+    let key = StoreKey::KeyFile(dir.join(format!("{name}.key")));
+    Client::register(&profile, key, server.clone(), name)
+        .await
+        .with_context(|| format!("registering {name}"))
+}
+
+/// Waits for the next message, skipping other events.
+async fn next_message(client: &Client) -> anyhow::Result<sotto_client::ReceivedMessage> {
+    loop {
+        match client.next_event().await {
+            Some(Event::Message(message)) => return Ok(message),
+            Some(Event::DecryptFailed { reason, .. }) => anyhow::bail!("decryption failed: {reason}"),
+            Some(_) => continue,
+            None => anyhow::bail!("connection closed"),
+        }
+    }
+}
+
+pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
+    let Options { senders, messages, backend, rate } = options;
+    anyhow::ensure!(senders > 0 && messages > 0, "need at least one sender and one message");
+    let server = TestServer::start(backend).await?;
+    let info = ServerInfo {
+        url: server.process.ws_url(),
+        key: Some(sotto_channel::PublicKey::from_hex(server.process.key_hex())?),
+    };
+    let profiles = tempfile::tempdir()?;
+
+    eprintln!("registering {senders} sender/receiver pairs…");
+    let mut pairs = Vec::new();
+    for i in 0..senders {
+        let sender = register(profiles.path(), &format!("sender{i}"), &info).await?;
+        let receiver = register(profiles.path(), &format!("receiver{i}"), &info).await?;
+        pairs.push((sender, receiver));
+    }
+    // Warm-up: every pair has a session and the receivers' mailboxes are drained.
+    for (sender, receiver) in &pairs {
+        sender.send_text(receiver.username(), "warm-up").await?;
+        next_message(receiver).await?;
+    }
+
+    eprintln!("sending {messages} messages from each of {senders} senders…");
+    let base = Instant::now();
+    let mut receiving = Vec::new();
+    for (_, receiver) in &pairs {
+        let receiver = receiver.clone();
+        receiving.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(messages);
+            for _ in 0..messages {
+                let message = tokio::time::timeout(DRAIN_TIMEOUT, next_message(&receiver))
+                    .await
+                    .context("receiver timed out")??;
+                let sent_at: u64 = message
+                    .text
+                    .strip_prefix("bench ")
+                    .and_then(|t| t.split(' ').nth(1))
+                    .and_then(|n| n.parse().ok())
+                    .context("not a benchmark message")?;
+                latencies.push(base.elapsed().saturating_sub(Duration::from_nanos(sent_at)));
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut sending = Vec::new();
+    for (index, (sender, receiver)) in pairs.iter().enumerate() {
+        let sender = sender.clone();
+        let to = receiver.username().to_owned();
+        sending.push(tokio::spawn(async move {
+            let mut acks = Vec::with_capacity(messages);
+            for seq in 0..messages {
+                if let Some(rate) = rate {
+                    let slot = (seq * senders + index) as f64 / rate as f64;
+                    tokio::time::sleep_until((base + Duration::from_secs_f64(slot)).into()).await;
+                }
+                let started = base.elapsed();
+                let text = format!("bench {seq} {}", started.as_nanos());
+                sender.send_text(&to, &text).await?;
+                acks.push(base.elapsed() - started);
+            }
+            anyhow::Ok(acks)
+        }));
+    }
+    let mut acks = Vec::new();
+    for task in sending {
+        acks.extend(task.await??);
+    }
+    let send_time = base.elapsed();
+    let mut deliveries = Vec::new();
+    for task in receiving {
+        deliveries.extend(task.await??);
+    }
+
+    let total = senders * messages;
+    let acks = Latencies::new(acks);
+    let deliveries = Latencies::new(deliveries);
+    let mode = match rate {
+        Some(rate) => format!("paced at {rate} msg/s"),
+        None => "closed loop".to_owned(),
+    };
+    println!("backend {backend:?}, {senders} sender(s) x {messages} messages, {mode}");
+    println!(
+        "throughput: {total} messages acknowledged in {:.2} s = {:.0} msg/s",
+        send_time.as_secs_f64(),
+        total as f64 / send_time.as_secs_f64()
+    );
+    println!("send → server acknowledgement: {}", acks.summary());
+    println!(
+        "send → delivered, stored and acknowledged by the receiver ({} of {total}): {}",
+        deliveries.len(),
+        deliveries.summary()
+    );
+    for (sender, receiver) in &pairs {
+        sender.close().await;
+        receiver.close().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Every bound and tuning value of the client engine, each with its reason.
+
+use std::time::Duration;
+
+/// The profile's database file inside the profile directory.
+pub(crate) const PROFILE_DB_FILE: &str = "sotto.db";
+
+/// Where a new profile's database is written before it is renamed into place, so that a
+/// registration that fails half-way leaves no profile behind.
+pub(crate) const PROFILE_DB_NEW_FILE: &str = "sotto.db.new";
+
+/// Argon2id memory cost in KiB (64 MiB): RFC 9106's second recommended setting, the largest
+/// that stays well under a second on a small laptop while making each guess of a stolen
+/// profile's passphrase cost 64 MiB of memory.
+pub(crate) const ARGON2_MEMORY_KIB: u32 = 64 * 1024;
+
+/// Argon2id passes over the memory: RFC 9106's recommendation for the 64 MiB setting.
+pub(crate) const ARGON2_ITERATIONS: u32 = 3;
+
+/// Argon2id lanes. One lane: the derivation runs on one core, so a profile opens the same on
+/// any machine, and parallel lanes would help an attacker with many cores as much as us.
+pub(crate) const ARGON2_LANES: u32 = 1;
+
+/// Bytes of the random per-profile salt (Argon2 and the key schedule).
+pub(crate) const SALT_LEN: usize = 16;
+
+/// Bytes of a key file: one AES-256 key's worth of randomness.
+pub(crate) const KEY_FILE_LEN: usize = 32;
+
+/// One-time prekeys (of each kind, EC and Kyber) generated at registration and per top-up:
+/// the most one upload may carry.
+pub(crate) const PREKEY_BATCH: u32 = sotto_api::MAX_PREKEYS_PER_UPLOAD as u32;
+
+/// Prekey ids are drawn from `1..=PREKEY_ID_MAX` and wrap around: libsignal's medium-sized
+/// ids (24 bits), far more than the keys alive at any time.
+pub(crate) const PREKEY_ID_MAX: u32 = 0x00ff_ffff;
+
+/// The signed prekey and the Kyber last-resort prekey are replaced when older than this (two
+/// days, as Signal's clients do), bounding how long a stolen medium-term key stays useful.
+pub(crate) const SIGNED_PREKEY_ROTATION: Duration = Duration::from_secs(2 * 24 * 60 * 60);
+
+/// Replaced signed and last-resort prekeys are kept this long after their replacement, for
+/// session-starting messages already on their way: as long as the server keeps an undelivered
+/// message.
+pub(crate) const REPLACED_PREKEY_GRACE: Duration =
+    Duration::from_secs(sotto_api::DEFAULT_MESSAGE_TTL_SECS);
+
+/// Maintenance (prekey count, rotation) also runs this often on a long-lived connection, so
+/// that rotation happens on a client that stays connected for days.
+pub(crate) const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// A send is tried at most this many times when the server answers with a device mismatch
+/// (each answer fixes the device list; more than a few rounds means devices change under us
+/// faster than we can follow, or a server playing games).
+pub(crate) const MAX_SEND_ATTEMPTS: usize = 4;
+
+/// Longest text of one message, in bytes: with the padding, the ratchet's framing and a
+/// PreKey message's Kyber ciphertext and keys (about 2 KiB), it still fits
+/// [`sotto_api::MAX_ENVELOPE_CONTENT_BYTES`].
+pub const MAX_TEXT_BYTES: usize = 60 * 1024;
+
+/// Envelope ids remembered as processed, newest first. The server can only redeliver
+/// envelopes still in the mailbox (at most [`sotto_api::MAX_MAILBOX_ENVELOPES`]); twice that
+/// leaves a margin, and older ids are forgotten so the table does not grow forever.
+pub(crate) const PROCESSED_IDS_KEPT: i64 = 2 * sotto_api::MAX_MAILBOX_ENVELOPES as i64;
+
+/// Envelopes decrypted and stored in one local transaction (and acknowledged in one request):
+/// one disk sync for a burst of messages instead of one each. Within
+/// [`sotto_api::MAX_ACKS_PER_REQUEST`].
+pub(crate) const RECEIVE_BATCH: usize = 100;
+
+/// Pushed envelopes buffered while the application is not reading events. Beyond it pushes
+/// are dropped unacknowledged (the server redelivers them on the next connection, which the
+/// client opens once the buffer is drained): 1,000 envelopes of at most 64 KiB bound the
+/// buffer to 64 MiB.
+pub(crate) const PUSH_BUFFER: usize = 1_000;
+
+/// TCP connect plus WebSocket upgrade.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The Noise handshake's round trip.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request's wait for a connection and for its response. A durable commit on a loaded
+/// server takes milliseconds; this only catches a server that stopped answering.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A WebSocket ping is sent this often so that a dead connection is noticed ...
+pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// ... and the connection is dropped when nothing at all arrived for this long.
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The first reconnection attempt waits this long; each failure doubles the wait ...
+pub(crate) const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+/// ... up to this much, so a server that is down for long is not hammered.
+pub(crate) const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A connection that lasted this long resets the backoff; one that drops sooner (a server
+/// that accepts and then closes, another process taking over this device's connection)
+/// keeps backing off.
+pub(crate) const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+
+/// After received messages could not be stored locally, the client reconnects after this
+/// long to have the server deliver them again (a pause, so a failing disk is not hammered).
+pub(crate) const STORE_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Requests sent but not yet answered on one connection; beyond it a request waits. Bounds
+/// the pending-response table against a server that never answers.
+pub(crate) const MAX_PENDING_REQUESTS: usize = 1_024;
+
+/// Frames queued for the connection's writer task.
+pub(crate) const OUTGOING_QUEUE: usize = 256;
+
+/// The safety-number version carried in the scannable form: 2, as libsignal's current one
+/// (usernames take the place of ACIs as the stable ids).
+pub(crate) const SAFETY_NUMBER_VERSION: u32 = 2;

@@ -1,0 +1,655 @@
+//! The local store: one SQLite file in the profile directory, encrypted at rest value by value.
+//!
+//! Every value is sealed with AES-256-GCM under a key derived from the store key, with a
+//! fresh random nonce per write and the table and row key in the associated data, so that
+//! rows cannot be swapped or moved; every lookup key (usernames, prekey and envelope ids) is
+//! an HMAC-SHA256 under a separate derived key. The file shows neither contents nor contact
+//! names. A key-check value in the plaintext `meta` table detects a wrong passphrase or key
+//! file before anything else is read or written.
+//!
+//! All access goes through [`Store::write`] / [`Store::read`], which run a closure inside one
+//! SQLite transaction: read-modify-write cycles (a ratchet step and its session save) are
+//! atomic, also against another process using the same profile.
+
+mod crypto;
+mod records;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use prost::Message as _;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use sotto_protocol::{
+    IdentityKeyPair, KyberPreKeyId, KyberPreKeyRecord, PreKeyId, PreKeyRecord, SessionRecord,
+    SignedPreKeyId, SignedPreKeyRecord,
+};
+use zeroize::Zeroizing;
+
+pub(crate) use crypto::NewProfileKeys;
+pub use crypto::StoreKey;
+pub(crate) use records::{AccountRecord, ContactRecord, MessageRecord, PrekeyState};
+
+use crate::consts::{PROCESSED_IDS_KEPT, PROFILE_DB_FILE, PROFILE_DB_NEW_FILE};
+use crate::error::{ClientError, StoreError};
+use crypto::StoreKeys;
+
+/// How long SQLite waits for another connection's write lock (another process using the
+/// same profile) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Table names: part of every sealed value's associated data.
+mod table {
+    pub(super) const KV: &str = "kv";
+    pub(super) const ONE_TIME_PREKEYS: &str = "one_time_prekeys";
+    pub(super) const ONE_TIME_KYBER: &str = "one_time_kyber";
+    pub(super) const LAST_RESORT_KYBER: &str = "last_resort_kyber";
+    pub(super) const SIGNED_PREKEYS: &str = "signed_prekeys";
+    pub(super) const CONTACTS: &str = "contacts";
+    pub(super) const SESSIONS: &str = "sessions";
+    pub(super) const MESSAGES: &str = "messages";
+}
+
+/// Names of the `kv` entries.
+mod kv {
+    pub(super) const ACCOUNT: &str = "account";
+    pub(super) const IDENTITY: &str = "identity";
+    pub(super) const NOISE: &str = "noise";
+    pub(super) const PREKEY_STATE: &str = "prekey_state";
+}
+
+/// The open store.
+pub(crate) struct Store {
+    conn: Mutex<Connection>,
+    keys: StoreKeys,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+fn db_path(dir: &Path) -> PathBuf {
+    dir.join(PROFILE_DB_FILE)
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Durable commits: a message is acknowledged to the server only after its commit, so the
+    // commit must survive a power cut.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // Deleted rows (spent one-time prekeys, replaced sessions) are overwritten, not left in
+    // free pages, for forward secrecy against someone who later learns the store key.
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    Ok(())
+}
+
+impl Store {
+    /// Whether `dir` holds a profile.
+    pub(crate) fn exists(dir: &Path) -> bool {
+        db_path(dir).exists()
+    }
+
+    /// Creates the profile's store in `dir` with keys from [`StoreKey::create`], running `init` in the same transaction as the
+    /// schema: the store appears (by an atomic rename) complete or not at all.
+    pub(crate) fn create(
+        dir: &Path,
+        new: NewProfileKeys,
+        init: impl FnOnce(&mut Tx<'_>) -> Result<(), ClientError>,
+    ) -> Result<Store, ClientError> {
+        if Self::exists(dir) {
+            return Err(ClientError::ProfileExists);
+        }
+        let staging = dir.join(PROFILE_DB_NEW_FILE);
+        match std::fs::remove_file(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        {
+            // Rollback journal while staging, so that the file is self-contained at rename.
+            let mut conn = Connection::open(&staging).map_err(StoreError::from)?;
+            configure(&conn)?;
+            schema::migrate(&mut conn)?;
+            {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(StoreError::from)?;
+                let mut meta = tx
+                    .prepare("INSERT INTO meta (name, value) VALUES (?1, ?2)")
+                    .map_err(StoreError::from)?;
+                meta.execute(params!["salt", &new.salt[..]]).map_err(StoreError::from)?;
+                meta.execute(params!["kdf", new.kdf.as_bytes()]).map_err(StoreError::from)?;
+                meta.execute(params!["key_check", &new.check[..]]).map_err(StoreError::from)?;
+                drop(meta);
+                let mut scoped = Tx { tx, keys: &new.keys };
+                init(&mut scoped)?;
+                scoped.tx.commit().map_err(StoreError::from)?;
+            }
+            conn.close().map_err(|(_, e)| StoreError::from(e))?;
+        }
+        if Self::exists(dir) {
+            let _ = std::fs::remove_file(&staging);
+            return Err(ClientError::ProfileExists);
+        }
+        std::fs::rename(&staging, db_path(dir))?;
+        #[cfg(unix)]
+        std::fs::File::open(dir)?.sync_all()?;
+        Self::open_with(dir, new.keys)
+    }
+
+    /// Opens the profile's store in `dir`, checking `key` before anything else.
+    pub(crate) fn open(dir: &Path, key: &StoreKey) -> Result<Store, ClientError> {
+        let path = db_path(dir);
+        if !path.exists() {
+            return Err(ClientError::NoProfile);
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(StoreError::from)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(StoreError::from)?;
+        let found = schema::version(&conn)?;
+        if found == 0 {
+            return Err(ClientError::NoProfile);
+        }
+        if found > schema::SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema { found, supported: schema::SCHEMA_VERSION }.into());
+        }
+        let meta = |name: &'static str| -> Result<Vec<u8>, ClientError> {
+            conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| row.get(0))
+                .optional()
+                .map_err(StoreError::from)?
+                .ok_or(ClientError::Store(StoreError::Missing(name)))
+        };
+        let (salt, kdf, check) = (meta("salt")?, meta("kdf")?, meta("key_check")?);
+        let kdf = std::str::from_utf8(&kdf).map_err(|_| StoreError::UnknownKdf)?;
+        let keys = key.open(&salt, kdf, &check)?;
+        drop(conn);
+        Self::open_with(dir, keys)
+    }
+
+    fn open_with(dir: &Path, keys: StoreKeys) -> Result<Store, ClientError> {
+        let mut conn = Connection::open_with_flags(
+            db_path(dir),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(StoreError::from)?;
+        configure(&conn)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(StoreError::from)?;
+        schema::migrate(&mut conn)?;
+        Ok(Store { conn: Mutex::new(conn), keys })
+    }
+
+    /// Runs `f` in a write transaction, committed if `f` succeeds and rolled back otherwise.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        // A panic inside a transaction rolls it back as the guard unwinds, so the connection
+        // behind a poisoned lock is consistent.
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let mut scoped = Tx { tx, keys: &self.keys };
+        let out = f(&mut scoped)?;
+        scoped.tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a read transaction (a consistent snapshot); nothing it writes is kept.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn.transaction().map_err(StoreError::from)?;
+        let mut scoped = Tx { tx, keys: &self.keys };
+        f(&mut scoped)
+    }
+}
+
+/// One transaction on the store, with typed access to every table.
+pub(crate) struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+    keys: &'a StoreKeys,
+}
+
+fn corrupt(table: &'static str) -> StoreError {
+    StoreError::Corrupt { table }
+}
+
+fn decode<M: prost::Message + Default>(table: &'static str, bytes: &[u8]) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|_| corrupt(table))
+}
+
+/// `replaced_at_ms` (8 bytes, big-endian; 0 = current) followed by a record.
+fn split_replaced<'a>(table: &'static str, bytes: &'a [u8]) -> Result<(u64, &'a [u8]), StoreError> {
+    if bytes.len() < 8 {
+        return Err(corrupt(table));
+    }
+    let (head, record) = bytes.split_at(8);
+    let mut at = [0u8; 8];
+    at.copy_from_slice(head);
+    Ok((u64::from_be_bytes(at), record))
+}
+
+fn with_replaced(replaced_at_ms: Option<u64>, record: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(8 + record.len()));
+    out.extend_from_slice(&replaced_at_ms.unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(record);
+    out
+}
+
+impl Tx<'_> {
+    // -- generic keyed tables ------------------------------------------------------------------
+
+    fn get(&self, table: &'static str, key: &[u8; 32]) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let sealed: Option<Vec<u8>> = self
+            .tx
+            .query_row(&format!("SELECT v FROM {table} WHERE k = ?1"), [&key[..]], |row| row.get(0))
+            .optional()?;
+        sealed.map(|sealed| self.keys.open(table, key, &sealed)).transpose()
+    }
+
+    fn put(&self, table: &'static str, key: &[u8; 32], value: &[u8]) -> Result<(), StoreError> {
+        let sealed = self.keys.seal(table, key, value);
+        self.tx.execute(
+            &format!("INSERT INTO {table} (k, v) VALUES (?1, ?2) ON CONFLICT (k) DO UPDATE SET v = excluded.v"),
+            params![&key[..], sealed],
+        )?;
+        Ok(())
+    }
+
+    fn delete(&self, table: &'static str, key: &[u8; 32]) -> Result<bool, StoreError> {
+        Ok(self.tx.execute(&format!("DELETE FROM {table} WHERE k = ?1"), [&key[..]])? > 0)
+    }
+
+    fn all(&self, table: &'static str) -> Result<Vec<Zeroizing<Vec<u8>>>, StoreError> {
+        let mut statement = self.tx.prepare(&format!("SELECT k, v FROM {table}"))?;
+        let rows = statement.query_map([], |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, sealed) = row?;
+            out.push(self.keys.open(table, &key, &sealed)?);
+        }
+        Ok(out)
+    }
+
+    fn kv_key(&self, name: &str) -> [u8; 32] {
+        self.keys.lookup("kv", &[name.as_bytes()])
+    }
+
+    fn user_key(&self, username: &str) -> [u8; 32] {
+        self.keys.lookup("user", &[username.as_bytes()])
+    }
+
+    fn kv_get(&self, name: &'static str) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        self.get(table::KV, &self.kv_key(name))?.ok_or(StoreError::Missing(name))
+    }
+
+    fn kv_put(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.put(table::KV, &self.kv_key(name), value)
+    }
+
+    // -- the account ---------------------------------------------------------------------------
+
+    pub(crate) fn account(&self) -> Result<AccountRecord, StoreError> {
+        decode(table::KV, &self.kv_get(kv::ACCOUNT)?)
+    }
+
+    pub(crate) fn put_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
+        self.kv_put(kv::ACCOUNT, &account.encode_to_vec())
+    }
+
+    pub(crate) fn identity(&self) -> Result<IdentityKeyPair, StoreError> {
+        IdentityKeyPair::try_from(&self.kv_get(kv::IDENTITY)?[..]).map_err(|_| corrupt(table::KV))
+    }
+
+    pub(crate) fn put_identity(&self, identity: &IdentityKeyPair) -> Result<(), StoreError> {
+        self.kv_put(kv::IDENTITY, &identity.serialize())
+    }
+
+    pub(crate) fn noise_key(&self) -> Result<sotto_channel::StaticKeypair, StoreError> {
+        sotto_channel::StaticKeypair::from_private_bytes(&self.kv_get(kv::NOISE)?)
+            .map_err(|_| corrupt(table::KV))
+    }
+
+    pub(crate) fn put_noise_key(&self, key: &sotto_channel::StaticKeypair) -> Result<(), StoreError> {
+        self.kv_put(kv::NOISE, key.private_bytes())
+    }
+
+    pub(crate) fn prekey_state(&self) -> Result<PrekeyState, StoreError> {
+        decode(table::KV, &self.kv_get(kv::PREKEY_STATE)?)
+    }
+
+    pub(crate) fn put_prekey_state(&self, state: &PrekeyState) -> Result<(), StoreError> {
+        self.kv_put(kv::PREKEY_STATE, &state.encode_to_vec())
+    }
+
+    // -- prekeys -------------------------------------------------------------------------------
+
+    fn prekey_key(&self, domain: &str, id: u32) -> [u8; 32] {
+        self.keys.lookup(domain, &[&id.to_be_bytes()])
+    }
+
+    pub(crate) fn one_time_prekey(&self, id: PreKeyId) -> Result<Option<PreKeyRecord>, StoreError> {
+        let key = self.prekey_key(table::ONE_TIME_PREKEYS, id.into());
+        self.get(table::ONE_TIME_PREKEYS, &key)?
+            .map(|bytes| PreKeyRecord::try_from(&bytes[..]).map_err(|_| corrupt(table::ONE_TIME_PREKEYS)))
+            .transpose()
+    }
+
+    pub(crate) fn put_one_time_prekey(&self, record: &PreKeyRecord) -> Result<(), StoreError> {
+        let key = self.prekey_key(table::ONE_TIME_PREKEYS, record.id().into());
+        self.put(table::ONE_TIME_PREKEYS, &key, &Zeroizing::new(record.serialize()))
+    }
+
+    pub(crate) fn delete_one_time_prekey(&self, id: PreKeyId) -> Result<(), StoreError> {
+        self.delete(table::ONE_TIME_PREKEYS, &self.prekey_key(table::ONE_TIME_PREKEYS, id.into()))?;
+        Ok(())
+    }
+
+    /// A Kyber prekey by id: a one-time key (`true`) or a last-resort one (`false`).
+    pub(crate) fn kyber_prekey(&self, id: KyberPreKeyId) -> Result<Option<(KyberPreKeyRecord, bool)>, StoreError> {
+        let key = self.prekey_key(table::ONE_TIME_KYBER, id.into());
+        if let Some(bytes) = self.get(table::ONE_TIME_KYBER, &key)? {
+            let record = KyberPreKeyRecord::try_from(&bytes[..]).map_err(|_| corrupt(table::ONE_TIME_KYBER))?;
+            return Ok(Some((record, true)));
+        }
+        let key = self.prekey_key(table::LAST_RESORT_KYBER, id.into());
+        match self.get(table::LAST_RESORT_KYBER, &key)? {
+            Some(bytes) => {
+                let (_, record) = split_replaced(table::LAST_RESORT_KYBER, &bytes)?;
+                let record =
+                    KyberPreKeyRecord::try_from(record).map_err(|_| corrupt(table::LAST_RESORT_KYBER))?;
+                Ok(Some((record, false)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn put_one_time_kyber(&self, record: &KyberPreKeyRecord) -> Result<(), StoreError> {
+        let key = self.prekey_key(table::ONE_TIME_KYBER, record.id().into());
+        self.put(table::ONE_TIME_KYBER, &key, &Zeroizing::new(record.serialize()))
+    }
+
+    pub(crate) fn delete_one_time_kyber(&self, id: KyberPreKeyId) -> Result<(), StoreError> {
+        self.delete(table::ONE_TIME_KYBER, &self.prekey_key(table::ONE_TIME_KYBER, id.into()))?;
+        Ok(())
+    }
+
+    /// Stores a last-resort Kyber prekey; `replaced_at_ms` is `None` while it is current.
+    pub(crate) fn put_last_resort_kyber(
+        &self,
+        record: &KyberPreKeyRecord,
+        replaced_at_ms: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let key = self.prekey_key(table::LAST_RESORT_KYBER, record.id().into());
+        self.put(table::LAST_RESORT_KYBER, &key, &with_replaced(replaced_at_ms, &record.serialize()))
+    }
+
+    /// Every last-resort Kyber prekey with the time it was replaced (`None`: current).
+    pub(crate) fn last_resort_kybers(&self) -> Result<Vec<(KyberPreKeyRecord, Option<u64>)>, StoreError> {
+        self.all(table::LAST_RESORT_KYBER)?
+            .iter()
+            .map(|bytes| {
+                let (at, record) = split_replaced(table::LAST_RESORT_KYBER, bytes)?;
+                let record =
+                    KyberPreKeyRecord::try_from(record).map_err(|_| corrupt(table::LAST_RESORT_KYBER))?;
+                Ok((record, (at != 0).then_some(at)))
+            })
+            .collect()
+    }
+
+    pub(crate) fn delete_last_resort_kyber(&self, id: KyberPreKeyId) -> Result<(), StoreError> {
+        self.delete(table::LAST_RESORT_KYBER, &self.prekey_key(table::LAST_RESORT_KYBER, id.into()))?;
+        Ok(())
+    }
+
+    pub(crate) fn signed_prekey(&self, id: SignedPreKeyId) -> Result<Option<SignedPreKeyRecord>, StoreError> {
+        let key = self.prekey_key(table::SIGNED_PREKEYS, id.into());
+        match self.get(table::SIGNED_PREKEYS, &key)? {
+            Some(bytes) => {
+                let (_, record) = split_replaced(table::SIGNED_PREKEYS, &bytes)?;
+                SignedPreKeyRecord::try_from(record).map(Some).map_err(|_| corrupt(table::SIGNED_PREKEYS))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a signed prekey; `replaced_at_ms` is `None` while it is current.
+    pub(crate) fn put_signed_prekey(
+        &self,
+        record: &SignedPreKeyRecord,
+        replaced_at_ms: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let key = self.prekey_key(table::SIGNED_PREKEYS, record.id().into());
+        self.put(table::SIGNED_PREKEYS, &key, &with_replaced(replaced_at_ms, &Zeroizing::new(record.serialize())))
+    }
+
+    /// Every signed prekey with the time it was replaced (`None`: current).
+    pub(crate) fn signed_prekeys(&self) -> Result<Vec<(SignedPreKeyRecord, Option<u64>)>, StoreError> {
+        self.all(table::SIGNED_PREKEYS)?
+            .iter()
+            .map(|bytes| {
+                let (at, record) = split_replaced(table::SIGNED_PREKEYS, bytes)?;
+                let record =
+                    SignedPreKeyRecord::try_from(record).map_err(|_| corrupt(table::SIGNED_PREKEYS))?;
+                Ok((record, (at != 0).then_some(at)))
+            })
+            .collect()
+    }
+
+    pub(crate) fn delete_signed_prekey(&self, id: SignedPreKeyId) -> Result<(), StoreError> {
+        self.delete(table::SIGNED_PREKEYS, &self.prekey_key(table::SIGNED_PREKEYS, id.into()))?;
+        Ok(())
+    }
+
+    // -- sessions ------------------------------------------------------------------------------
+
+    fn session_key(&self, username: &str, device_id: u32) -> [u8; 32] {
+        self.keys.lookup("session", &[username.as_bytes(), &device_id.to_be_bytes()])
+    }
+
+    fn session_row(owner: &[u8; 32], key: &[u8; 32]) -> [u8; 64] {
+        let mut row = [0u8; 64];
+        row[..32].copy_from_slice(owner);
+        row[32..].copy_from_slice(key);
+        row
+    }
+
+    /// The session with one device of `username`.
+    pub(crate) fn session(&self, username: &str, device_id: u32) -> Result<Option<SessionRecord>, StoreError> {
+        let owner = self.user_key(username);
+        let key = self.session_key(username, device_id);
+        let sealed: Option<Vec<u8>> = self
+            .tx
+            .query_row(
+                "SELECT v FROM sessions WHERE owner = ?1 AND k = ?2",
+                params![&owner[..], &key[..]],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match sealed {
+            Some(sealed) => {
+                let bytes = self.keys.open(table::SESSIONS, &Self::session_row(&owner, &key), &sealed)?;
+                Ok(Some(decode_session(&bytes)?.1))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Every session with `username`'s devices, ordered by device id.
+    pub(crate) fn sessions_of(&self, username: &str) -> Result<Vec<(u32, SessionRecord)>, StoreError> {
+        let owner = self.user_key(username);
+        let mut statement = self.tx.prepare("SELECT k, v FROM sessions WHERE owner = ?1")?;
+        let rows = statement.query_map([&owner[..]], |row| {
+            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, sealed) = row?;
+            let key: [u8; 32] = key.try_into().map_err(|_| corrupt(table::SESSIONS))?;
+            let bytes = self.keys.open(table::SESSIONS, &Self::session_row(&owner, &key), &sealed)?;
+            let (device_id, record) = decode_session(&bytes)?;
+            // The key names the device too: a row whose contents claim another device was
+            // written by someone else.
+            if self.session_key(username, device_id) != key {
+                return Err(corrupt(table::SESSIONS));
+            }
+            out.push((device_id, record));
+        }
+        out.sort_by_key(|(device, _)| *device);
+        Ok(out)
+    }
+
+    pub(crate) fn put_session(&self, username: &str, device_id: u32, record: &SessionRecord) -> Result<(), StoreError> {
+        let owner = self.user_key(username);
+        let key = self.session_key(username, device_id);
+        let mut value = Zeroizing::new(Vec::new());
+        value.extend_from_slice(&device_id.to_be_bytes());
+        value.extend_from_slice(&Zeroizing::new(record.serialize()));
+        let sealed = self.keys.seal(table::SESSIONS, &Self::session_row(&owner, &key), &value);
+        self.tx.execute(
+            "INSERT INTO sessions (owner, k, v) VALUES (?1, ?2, ?3)
+             ON CONFLICT (owner, k) DO UPDATE SET v = excluded.v",
+            params![&owner[..], &key[..], sealed],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_session(&self, username: &str, device_id: u32) -> Result<(), StoreError> {
+        let owner = self.user_key(username);
+        let key = self.session_key(username, device_id);
+        self.tx.execute("DELETE FROM sessions WHERE owner = ?1 AND k = ?2", params![&owner[..], &key[..]])?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_sessions_of(&self, username: &str) -> Result<(), StoreError> {
+        self.tx.execute("DELETE FROM sessions WHERE owner = ?1", [&self.user_key(username)[..]])?;
+        Ok(())
+    }
+
+    // -- contacts ------------------------------------------------------------------------------
+
+    pub(crate) fn contact(&self, username: &str) -> Result<Option<ContactRecord>, StoreError> {
+        let record: Option<ContactRecord> = self
+            .get(table::CONTACTS, &self.user_key(username))?
+            .map(|bytes| decode(table::CONTACTS, &bytes))
+            .transpose()?;
+        match record {
+            Some(record) if record.username != username => Err(corrupt(table::CONTACTS)),
+            other => Ok(other),
+        }
+    }
+
+    pub(crate) fn put_contact(&self, contact: &ContactRecord) -> Result<(), StoreError> {
+        self.put(table::CONTACTS, &self.user_key(&contact.username), &contact.encode_to_vec())
+    }
+
+    /// Every contact, by username.
+    pub(crate) fn contacts(&self) -> Result<Vec<ContactRecord>, StoreError> {
+        let mut out: Vec<ContactRecord> = self
+            .all(table::CONTACTS)?
+            .iter()
+            .map(|bytes| decode(table::CONTACTS, bytes))
+            .collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(out)
+    }
+
+    // -- messages ------------------------------------------------------------------------------
+
+    fn message_row(seq: i64, owner: &[u8; 32]) -> [u8; 40] {
+        let mut row = [0u8; 40];
+        row[..8].copy_from_slice(&seq.to_be_bytes());
+        row[8..].copy_from_slice(owner);
+        row
+    }
+
+    /// Appends a message to the history; returns its sequence number.
+    pub(crate) fn add_message(&self, message: &MessageRecord) -> Result<i64, StoreError> {
+        let owner = self.user_key(&message.peer);
+        let seq: i64 =
+            self.tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages", [], |row| row.get(0))?;
+        let sealed = self.keys.seal(table::MESSAGES, &Self::message_row(seq, &owner), &message.encode_to_vec());
+        self.tx.execute(
+            "INSERT INTO messages (seq, owner, v) VALUES (?1, ?2, ?3)",
+            params![seq, &owner[..], sealed],
+        )?;
+        Ok(seq)
+    }
+
+    pub(crate) fn delete_message(&self, seq: i64) -> Result<(), StoreError> {
+        self.tx.execute("DELETE FROM messages WHERE seq = ?1", [seq])?;
+        Ok(())
+    }
+
+    /// The last `limit` messages with `peer`, oldest first.
+    pub(crate) fn history(&self, peer: &str, limit: usize) -> Result<Vec<MessageRecord>, StoreError> {
+        let owner = self.user_key(peer);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut statement =
+            self.tx.prepare("SELECT seq, v FROM messages WHERE owner = ?1 ORDER BY seq DESC LIMIT ?2")?;
+        let rows = statement.query_map(params![&owner[..], limit], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, sealed) = row?;
+            let bytes = self.keys.open(table::MESSAGES, &Self::message_row(seq, &owner), &sealed)?;
+            let message: MessageRecord = decode(table::MESSAGES, &bytes)?;
+            if message.peer != peer {
+                return Err(corrupt(table::MESSAGES));
+            }
+            out.push(message);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    // -- processed envelopes -------------------------------------------------------------------
+
+    fn envelope_key(&self, envelope_id: u64) -> [u8; 32] {
+        self.keys.lookup("envelope", &[&envelope_id.to_be_bytes()])
+    }
+
+    pub(crate) fn is_processed(&self, envelope_id: u64) -> Result<bool, StoreError> {
+        let key = self.envelope_key(envelope_id);
+        Ok(self
+            .tx
+            .query_row("SELECT 1 FROM processed WHERE k = ?1", [&key[..]], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Records an envelope as processed, forgetting the oldest beyond [`PROCESSED_IDS_KEPT`].
+    pub(crate) fn mark_processed(&self, envelope_id: u64) -> Result<(), StoreError> {
+        let key = self.envelope_key(envelope_id);
+        self.tx.execute("INSERT OR IGNORE INTO processed (k) VALUES (?1)", [&key[..]])?;
+        self.tx.execute(
+            "DELETE FROM processed WHERE seq <= (SELECT MAX(seq) FROM processed) - ?1",
+            [PROCESSED_IDS_KEPT],
+        )?;
+        Ok(())
+    }
+}
+
+fn decode_session(bytes: &[u8]) -> Result<(u32, SessionRecord), StoreError> {
+    if bytes.len() < 4 {
+        return Err(corrupt(table::SESSIONS));
+    }
+    let (device, record) = bytes.split_at(4);
+    let mut id = [0u8; 4];
+    id.copy_from_slice(device);
+    let record = SessionRecord::try_from(record).map_err(|_| corrupt(table::SESSIONS))?;
+    Ok((u32::from_be_bytes(id), record))
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,228 @@
+//! Store tests: keys, confidentiality of the file, integrity of rows.
+
+use super::*;
+use sotto_protocol::IdentityKeyPair;
+
+/// A fresh store in a temporary directory, protected by a key file there.
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = StoreKey::KeyFile(dir.path().join("key"));
+    let store = Store::create(dir.path(), key.create().unwrap(), |_| Ok(())).unwrap();
+    (dir, store)
+}
+
+fn contact(name: &str, key: &IdentityKeyPair) -> ContactRecord {
+    ContactRecord {
+        username: name.into(),
+        identity_key: key.identity_key().serialize().to_vec(),
+        verified: false,
+        key_changed: false,
+        verified_key_changed: false,
+        first_seen_ms: 1,
+    }
+}
+
+fn message(peer: &str, text: &str) -> MessageRecord {
+    MessageRecord {
+        outgoing: false,
+        peer: peer.into(),
+        text: text.into(),
+        timestamp_ms: 1,
+        device_id: 1,
+        envelope_id: 1,
+        sent_timestamp_ms: 1,
+    }
+}
+
+fn raw_files(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for name in [PROFILE_DB_FILE, "sotto.db-wal", "sotto.db-shm"] {
+        if let Ok(bytes) = std::fs::read(dir.join(name)) {
+            all.extend(bytes);
+        }
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+#[test]
+fn a_wrong_key_is_refused_before_anything_is_read_or_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let right = StoreKey::KeyFile(dir.path().join("right"));
+    let store = Store::create(dir.path(), right.create().unwrap(), |tx| {
+        tx.put_contact(&contact("carol", &IdentityKeyPair::generate(&mut rand::rng())))?;
+        Ok(())
+    })
+    .unwrap();
+    drop(store);
+    let before = raw_files(dir.path());
+    let wrong = StoreKey::KeyFile(dir.path().join("wrong"));
+    wrong.create().unwrap();
+    assert!(matches!(Store::open(dir.path(), &wrong), Err(ClientError::WrongKey)));
+    let passphrase = StoreKey::Passphrase(Zeroizing::new("guess".into()));
+    assert!(matches!(Store::open(dir.path(), &passphrase), Err(ClientError::WrongKey)));
+    assert_eq!(raw_files(dir.path()), before, "a refused open changed the files");
+    let store = Store::open(dir.path(), &right).unwrap();
+    assert_eq!(store.read(|tx| Ok(tx.contacts()?)).unwrap().len(), 1);
+}
+
+#[test]
+fn profiles_are_created_once_and_opened_only_where_they_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = StoreKey::KeyFile(dir.path().join("key"));
+    assert!(matches!(Store::open(dir.path(), &key), Err(ClientError::NoProfile)));
+    // A failed creation leaves nothing behind.
+    let failed = Store::create(dir.path(), key.create().unwrap(), |_| Err(ClientError::SendToSelf));
+    assert!(failed.is_err());
+    assert!(!Store::exists(dir.path()));
+    let _store = Store::create(dir.path(), key.create().unwrap(), |_| Ok(())).unwrap();
+    assert!(matches!(
+        Store::create(dir.path(), key.create().unwrap(), |_| Ok(())),
+        Err(ClientError::ProfileExists)
+    ));
+}
+
+#[test]
+fn a_profile_from_a_newer_version_is_refused() {
+    let (dir, store) = temp_store();
+    drop(store);
+    let conn = Connection::open(dir.path().join(PROFILE_DB_FILE)).unwrap();
+    conn.pragma_update(None, "user_version", schema::SCHEMA_VERSION + 1).unwrap();
+    drop(conn);
+    let key = StoreKey::KeyFile(dir.path().join("key"));
+    assert!(matches!(
+        Store::open(dir.path(), &key),
+        Err(ClientError::Store(StoreError::NewerSchema { .. }))
+    ));
+}
+
+#[test]
+fn the_file_shows_neither_contents_nor_contact_names() {
+    let (dir, store) = temp_store();
+    let mut rng = rand::rng();
+    let identity = IdentityKeyPair::generate(&mut rng);
+    let zebediah = IdentityKeyPair::generate(&mut rng);
+    let text = "meet me at the old lighthouse at nine";
+    store
+        .write(|tx| {
+            tx.put_identity(&identity)?;
+            tx.put_contact(&contact("zebediah", &zebediah))?;
+            tx.add_message(&message("zebediah", text))?;
+            tx.put_session("zebediah", 1, &SessionRecord::new())?;
+            tx.mark_processed(4242)?;
+            Ok(())
+        })
+        .unwrap();
+    let raw = raw_files(dir.path());
+    assert!(!raw.is_empty());
+    assert!(!contains(&raw, b"zebediah"));
+    assert!(!contains(&raw, text.as_bytes()));
+    assert!(!contains(&raw, b"lighthouse"));
+    assert!(!contains(&raw, &identity.private_key().to_bytes()[..]));
+    assert!(!contains(&raw, &zebediah.identity_key().serialize()));
+    // And everything reads back.
+    let history = store.read(|tx| Ok(tx.history("zebediah", 10)?)).unwrap();
+    assert_eq!(history[0].text, text);
+    assert!(store.read(|tx| Ok(tx.is_processed(4242)?)).unwrap());
+    assert!(!store.read(|tx| Ok(tx.is_processed(4243)?)).unwrap());
+}
+
+/// Runs SQL on the store's file behind its back.
+fn tamper(dir: &Path, sql: &str) {
+    let conn = Connection::open(dir.join(PROFILE_DB_FILE)).unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
+#[test]
+fn rows_cannot_be_swapped_or_moved() {
+    let (dir, store) = temp_store();
+    let mut rng = rand::rng();
+    let (bob, carol) = (IdentityKeyPair::generate(&mut rng), IdentityKeyPair::generate(&mut rng));
+    store
+        .write(|tx| {
+            tx.put_contact(&contact("bob", &bob))?;
+            tx.put_contact(&contact("carol", &carol))?;
+            tx.add_message(&message("bob", "to bob"))?;
+            tx.add_message(&message("carol", "to carol"))?;
+            Ok(())
+        })
+        .unwrap();
+    // Swap the two contacts' values: each now sits under the other's key.
+    tamper(
+        dir.path(),
+        "CREATE TEMP TABLE c AS SELECT k, v FROM contacts;
+         UPDATE contacts SET v = (SELECT v FROM c WHERE c.k != contacts.k);",
+    );
+    assert!(matches!(
+        store.read(|tx| Ok(tx.contact("bob")?)),
+        Err(ClientError::Store(StoreError::Corrupt { table: "contacts" }))
+    ));
+    // Move carol's message into bob's conversation.
+    tamper(dir.path(), "UPDATE messages SET owner = (SELECT owner FROM messages WHERE seq = 1) WHERE seq = 2;");
+    assert!(matches!(
+        store.read(|tx| Ok(tx.history("bob", 10)?)),
+        Err(ClientError::Store(StoreError::Corrupt { table: "messages" }))
+    ));
+    // Reorder the history.
+    let (dir2, store2) = temp_store();
+    store2
+        .write(|tx| {
+            tx.add_message(&message("bob", "first"))?;
+            tx.add_message(&message("bob", "second"))?;
+            Ok(())
+        })
+        .unwrap();
+    tamper(dir2.path(), "UPDATE messages SET seq = -seq; UPDATE messages SET seq = 3 + seq;");
+    assert!(store2.read(|tx| Ok(tx.history("bob", 10)?)).is_err());
+}
+
+#[test]
+fn sessions_and_prekeys_are_bound_to_their_rows() {
+    let (dir, store) = temp_store();
+    let mut rng = rand::rng();
+    let one = PreKeyRecord::generate(1.into(), &mut rng);
+    let two = PreKeyRecord::generate(2.into(), &mut rng);
+    store
+        .write(|tx| {
+            tx.put_one_time_prekey(&one)?;
+            tx.put_one_time_prekey(&two)?;
+            tx.put_session("bob", 1, &SessionRecord::new())?;
+            tx.put_session("bob", 2, &SessionRecord::new())?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(store.read(|tx| Ok(tx.sessions_of("bob")?)).unwrap().len(), 2);
+    assert!(store.read(|tx| Ok(tx.sessions_of("carol")?)).unwrap().is_empty());
+    tamper(
+        dir.path(),
+        "CREATE TEMP TABLE p AS SELECT k, v FROM one_time_prekeys;
+         UPDATE one_time_prekeys SET v = (SELECT v FROM p WHERE p.k != one_time_prekeys.k);
+         CREATE TEMP TABLE s AS SELECT k, v FROM sessions;
+         UPDATE sessions SET v = (SELECT v FROM s WHERE s.k != sessions.k);",
+    );
+    assert!(store.read(|tx| Ok(tx.one_time_prekey(1.into())?)).is_err());
+    assert!(store.read(|tx| Ok(tx.session("bob", 1)?)).is_err());
+    assert!(store.read(|tx| Ok(tx.sessions_of("bob")?)).is_err());
+}
+
+#[test]
+fn processed_ids_are_bounded() {
+    let (_dir, store) = temp_store();
+    store
+        .write(|tx| {
+            for id in 0..(PROCESSED_IDS_KEPT as u64 + 5) {
+                tx.mark_processed(id)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let count: i64 = store
+        .read(|tx| Ok(tx.tx.query_row("SELECT COUNT(*) FROM processed", [], |r| r.get(0)).map_err(StoreError::from)?))
+        .unwrap();
+    assert_eq!(count, PROCESSED_IDS_KEPT);
+    assert!(!store.read(|tx| Ok(tx.is_processed(0)?)).unwrap());
+    assert!(store.read(|tx| Ok(tx.is_processed(PROCESSED_IDS_KEPT as u64 + 4)?)).unwrap());
+}

@@ -1,0 +1,544 @@
+//! The connection to the server: a WebSocket carrying the Noise channel, requests matched to
+//! their responses by id, pushes handed to the receive side, and reconnection with backoff
+//! until the client is closed.
+//!
+//! One supervisor task per client owns the connection's lifetime; one task per connection
+//! reads and writes the socket. Requests wait (within [`REQUEST_TIMEOUT`]) for a connection
+//! if there is none at the moment.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use prost::Message as _;
+use sotto_api::{request, response, server_frame, Push, Request, Response, ServerFrame};
+use sotto_channel::{
+    ChannelReceiver, ChannelSender, ClientHandshake, PublicKey, StaticKeypair, NOISE_MAX_MESSAGE,
+};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::{timeout, timeout_at, Instant};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::consts::{
+    CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_PENDING_REQUESTS, OUTGOING_QUEUE,
+    PING_INTERVAL, PUSH_BUFFER, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN, REQUEST_TIMEOUT,
+    STABLE_CONNECTION, STORE_RETRY_DELAY,
+};
+use crate::error::{ClientError, ConnectionError};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Where to connect and with which keys.
+pub(crate) struct Target {
+    /// The WebSocket URL.
+    pub(crate) url: String,
+    /// The device's Noise static key.
+    pub(crate) noise: StaticKeypair,
+    /// The server's static key, if known (IK); `None` for XX.
+    pub(crate) server_key: Option<PublicKey>,
+}
+
+/// A connection whose handshake is done, not yet running.
+struct Established {
+    ws: Ws,
+    sender: ChannelSender,
+    receiver: ChannelReceiver,
+}
+
+/// Why the client stopped for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fatal {
+    Closed,
+    ServerKeyChanged,
+}
+
+/// The live connection, as requests see it.
+struct Live {
+    out: mpsc::Sender<Vec<u8>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    permits: Semaphore,
+    /// Ends this connection (to reconnect at once).
+    drop_now: Notify,
+}
+
+struct Shared {
+    url: String,
+    noise: StaticKeypair,
+    server_key: PublicKey,
+    live: watch::Sender<Option<Arc<Live>>>,
+    /// Counts successful connections; maintenance runs on each change.
+    generation: watch::Sender<u64>,
+    closed: watch::Sender<bool>,
+    fatal: Mutex<Option<Fatal>>,
+    next_id: AtomicU64,
+    /// Pushes were dropped because the buffer was full: reconnect once it is drained, so that
+    /// the server delivers them again.
+    overflowed: AtomicBool,
+}
+
+/// The client's connection to its server.
+pub(crate) struct Transport {
+    shared: Arc<Shared>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport").field("url", &self.shared.url).finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// Connects (the first connection must succeed), then keeps the connection up in the
+    /// background. Returns the transport, the server's static key (learnt, with XX) and the
+    /// receiver of pushes.
+    pub(crate) async fn connect(
+        target: Target,
+    ) -> Result<(Transport, PublicKey, mpsc::Receiver<Push>), ClientError> {
+        let url = check_url(&target.url)?;
+        let (established, server_key) =
+            establish(&url, &target.noise, target.server_key.as_ref()).await?;
+        let (pushes_tx, pushes_rx) = mpsc::channel(PUSH_BUFFER);
+        let shared = Arc::new(Shared {
+            url,
+            noise: target.noise,
+            server_key,
+            live: watch::channel(None).0,
+            generation: watch::channel(0).0,
+            closed: watch::channel(false).0,
+            fatal: Mutex::new(None),
+            next_id: AtomicU64::new(1),
+            overflowed: AtomicBool::new(false),
+        });
+        let supervisor = tokio::spawn(supervise(Arc::clone(&shared), established, pushes_tx));
+        Ok((Transport { shared, supervisor: Mutex::new(Some(supervisor)) }, server_key, pushes_rx))
+    }
+
+    /// A receiver that changes on every (re)connection.
+    pub(crate) fn connections(&self) -> watch::Receiver<u64> {
+        self.shared.generation.subscribe()
+    }
+
+    /// Sends a request and waits for its response; an error response becomes
+    /// [`ClientError::Server`].
+    pub(crate) async fn request(&self, body: request::Body) -> Result<response::Body, ClientError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let live = self.wait_live(deadline).await?;
+        let _permit = timeout_at(deadline, live.permits.acquire())
+            .await
+            .map_err(|_| ConnectionError::Timeout("a request slot"))?
+            .map_err(|_| ConnectionError::Lost)?;
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        live.pending.lock().unwrap_or_else(PoisonError::into_inner).insert(id, tx);
+        let frame = Request { id, body: Some(body) }.encode_to_vec();
+        let forget = || {
+            live.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        };
+        if timeout_at(deadline, live.out.send(frame)).await.map_or(true, |sent| sent.is_err()) {
+            forget();
+            return Err(ConnectionError::Lost.into());
+        }
+        let response = match timeout_at(deadline, rx).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(_)) => return Err(ConnectionError::Lost.into()),
+            Err(_) => {
+                forget();
+                return Err(ConnectionError::NoAnswer.into());
+            }
+        };
+        match response.body {
+            Some(response::Body::Error(error)) => Err(ClientError::Server(error)),
+            Some(body) => Ok(body),
+            None => Err(ConnectionError::UnexpectedResponse("a request (empty response)").into()),
+        }
+    }
+
+    async fn wait_live(&self, deadline: Instant) -> Result<Arc<Live>, ClientError> {
+        let mut live = self.shared.live.subscribe();
+        let mut closed = self.shared.closed.subscribe();
+        loop {
+            if let Some(fatal) = *self.shared.fatal.lock().unwrap_or_else(PoisonError::into_inner) {
+                return Err(fatal.into());
+            }
+            if let Some(current) = live.borrow_and_update().clone() {
+                return Ok(current);
+            }
+            tokio::select! {
+                changed = timeout_at(deadline, live.changed()) => match changed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(ConnectionError::Closed.into()),
+                    Err(_) => return Err(ConnectionError::Timeout("a connection to the server").into()),
+                },
+                () = until_closed(&mut closed) => return Err(ConnectionError::Closed.into()),
+            }
+        }
+    }
+
+    /// Whether the client was closed or stopped for good.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.fatal.lock().unwrap_or_else(PoisonError::into_inner).is_some()
+    }
+
+    /// Called when the push buffer has been drained: if pushes were dropped, reconnect now so
+    /// that the server delivers them again.
+    pub(crate) fn resync_if_overflowed(&self) {
+        if self.shared.overflowed.load(Ordering::Acquire) {
+            if let Some(live) = self.shared.live.borrow().as_ref() {
+                live.drop_now.notify_one();
+            }
+        }
+    }
+
+    /// Called when a batch of pushes could not be stored: drops further pushes of this
+    /// connection and reconnects after [`STORE_RETRY_DELAY`], so that the server delivers
+    /// everything unacknowledged again.
+    pub(crate) fn resync_after_failure(&self) {
+        self.shared.overflowed.store(true, Ordering::Release);
+        let shared = Arc::clone(&self.shared);
+        tokio::spawn(async move {
+            tokio::time::sleep(STORE_RETRY_DELAY).await;
+            if let Some(live) = shared.live.borrow().as_ref() {
+                live.drop_now.notify_one();
+            }
+        });
+    }
+
+    /// Closes the connection and stops reconnecting; waits for the background task to end.
+    pub(crate) async fn close(&self) {
+        self.shared.fatal.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(Fatal::Closed);
+        self.shared.closed.send_replace(true);
+        let supervisor = self.supervisor.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(supervisor) = supervisor {
+            let _ = supervisor.await;
+        }
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        // The background task ends on its own once it sees this.
+        self.shared.closed.send_replace(true);
+    }
+}
+
+impl From<Fatal> for ClientError {
+    fn from(fatal: Fatal) -> Self {
+        match fatal {
+            Fatal::Closed => ConnectionError::Closed.into(),
+            Fatal::ServerKeyChanged => ClientError::ServerKeyChanged,
+        }
+    }
+}
+
+fn check_url(url: &str) -> Result<String, ClientError> {
+    let url = url.trim();
+    if !url.starts_with("ws://") {
+        return Err(ConnectionError::BadUrl("only ws:// URLs are supported".into()).into());
+    }
+    Ok(url.to_owned())
+}
+
+fn ws_config() -> WebSocketConfig {
+    // One WebSocket message is one Noise message.
+    WebSocketConfig::default()
+        .max_message_size(Some(NOISE_MAX_MESSAGE))
+        .max_frame_size(Some(NOISE_MAX_MESSAGE))
+}
+
+async fn open_socket(url: &str) -> Result<Ws, ClientError> {
+    let connected = timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true),
+    )
+    .await
+    .map_err(|_| ConnectionError::Timeout("the WebSocket connection"))?;
+    let (ws, _) = connected.map_err(|e| ConnectionError::WebSocket(e.to_string()))?;
+    Ok(ws)
+}
+
+/// The next binary message, skipping pings and pongs; `None` if the socket ended.
+async fn next_binary(ws: &mut Ws) -> Result<Option<Vec<u8>>, ClientError> {
+    while let Some(message) = ws.next().await {
+        match message.map_err(|e| ConnectionError::WebSocket(e.to_string()))? {
+            WsMessage::Binary(bytes) => return Ok(Some(bytes.to_vec())),
+            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
+            WsMessage::Close(_) => return Ok(None),
+            WsMessage::Text(_) => {
+                return Err(ConnectionError::WebSocket("unexpected text message".into()).into())
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// How a handshake attempt failed.
+enum Failure {
+    /// The socket did not open: the server is down or unreachable.
+    Socket(ClientError),
+    /// The socket opened but the handshake failed.
+    Handshake(ClientError),
+}
+
+/// One handshake attempt. With a known server key (IK) that the server does not accept, the
+/// server's actual key is probed with XX (never sending the message that reveals ours): a
+/// different key is [`ClientError::ServerKeyChanged`].
+async fn establish(
+    url: &str,
+    noise: &StaticKeypair,
+    server_key: Option<&PublicKey>,
+) -> Result<(Established, PublicKey), ClientError> {
+    match handshake(url, noise, server_key).await {
+        Ok(done) => Ok(done),
+        Err(Failure::Socket(error)) => Err(error),
+        Err(Failure::Handshake(error)) => {
+            let Some(expected) = server_key else { return Err(error) };
+            match probe_server_key(url).await {
+                Ok(actual) if !actual.ct_eq(expected) => Err(ClientError::ServerKeyChanged),
+                _ => Err(error),
+            }
+        }
+    }
+}
+
+async fn handshake(
+    url: &str,
+    noise: &StaticKeypair,
+    server_key: Option<&PublicKey>,
+) -> Result<(Established, PublicKey), Failure> {
+    let mut ws = open_socket(url).await.map_err(Failure::Socket)?;
+    let result = timeout(HANDSHAKE_TIMEOUT, async {
+        let (client, first) = ClientHandshake::start(noise, server_key).map_err(ConnectionError::from)?;
+        ws.send(WsMessage::binary(first)).await.map_err(|e| ConnectionError::WebSocket(e.to_string()))?;
+        let reply = next_binary(&mut ws).await?.ok_or(ConnectionError::Lost)?;
+        let established = client.finish(&reply).map_err(ConnectionError::from)?;
+        if let Some(expected) = server_key {
+            // IK authenticates the server by construction; this only restates it.
+            if !established.server_key.ct_eq(expected) {
+                return Err(ClientError::ServerKeyChanged);
+            }
+        }
+        // With XX, the key learnt here is the one the caller pins; the final message, which
+        // reveals our key, goes out only now.
+        if let Some(last) = established.final_message {
+            ws.send(WsMessage::binary(last)).await.map_err(|e| ConnectionError::WebSocket(e.to_string()))?;
+        }
+        let (sender, receiver) = established.channel.split();
+        Ok::<_, ClientError>((sender, receiver, established.server_key))
+    })
+    .await
+    .map_err(|_| Failure::Handshake(ConnectionError::Timeout("the Noise handshake").into()))?;
+    let (sender, receiver, key) = result.map_err(Failure::Handshake)?;
+    Ok((Established { ws, sender, receiver }, key))
+}
+
+/// The server's static key as it presents it in an XX handshake that we abandon before
+/// revealing anything (a throwaway key is used all the same).
+async fn probe_server_key(url: &str) -> Result<PublicKey, ClientError> {
+    let mut ws = open_socket(url).await?;
+    let key = timeout(HANDSHAKE_TIMEOUT, async {
+        let throwaway = StaticKeypair::generate();
+        let (client, first) = ClientHandshake::start(&throwaway, None).map_err(ConnectionError::from)?;
+        ws.send(WsMessage::binary(first)).await.map_err(|e| ConnectionError::WebSocket(e.to_string()))?;
+        let reply = next_binary(&mut ws).await?.ok_or(ConnectionError::Lost)?;
+        let established = client.finish(&reply).map_err(ConnectionError::from)?;
+        Ok::<_, ClientError>(established.server_key)
+    })
+    .await
+    .map_err(|_| ConnectionError::Timeout("the Noise handshake"))?;
+    let _ = ws.close(None).await;
+    key
+}
+
+async fn supervise(shared: Arc<Shared>, first: Established, pushes: mpsc::Sender<Push>) {
+    let mut closed = shared.closed.subscribe();
+    let mut next = Some(first);
+    let mut backoff = RECONNECT_BACKOFF_MIN;
+    loop {
+        let established = match next.take() {
+            Some(established) => established,
+            None => {
+                let attempt = tokio::select! {
+                    attempt = establish(&shared.url, &shared.noise, Some(&shared.server_key)) => attempt,
+                    () = until_closed(&mut closed) => break,
+                };
+                match attempt {
+                    Ok((established, _)) => established,
+                    Err(ClientError::ServerKeyChanged) => {
+                        tracing::warn!("server presented a different static key; not reconnecting");
+                        shared
+                            .fatal
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get_or_insert(Fatal::ServerKeyChanged);
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "reconnecting failed");
+                        if !pause(&mut closed, &mut backoff).await {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        if closed_now(&closed) {
+            break;
+        }
+        shared.overflowed.store(false, Ordering::Release);
+        let (out_tx, out_rx) = mpsc::channel(OUTGOING_QUEUE);
+        let live = Arc::new(Live {
+            out: out_tx,
+            pending: Mutex::new(HashMap::new()),
+            permits: Semaphore::new(MAX_PENDING_REQUESTS),
+            drop_now: Notify::new(),
+        });
+        shared.live.send_replace(Some(Arc::clone(&live)));
+        shared.generation.send_modify(|generation| *generation += 1);
+        let started = Instant::now();
+        let ended = run(&shared, &live, established, out_rx, &pushes).await;
+        shared.live.send_replace(None);
+        live.permits.close();
+        // Waiting requests learn that the connection is gone.
+        live.pending.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        match ended {
+            Ended::Closed => break,
+            Ended::Resync => {}
+            Ended::Dropped(reason) => {
+                tracing::debug!(reason, "connection dropped; reconnecting");
+                if started.elapsed() >= STABLE_CONNECTION {
+                    backoff = RECONNECT_BACKOFF_MIN;
+                }
+                if !pause(&mut closed, &mut backoff).await {
+                    break;
+                }
+            }
+        }
+    }
+    shared.live.send_replace(None);
+    shared.fatal.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(Fatal::Closed);
+}
+
+/// Completes once the client is closed (or the flag's sender is gone).
+async fn until_closed(closed: &mut watch::Receiver<bool>) {
+    let _ = closed.wait_for(|closed| *closed).await;
+}
+
+fn closed_now(closed: &watch::Receiver<bool>) -> bool {
+    *closed.borrow()
+}
+
+/// Waits out the backoff (doubling it for next time); `false` if the client closed meanwhile.
+async fn pause(closed: &mut watch::Receiver<bool>, backoff: &mut Duration) -> bool {
+    let wait = jitter(*backoff);
+    *backoff = (*backoff * 2).min(RECONNECT_BACKOFF_MAX);
+    tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        () = until_closed(closed) => false,
+    }
+}
+
+/// Up to a quarter more than `wait`, so that many clients dropped at once do not reconnect in
+/// lockstep.
+fn jitter(wait: Duration) -> Duration {
+    use rand::Rng as _;
+    let extra = rand::rng().random_range(0..=wait.as_millis() as u64 / 4);
+    wait + Duration::from_millis(extra)
+}
+
+enum Ended {
+    /// The client closed.
+    Closed,
+    /// Ended on purpose, to have the server deliver the mailbox again: reconnect at once.
+    Resync,
+    /// The connection failed.
+    Dropped(&'static str),
+}
+
+async fn run(
+    shared: &Shared,
+    live: &Live,
+    established: Established,
+    mut out: mpsc::Receiver<Vec<u8>>,
+    pushes: &mpsc::Sender<Push>,
+) -> Ended {
+    let Established { mut ws, mut sender, mut receiver } = established;
+    let mut closed = shared.closed.subscribe();
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let ended = loop {
+        tokio::select! {
+            () = until_closed(&mut closed) => break Ended::Closed,
+            () = live.drop_now.notified() => break Ended::Resync,
+            frame = out.recv() => {
+                let Some(frame) = frame else { break Ended::Dropped("writer closed") };
+                let Ok(messages) = sender.seal(&frame) else { break Ended::Dropped("frame too large") };
+                let mut failed = false;
+                for message in messages {
+                    if ws.feed(WsMessage::binary(message)).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed || ws.flush().await.is_err() {
+                    break Ended::Dropped("write failed");
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > IDLE_TIMEOUT {
+                    break Ended::Dropped("server silent");
+                }
+                if ws.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
+                    break Ended::Dropped("write failed");
+                }
+            }
+            message = ws.next() => {
+                last_heard = Instant::now();
+                let bytes = match message {
+                    Some(Ok(WsMessage::Binary(bytes))) => bytes,
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => continue,
+                    Some(Ok(WsMessage::Close(_))) | None => break Ended::Dropped("closed by server"),
+                    Some(Ok(WsMessage::Text(_))) => break Ended::Dropped("text message"),
+                    Some(Err(_)) => break Ended::Dropped("read failed"),
+                };
+                let frame = match receiver.open(&bytes) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => continue,
+                    Err(_) => break Ended::Dropped("channel message did not decrypt"),
+                };
+                let Ok(frame) = ServerFrame::decode_frame(&frame) else {
+                    break Ended::Dropped("malformed frame");
+                };
+                match frame.kind {
+                    Some(server_frame::Kind::Response(response)) => {
+                        let waiting =
+                            live.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&response.id);
+                        if let Some(waiting) = waiting {
+                            let _ = waiting.send(response);
+                        }
+                    }
+                    Some(server_frame::Kind::Push(push)) => {
+                        if shared.overflowed.load(Ordering::Acquire) {
+                            continue;
+                        }
+                        if pushes.try_send(push).is_err() {
+                            tracing::warn!("push buffer full; the server will deliver again after a reconnect");
+                            shared.overflowed.store(true, Ordering::Release);
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    };
+    let _ = ws.close(None).await;
+    ended
+}

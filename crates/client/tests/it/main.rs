@@ -1,0 +1,12 @@
+//! Integration tests: real clients against an in-process `sotto_server::Server` on a real
+//! socket, each test with its own data directory and profiles.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod identity;
+mod messaging;
+mod pinning;
+mod prekeys;
+mod profile;
+mod support;

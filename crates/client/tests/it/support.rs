@@ -1,0 +1,155 @@
+//! A server in a temporary directory, profiles, and waiting for events.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sotto_client::{Client, Event, ReceivedMessage, ServerInfo, ServerKey, StoreKey};
+use sotto_server::{Config, Server};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a test waits for something that should happen, before failing instead of
+/// hanging. Not a timing assertion: everything here happens in milliseconds.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A running server.
+pub(crate) struct TestServer {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) addr: SocketAddr,
+    pub(crate) key: ServerKey,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server with its data in `data_dir`, on `addr` (port 0: any free port).
+    pub(crate) async fn start(data_dir: &Path, addr: SocketAddr) -> TestServer {
+        let config = Config { data_dir: data_dir.to_owned(), ..Config::default() };
+        let server = Server::open(config).await.expect("server opens");
+        let key = server.public_key();
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        TestServer { data_dir: data_dir.to_owned(), addr, key, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Starts a server on any free port.
+    pub(crate) async fn start_new(data_dir: &Path) -> TestServer {
+        Self::start(data_dir, "127.0.0.1:0".parse().expect("address")).await
+    }
+
+    /// Where clients connect, with the server's key (IK).
+    pub(crate) fn info(&self) -> ServerInfo {
+        ServerInfo { url: self.url(), key: Some(self.key) }
+    }
+
+    /// Where clients connect, without the key (XX, trust on first use).
+    pub(crate) fn info_unpinned(&self) -> ServerInfo {
+        ServerInfo { url: self.url(), key: None }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// Shuts the server down gracefully and waits until it has.
+    pub(crate) async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(PATIENCE, task).await.expect("server stops").expect("server task");
+        }
+    }
+
+    /// A connection to the server's database, to play the part of its operator.
+    pub(crate) fn database(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(self.data_dir.join("sotto.db")).expect("server database");
+        conn.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+        conn
+    }
+}
+
+/// A profile directory and its key file.
+pub(crate) struct Profile {
+    _root: tempfile::TempDir,
+    pub(crate) dir: PathBuf,
+    key_file: PathBuf,
+}
+
+impl Profile {
+    pub(crate) fn new() -> Profile {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join("profile");
+        let key_file = root.path().join("profile.key");
+        Profile { _root: root, dir, key_file }
+    }
+
+    pub(crate) fn key(&self) -> StoreKey {
+        StoreKey::KeyFile(self.key_file.clone())
+    }
+
+    pub(crate) async fn register(&self, server: ServerInfo, username: &str) -> Client {
+        Client::register(&self.dir, self.key(), server, username).await.expect("registers")
+    }
+
+    pub(crate) async fn open(&self) -> Client {
+        Client::open(&self.dir, self.key(), None).await.expect("opens")
+    }
+
+    /// Every byte of the profile's database files.
+    pub(crate) fn raw_bytes(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for name in ["sotto.db", "sotto.db-wal"] {
+            if let Ok(bytes) = std::fs::read(self.dir.join(name)) {
+                all.extend(bytes);
+            }
+        }
+        all
+    }
+}
+
+/// The next event, failing the test if none comes.
+pub(crate) async fn next_event(client: &Client) -> Event {
+    tokio::time::timeout(PATIENCE, client.next_event())
+        .await
+        .expect("an event in time")
+        .expect("the client is open")
+}
+
+/// The next message, skipping "queue empty"; any other event fails the test.
+pub(crate) async fn next_message(client: &Client) -> ReceivedMessage {
+    loop {
+        match next_event(client).await {
+            Event::Message(message) => return message,
+            Event::QueueEmpty => continue,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+}
+
+/// Every event up to and including the first "queue empty".
+pub(crate) async fn until_queue_empty(client: &Client) -> Vec<Event> {
+    let mut events = Vec::new();
+    loop {
+        let event = next_event(client).await;
+        let done = event == Event::QueueEmpty;
+        events.push(event);
+        if done {
+            return events;
+        }
+    }
+}
+
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}

@@ -1,0 +1,415 @@
+//! Group commit: one task takes the envelopes of every connection's sends and stores whatever
+//! has queued up meanwhile with one durable [`Store::append_envelopes`] call, so that
+//! durability costs one commit per batch rather than per send. A send is answered only after
+//! the commit holding it has returned.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::delivery::Delivery;
+use crate::limits::{COMMIT_QUEUE_SENDS, MAX_COMMIT_BATCH_ENVELOPES};
+use crate::metrics::Metrics;
+use crate::reply::RequestError;
+use crate::store::{DeviceAddress, NewEnvelope, Store, StoreError};
+
+/// One send's envelopes, and where to say how its commit went.
+struct Job {
+    envelopes: Vec<NewEnvelope>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Where connections hand their sends to the batcher.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitQueue {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("envelopes", &self.envelopes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A send's place in its connection's order: sends of one connection are queued for commit
+/// (and so stored) in the order the connection sent them, although they are checked
+/// concurrently. Dropping a turn (a send refused before its commit) lets the next one go.
+#[derive(Debug)]
+pub(crate) struct SendTurn {
+    previous: Option<oneshot::Receiver<()>>,
+    queued: oneshot::Sender<()>,
+}
+
+impl SendTurn {
+    /// The turn after the one `last` waits for; `last` then waits for this one.
+    pub(crate) fn next(last: &mut Option<oneshot::Receiver<()>>) -> SendTurn {
+        let (queued, done) = oneshot::channel();
+        SendTurn {
+            previous: last.replace(done),
+            queued,
+        }
+    }
+}
+
+impl CommitQueue {
+    /// Stores one send's envelopes (all or nothing) once the connection's previous send is
+    /// queued, and returns once they are durable.
+    pub(crate) async fn append(
+        &self,
+        envelopes: Vec<NewEnvelope>,
+        turn: SendTurn,
+    ) -> Result<(), RequestError> {
+        if let Some(previous) = turn.previous {
+            // An error means the previous send was refused before its commit: our turn too.
+            let _ = previous.await;
+        }
+        let (done, result) = oneshot::channel();
+        self.jobs
+            .send(Job { envelopes, done })
+            .await
+            .map_err(|_| RequestError::ShuttingDown)?;
+        let _ = turn.queued.send(());
+        result
+            .await
+            .map_err(|_| RequestError::ShuttingDown)?
+            .map_err(RequestError::Store)
+    }
+}
+
+/// The running batcher.
+#[derive(Debug)]
+pub(crate) struct Batcher {
+    close: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Batcher {
+    /// Commits everything queued, refuses what comes later, and waits until it is done.
+    pub(crate) async fn close(self) {
+        let _ = self.close.send(());
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the commit batcher failed");
+        }
+    }
+}
+
+/// Starts the batcher.
+pub(crate) fn spawn(
+    store: Arc<dyn Store>,
+    delivery: Arc<Delivery>,
+    metrics: Arc<Metrics>,
+) -> (CommitQueue, Batcher) {
+    let (jobs, queue) = mpsc::channel(COMMIT_QUEUE_SENDS);
+    let (close, closing) = oneshot::channel();
+    let worker = Worker {
+        store,
+        delivery,
+        metrics,
+    };
+    let task = tokio::spawn(worker.run(queue, closing));
+    (CommitQueue { jobs }, Batcher { close, task })
+}
+
+struct Worker {
+    store: Arc<dyn Store>,
+    delivery: Arc<Delivery>,
+    metrics: Arc<Metrics>,
+}
+
+impl Worker {
+    async fn run(self, mut queue: mpsc::Receiver<Job>, mut closing: oneshot::Receiver<()>) {
+        let mut closed = false;
+        loop {
+            let first = tokio::select! {
+                job = queue.recv() => match job {
+                    Some(job) => job,
+                    None => break,
+                },
+                _ = &mut closing, if !closed => {
+                    // No new sends; the queued ones are still received and committed.
+                    queue.close();
+                    closed = true;
+                    continue;
+                }
+            };
+            let mut count = first.envelopes.len();
+            let mut batch = vec![first];
+            while count < MAX_COMMIT_BATCH_ENVELOPES {
+                match queue.try_recv() {
+                    Ok(job) => {
+                        count += job.envelopes.len();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch).await;
+        }
+    }
+
+    async fn commit(&self, mut batch: Vec<Job>) {
+        let result = if batch.len() == 1 {
+            let envelopes = std::mem::take(&mut batch[0].envelopes);
+            let destinations = destinations(&envelopes);
+            let count = envelopes.len();
+            match self.store.append_envelopes(envelopes).await {
+                Ok(_) => Ok((destinations, count)),
+                Err(e) => Err(e),
+            }
+        } else {
+            let all: Vec<NewEnvelope> = batch
+                .iter()
+                .flat_map(|job| job.envelopes.iter().cloned())
+                .collect();
+            let destinations = destinations(&all);
+            let count = all.len();
+            match self.store.append_envelopes(all).await {
+                Ok(_) => Ok((destinations, count)),
+                Err(e) => Err(e),
+            }
+        };
+        match result {
+            Ok((destinations, count)) => {
+                self.metrics.commit(count);
+                self.delivery.wake_local(&destinations);
+                for job in batch {
+                    let _ = job.done.send(Ok(()));
+                }
+                self.delivery.wake_remote(&destinations).await;
+            }
+            // One send's fault (a full mailbox, a vanished device): commit the others one by
+            // one, so that only the offending send fails.
+            Err(StoreError::MailboxFull | StoreError::NotFound) if batch.len() > 1 => {
+                self.metrics.commit_failed();
+                for job in batch {
+                    self.commit_one(job).await;
+                }
+            }
+            Err(e) => {
+                // Each sender's request logs the failure with its device.
+                self.metrics.commit_failed();
+                let mut jobs = batch.into_iter();
+                if let Some(job) = jobs.next() {
+                    let _ = job.done.send(Err(e));
+                }
+                for job in jobs {
+                    let _ = job
+                        .done
+                        .send(Err(StoreError::Backend("batch failed".into())));
+                }
+            }
+        }
+    }
+
+    async fn commit_one(&self, job: Job) {
+        let destinations = destinations(&job.envelopes);
+        let count = job.envelopes.len();
+        match self.store.append_envelopes(job.envelopes).await {
+            Ok(_) => {
+                self.metrics.commit(count);
+                self.delivery.wake_local(&destinations);
+                let _ = job.done.send(Ok(()));
+                self.delivery.wake_remote(&destinations).await;
+            }
+            Err(e) => {
+                self.metrics.commit_failed();
+                let _ = job.done.send(Err(e));
+            }
+        }
+    }
+}
+
+/// The distinct mailboxes of some envelopes.
+fn destinations(envelopes: &[NewEnvelope]) -> Vec<DeviceAddress> {
+    let mut devices: Vec<DeviceAddress> = envelopes.iter().map(|e| e.destination).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    devices
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use sotto_api::Bundle;
+
+    use super::*;
+    use crate::store::{
+        AccountDevices, AccountId, DeviceRecord, NewDevice, PrekeyCounts, PrekeyUpload,
+        StoredEnvelope,
+    };
+
+    /// The device whose mailbox is full.
+    const FULL: u32 = 99;
+
+    /// Records the size of every append; refuses those with an envelope for [`FULL`]; holds
+    /// the first append until `release` fires.
+    #[derive(Default)]
+    struct FakeStore {
+        appends: Mutex<Vec<usize>>,
+        hold_first: Mutex<Option<oneshot::Receiver<()>>>,
+    }
+
+    #[async_trait]
+    impl Store for FakeStore {
+        async fn create_account(
+            &self,
+            _: &str,
+            _: &[u8],
+            _: NewDevice,
+        ) -> Result<DeviceRecord, StoreError> {
+            Err(StoreError::NotFound)
+        }
+        async fn device_by_auth_key(
+            &self,
+            _: &[u8; 32],
+        ) -> Result<Option<DeviceRecord>, StoreError> {
+            Ok(None)
+        }
+        async fn account_devices(&self, _: &str) -> Result<Option<AccountDevices>, StoreError> {
+            Ok(None)
+        }
+        async fn upload_prekeys(
+            &self,
+            _: DeviceAddress,
+            _: PrekeyUpload,
+        ) -> Result<PrekeyCounts, StoreError> {
+            Err(StoreError::NotFound)
+        }
+        async fn prekey_counts(&self, _: DeviceAddress) -> Result<PrekeyCounts, StoreError> {
+            Err(StoreError::NotFound)
+        }
+        async fn take_bundles(
+            &self,
+            _: &str,
+            _: Option<u32>,
+        ) -> Result<Option<Vec<Bundle>>, StoreError> {
+            Ok(None)
+        }
+        async fn append_envelopes(
+            &self,
+            envelopes: Vec<NewEnvelope>,
+        ) -> Result<Vec<u64>, StoreError> {
+            let hold = self.hold_first.lock().unwrap().take();
+            if let Some(hold) = hold {
+                let _ = hold.await;
+            }
+            self.appends.lock().unwrap().push(envelopes.len());
+            if envelopes.iter().any(|e| e.destination.device_id == FULL) {
+                return Err(StoreError::MailboxFull);
+            }
+            Ok((1..=envelopes.len() as u64).collect())
+        }
+        async fn fetch_envelopes(
+            &self,
+            _: DeviceAddress,
+            _: u64,
+            _: usize,
+        ) -> Result<Vec<StoredEnvelope>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn ack_envelopes(&self, _: DeviceAddress, _: &[u64]) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn expire_envelopes(&self, _: u64) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    fn to(device_id: u32) -> Vec<NewEnvelope> {
+        vec![NewEnvelope {
+            destination: DeviceAddress {
+                account: AccountId(1),
+                device_id,
+            },
+            source: "a".into(),
+            source_device: 1,
+            envelope_type: 2,
+            content: vec![1],
+            server_timestamp_ms: 1,
+        }]
+    }
+
+    #[tokio::test]
+    async fn queued_sends_share_a_commit_and_only_the_offending_one_fails() {
+        let (release, hold) = oneshot::channel();
+        let store = Arc::new(FakeStore {
+            hold_first: Mutex::new(Some(hold)),
+            ..Default::default()
+        });
+        let delivery = Arc::new(Delivery::new(None, "test".into()));
+        let metrics = Arc::new(Metrics::default());
+        let (queue, batcher) = spawn(store.clone(), Arc::clone(&delivery), Arc::clone(&metrics));
+        let woken = delivery
+            .attach(DeviceAddress {
+                account: AccountId(1),
+                device_id: 3,
+            })
+            .await;
+
+        let send = |device_id| {
+            let queue = queue.clone();
+            tokio::spawn(
+                async move { queue.append(to(device_id), SendTurn::next(&mut None)).await },
+            )
+        };
+        // The first send's commit is held while three more queue up behind it.
+        let first = send(1);
+        while store.hold_first.lock().unwrap().is_some() {
+            tokio::task::yield_now().await;
+        }
+        let queued = [send(2), send(FULL), send(3)];
+        while queue.jobs.capacity() > COMMIT_QUEUE_SENDS - queued.len() {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+
+        assert!(first.await.unwrap().is_ok());
+        let [a, full, b] = queued;
+        assert!(a.await.unwrap().is_ok());
+        assert!(matches!(
+            full.await.unwrap(),
+            Err(RequestError::Store(StoreError::MailboxFull))
+        ));
+        assert!(b.await.unwrap().is_ok());
+        // One commit of one, one of three that failed, then each of the three alone.
+        assert_eq!(*store.appends.lock().unwrap(), vec![1, 3, 1, 1, 1]);
+        // Device 3's connection was woken by its commit.
+        woken.handle.woken().await;
+
+        batcher.close().await;
+        let refused = queue.append(to(1), SendTurn::next(&mut None)).await;
+        assert!(matches!(refused, Err(RequestError::ShuttingDown)));
+    }
+
+    #[tokio::test]
+    async fn a_connections_sends_are_queued_in_its_order() {
+        let store = Arc::new(FakeStore::default());
+        let delivery = Arc::new(Delivery::new(None, "test".into()));
+        let (queue, batcher) = spawn(store, delivery, Arc::new(Metrics::default()));
+        let mut last = None;
+        let first = SendTurn::next(&mut last);
+        let second = SendTurn::next(&mut last);
+        // The second is ready first but waits for the first's place in the queue.
+        let second = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.append(to(2), second).await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            queue.jobs.capacity(),
+            COMMIT_QUEUE_SENDS,
+            "nothing queued yet"
+        );
+        assert!(!second.is_finished());
+        queue.append(to(1), first).await.unwrap();
+        second.await.unwrap().unwrap();
+        batcher.close().await;
+    }
+}

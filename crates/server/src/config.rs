@@ -1,0 +1,65 @@
+//! What a server instance is started with.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::limits::{
+    DEFAULT_EXPIRY_INTERVAL, DEFAULT_MAX_CONNECTIONS, DEFAULT_NATS_SUBJECT_PREFIX,
+};
+
+/// How to run a server. `Config::default()` is what `sotto-server` runs with no arguments.
+#[derive(Clone)]
+pub struct Config {
+    /// Where the server keeps its Noise static key (`server.key`) and, without
+    /// `database_url`, its SQLite database (`sotto.db`). Created on first start.
+    pub data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://…`) to store everything there instead of in SQLite.
+    pub database_url: Option<String>,
+    /// A NATS server (`nats://…`) through which instances sharing one PostgreSQL database
+    /// wake each other's connected devices.
+    pub nats_url: Option<String>,
+    /// The first element of every NATS subject this instance uses; instances that work together
+    /// use the same one.
+    pub nats_subject_prefix: String,
+    /// Undelivered envelopes are deleted this long after the server stored them.
+    pub message_ttl: Duration,
+    /// How often expired envelopes are deleted.
+    pub expiry_interval: Duration,
+    /// Most TCP connections (WebSocket or plain HTTP) open at once; further ones wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+    /// A requester regains one bundle fetch for a target account this often, up to
+    /// [`sotto_api::BUNDLE_FETCH_BURST`] (default [`sotto_api::BUNDLE_FETCH_REFILL_MS`]).
+    pub bundle_fetch_refill: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./sotto-data"),
+            database_url: None,
+            nats_url: None,
+            nats_subject_prefix: DEFAULT_NATS_SUBJECT_PREFIX.to_owned(),
+            message_ttl: Duration::from_secs(sotto_api::DEFAULT_MESSAGE_TTL_SECS),
+            expiry_interval: DEFAULT_EXPIRY_INTERVAL,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            bundle_fetch_refill: Duration::from_millis(sotto_api::BUNDLE_FETCH_REFILL_MS),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    /// Leaves out the URLs, which may carry passwords.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_ref().map(|_| "(set)"))
+            .field("nats_url", &self.nats_url.as_ref().map(|_| "(set)"))
+            .field("nats_subject_prefix", &self.nats_subject_prefix)
+            .field("message_ttl", &self.message_ttl)
+            .field("expiry_interval", &self.expiry_interval)
+            .field("max_connections", &self.max_connections)
+            .field("bundle_fetch_refill", &self.bundle_fetch_refill)
+            .finish()
+    }
+}

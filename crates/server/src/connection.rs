@@ -1,0 +1,485 @@
+//! One device's WebSocket: the Noise handshake, then requests in, responses and pushes out,
+//! all in one task.
+//!
+//! The task waits on whatever comes first: a WebSocket message, a finished request, a mailbox
+//! page fetched for pushing, a wake (local or over NATS), or shutdown. An idle connection has
+//! nothing pending but those waits: no timer, no buffer beyond the socket's small ones.
+
+use std::future::{pending, Future};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
+use prost::Message as _;
+use sotto_api::{push, request, server_frame, Empty, FrameError, Push, Request, ServerFrame};
+use sotto_channel::{Accepted, Channel, ChannelReceiver, ChannelSender, StaticKeypair};
+use tokio::time::timeout;
+
+use crate::batcher::SendTurn;
+use crate::delivery::{ConnectionHandle, Signal};
+use crate::limits::{
+    CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_IN_FLIGHT_REQUESTS, PUSH_PAGE_ENVELOPES, SHUTDOWN_GRACE,
+    WRITE_TIMEOUT,
+};
+use crate::requests::{self, Outcome};
+use crate::store::{DeviceRecord, StoreError, StoredEnvelope};
+use crate::Shared;
+
+/// Why a connection ends, and what its close frame says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// The peer closed, or the socket failed: nothing more to send.
+    Gone,
+    /// The handshake message was not a valid Noise handshake.
+    Handshake,
+    /// The handshake did not finish in time.
+    HandshakeTimeout,
+    /// A text message: not part of this protocol.
+    Text,
+    /// A channel message did not decrypt or was too large: the channel is poisoned.
+    Channel,
+    /// A WebSocket message the server could not read (too large, say).
+    Unreadable,
+    /// A newer connection of the same device took over.
+    Replaced,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The server failed (the store, say); the client should reconnect.
+    Internal,
+}
+
+/// Application close code: a newer connection of the same device replaced this one.
+const CLOSE_REPLACED: u16 = 4000;
+
+impl End {
+    fn close_frame(self) -> Option<CloseFrame> {
+        let (code, reason) = match self {
+            End::Gone => return None,
+            End::Handshake => (close_code::PROTOCOL, "Noise handshake failed"),
+            End::HandshakeTimeout => (close_code::POLICY, "Noise handshake timed out"),
+            End::Text => (close_code::UNSUPPORTED, "text messages are not accepted"),
+            End::Channel => (close_code::PROTOCOL, "channel message did not decrypt"),
+            End::Unreadable => (close_code::PROTOCOL, "unreadable WebSocket message"),
+            End::Replaced => (
+                CLOSE_REPLACED,
+                "replaced by a newer connection of this device",
+            ),
+            End::ShuttingDown => (close_code::AWAY, "server shutting down"),
+            End::Internal => (close_code::ERROR, "internal server error"),
+        };
+        Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })
+    }
+
+    /// Whether requests in progress are still answered before the close.
+    fn is_orderly(self) -> bool {
+        matches!(self, End::Replaced | End::ShuttingDown)
+    }
+}
+
+/// Serves one upgraded WebSocket until it closes.
+pub(crate) async fn serve_socket(shared: Arc<Shared>, mut ws: WebSocket) {
+    let _open = shared.metrics.connection_opened();
+    let mut shutdown = shared.shutdown.clone();
+    let handshake = tokio::select! {
+        result = timeout(HANDSHAKE_TIMEOUT, handshake(&shared.keypair, &mut ws)) => match result {
+            Ok(result) => result,
+            Err(_) => Err(End::HandshakeTimeout),
+        },
+        () = crate::shutdown_signalled(&mut shutdown) => Err(End::ShuttingDown),
+    };
+    let channel = match handshake {
+        Ok(channel) => channel,
+        Err(end) => {
+            tracing::debug!(?end, "handshake failed");
+            close(ws, end).await;
+            return;
+        }
+    };
+    let auth_key = *channel.remote_key().as_bytes();
+    let device = match shared.store.device_by_auth_key(&auth_key).await {
+        Ok(device) => device,
+        Err(e) => {
+            tracing::warn!(error = %e, "looking up a connection's device failed");
+            close(ws, End::Internal).await;
+            return;
+        }
+    };
+    let (tx, rx) = channel.split();
+    let mut connection = Connection {
+        shared,
+        ws,
+        tx,
+        rx,
+        auth_key,
+        device: None,
+        handle: None,
+        subscription: None,
+        push: PushState::default(),
+        fetch: None,
+        in_flight: FuturesUnordered::new(),
+        last_send: None,
+    };
+    if let Some(device) = device {
+        connection.bind(device).await;
+    }
+    connection.run(shutdown).await;
+}
+
+/// Reads the handshake: IK in one client message, XX in two.
+async fn handshake(key: &StaticKeypair, ws: &mut WebSocket) -> Result<Channel, End> {
+    let first = next_binary(ws).await?;
+    match sotto_channel::accept(key, &first) {
+        Ok(Accepted::Established { channel, reply }) => {
+            send_handshake(ws, reply).await?;
+            Ok(channel)
+        }
+        Ok(Accepted::Pending { handshake, reply }) => {
+            send_handshake(ws, reply).await?;
+            let last = next_binary(ws).await?;
+            handshake.finish(&last).map_err(|_| End::Handshake)
+        }
+        Err(_) => Err(End::Handshake),
+    }
+}
+
+async fn send_handshake(ws: &mut WebSocket, reply: Vec<u8>) -> Result<(), End> {
+    ws.send(Message::Binary(reply.into()))
+        .await
+        .map_err(|_| End::Gone)
+}
+
+async fn next_binary(ws: &mut WebSocket) -> Result<Bytes, End> {
+    loop {
+        match ws.recv().await {
+            Some(Ok(Message::Binary(bytes))) => return Ok(bytes),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Text(_))) => return Err(End::Text),
+            Some(Ok(Message::Close(_))) | None => return Err(End::Gone),
+            Some(Err(_)) => return Err(End::Unreadable),
+        }
+    }
+}
+
+/// Sends the close frame (if any), then reads until the peer's close or [`CLOSE_TIMEOUT`],
+/// so that the peer reads the frame rather than a reset.
+async fn close(mut ws: WebSocket, end: End) {
+    let Some(frame) = end.close_frame() else {
+        return;
+    };
+    let _ = timeout(CLOSE_TIMEOUT, async {
+        if ws.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        while let Some(Ok(message)) = ws.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Where pushing stands on this connection.
+#[derive(Debug, Default)]
+struct PushState {
+    /// The highest envelope id pushed: later pages start after it, so no envelope is pushed
+    /// twice on one connection.
+    last_pushed: u64,
+    /// The mailbox may hold envelopes not pushed yet.
+    dirty: bool,
+    /// The "queue empty" push has been sent.
+    drained: bool,
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    ws: WebSocket,
+    tx: ChannelSender,
+    rx: ChannelReceiver,
+    /// The Noise static key of the peer: its authentication key.
+    auth_key: [u8; 32],
+    /// The device this connection acts as, once known; never changes after that.
+    device: Option<DeviceRecord>,
+    /// Its place in the registry of connected devices.
+    handle: Option<Arc<ConnectionHandle>>,
+    /// Its device's NATS subject.
+    subscription: Option<async_nats::Subscriber>,
+    push: PushState,
+    /// A mailbox page being read.
+    fetch: Option<BoxFuture<'static, Result<Vec<StoredEnvelope>, StoreError>>>,
+    /// Requests in progress.
+    in_flight: FuturesUnordered<BoxFuture<'static, Outcome>>,
+    /// Done when the latest send is queued for commit (see [`SendTurn`]).
+    last_send: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// What the connection's task woke up for.
+enum Event {
+    Shutdown,
+    Done(Outcome),
+    Fetched(Result<Vec<StoredEnvelope>, StoreError>),
+    Woken,
+    Nats(Option<async_nats::Message>),
+    Message(Option<Result<Message, axum::Error>>),
+}
+
+impl Connection {
+    /// Binds the connection to its device: registers it for wakes (replacing an older
+    /// connection of the device) and starts pushing the mailbox.
+    async fn bind(&mut self, device: DeviceRecord) {
+        let attached = self.shared.delivery.attach(device.address).await;
+        self.handle = Some(attached.handle);
+        self.subscription = attached.subscription;
+        self.push = PushState {
+            last_pushed: 0,
+            dirty: true,
+            drained: false,
+        };
+        tracing::debug!(
+            account = device.address.account.0,
+            device = device.address.device_id,
+            "device connected"
+        );
+        self.device = Some(device);
+    }
+
+    async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let end = loop {
+            self.start_fetch();
+            let reading = self.in_flight.len() < MAX_IN_FLIGHT_REQUESTS;
+            let event = tokio::select! {
+                biased;
+                () = crate::shutdown_signalled(&mut shutdown) => Event::Shutdown,
+                Some(outcome) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    Event::Done(outcome)
+                }
+                fetched = optional(&mut self.fetch) => Event::Fetched(fetched),
+                () = woken(&self.handle) => Event::Woken,
+                message = next_nats(&mut self.subscription) => Event::Nats(message),
+                message = self.ws.recv(), if reading => Event::Message(message),
+            };
+            let result = match event {
+                Event::Shutdown => Err(End::ShuttingDown),
+                Event::Done(outcome) => self.finish(outcome).await,
+                Event::Fetched(fetched) => {
+                    self.fetch = None;
+                    self.pushed(fetched).await
+                }
+                Event::Woken => match &self.handle {
+                    Some(handle) if handle.is_replaced() => Err(End::Replaced),
+                    _ => {
+                        self.push.dirty = true;
+                        Ok(())
+                    }
+                },
+                Event::Nats(message) => self.nats(message),
+                Event::Message(message) => self.received(message).await,
+            };
+            if let Err(end) = result {
+                break end;
+            }
+        };
+        if end.is_orderly() {
+            let _ = timeout(SHUTDOWN_GRACE, async {
+                while let Some(outcome) = self.in_flight.next().await {
+                    if self.write(&[response_frame(outcome)]).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        if let (Some(device), Some(handle)) = (&self.device, &self.handle) {
+            self.shared.delivery.detach(device.address, handle);
+            tracing::debug!(
+                account = device.address.account.0,
+                device = device.address.device_id,
+                ?end,
+                "device disconnected"
+            );
+        }
+        close(self.ws, end).await;
+    }
+
+    /// Starts reading the next mailbox page if there may be one and none is being read.
+    fn start_fetch(&mut self) {
+        let Some(device) = &self.device else { return };
+        if !self.push.dirty || self.fetch.is_some() {
+            return;
+        }
+        self.push.dirty = false;
+        let store = Arc::clone(&self.shared.store);
+        let address = device.address;
+        let after = self.push.last_pushed;
+        self.fetch = Some(Box::pin(async move {
+            store
+                .fetch_envelopes(address, after, PUSH_PAGE_ENVELOPES)
+                .await
+        }));
+    }
+
+    /// Pushes a fetched page; after the last page of the initial mailbox, "queue empty".
+    async fn pushed(
+        &mut self,
+        fetched: Result<Vec<StoredEnvelope>, StoreError>,
+    ) -> Result<(), End> {
+        let envelopes = fetched.map_err(|e| {
+            tracing::warn!(error = %e, "reading a mailbox failed");
+            End::Internal
+        })?;
+        let full_page = envelopes.len() >= PUSH_PAGE_ENVELOPES;
+        let mut frames = Vec::with_capacity(envelopes.len() + 1);
+        for envelope in envelopes {
+            if envelope.id <= self.push.last_pushed {
+                continue;
+            }
+            self.push.last_pushed = envelope.id;
+            frames.push(push_frame(push::Kind::Envelope(envelope)));
+        }
+        let pushed = frames.len();
+        if full_page {
+            self.push.dirty = true;
+        } else if !self.push.drained {
+            self.push.drained = true;
+            frames.push(push_frame(push::Kind::QueueEmpty(Empty {})));
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        self.write(&frames).await?;
+        self.shared.metrics.envelopes_pushed(pushed);
+        Ok(())
+    }
+
+    /// Answers a finished request; a registration binds the connection to the new device.
+    async fn finish(&mut self, outcome: Outcome) -> Result<(), End> {
+        let registered = outcome.registered.clone();
+        self.write(&[response_frame(outcome)]).await?;
+        if let Some(device) = registered {
+            if self.device.is_none() {
+                self.bind(device).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn nats(&mut self, message: Option<async_nats::Message>) -> Result<(), End> {
+        let Some(message) = message else {
+            tracing::warn!("NATS subscription ended; this connection gets local wakes only");
+            self.subscription = None;
+            return Ok(());
+        };
+        let Some(handle) = &self.handle else {
+            return Ok(());
+        };
+        match self.shared.delivery.classify(handle, &message.payload) {
+            Signal::Wake => self.push.dirty = true,
+            Signal::Replaced => return Err(End::Replaced),
+            Signal::Ignore => {}
+        }
+        Ok(())
+    }
+
+    async fn received(&mut self, message: Option<Result<Message, axum::Error>>) -> Result<(), End> {
+        let bytes = match message {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Ok(()),
+            Some(Ok(Message::Text(_))) => return Err(End::Text),
+            Some(Ok(Message::Close(_))) | None => return Err(End::Gone),
+            Some(Err(_)) => return Err(End::Unreadable),
+        };
+        let frame = match self.rx.open(&bytes) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(()),
+            Err(_) => return Err(End::Channel),
+        };
+        match Request::decode_frame(&frame) {
+            Ok(request) => {
+                let turn = matches!(request.body, Some(request::Body::Send(_)))
+                    .then(|| SendTurn::next(&mut self.last_send));
+                let shared = Arc::clone(&self.shared);
+                let device = self.device.clone();
+                let future = requests::handle(shared, device, self.auth_key, request, turn);
+                self.in_flight.push(Box::pin(future));
+                Ok(())
+            }
+            Err(e) => {
+                // A request without a body still has an id to answer to.
+                let id = match e {
+                    FrameError::Missing(_) => Request::decode(&frame[..]).map_or(0, |r| r.id),
+                    _ => 0,
+                };
+                let why = match e {
+                    FrameError::Missing(_) => "no body of a known kind",
+                    _ => "not a request frame",
+                };
+                let outcome = requests::malformed(&self.shared, id, why);
+                self.write(&[response_frame(outcome)]).await
+            }
+        }
+    }
+
+    /// Seals and sends frames, then flushes, within [`WRITE_TIMEOUT`].
+    async fn write(&mut self, frames: &[ServerFrame]) -> Result<(), End> {
+        let tx = &mut self.tx;
+        let ws = &mut self.ws;
+        let written = timeout(WRITE_TIMEOUT, async {
+            for frame in frames {
+                let messages = tx.seal(&frame.encode_to_vec()).map_err(|e| {
+                    tracing::error!(error = %e, "a server frame does not fit the channel");
+                    End::Internal
+                })?;
+                for message in messages {
+                    ws.feed(Message::Binary(message.into()))
+                        .await
+                        .map_err(|_| End::Gone)?;
+                }
+            }
+            ws.flush().await.map_err(|_| End::Gone)
+        })
+        .await;
+        written.unwrap_or(Err(End::Gone))
+    }
+}
+
+fn response_frame(outcome: Outcome) -> ServerFrame {
+    ServerFrame {
+        kind: Some(server_frame::Kind::Response(outcome.response)),
+    }
+}
+
+fn push_frame(kind: push::Kind) -> ServerFrame {
+    ServerFrame {
+        kind: Some(server_frame::Kind::Push(Push { kind: Some(kind) })),
+    }
+}
+
+/// The output of a future that may not be there; never ready when it is not.
+async fn optional<F: Future + Unpin>(future: &mut Option<F>) -> F::Output {
+    match future {
+        Some(future) => future.await,
+        None => pending().await,
+    }
+}
+
+async fn woken(handle: &Option<Arc<ConnectionHandle>>) {
+    match handle {
+        Some(handle) => handle.woken().await,
+        None => pending().await,
+    }
+}
+
+async fn next_nats(
+    subscription: &mut Option<async_nats::Subscriber>,
+) -> Option<async_nats::Message> {
+    match subscription {
+        Some(subscription) => subscription.next().await,
+        None => pending().await,
+    }
+}

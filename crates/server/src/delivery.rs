@@ -1,0 +1,261 @@
+//! Which devices are connected, and waking their connections when their mailbox grows.
+//!
+//! Locally: a registry from device to its one connection. Across instances (with NATS): the
+//! connection subscribes to its device's subject `<prefix>.mailbox.<account>.<device>` while it
+//! lives; after a commit every instance publishes a wake there. The same subject carries
+//! take-overs: a new connection announces itself, and an older one of the same device on any
+//! instance closes. Wakes carry nothing but the publishing instance: a woken connection reads
+//! its mailbox from the database.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use crate::store::DeviceAddress;
+
+/// A wake: `WAKE || publishing instance (8 bytes)`.
+const WAKE: u8 = b'w';
+/// A take-over: `TAKE_OVER || stamp of the new connection (16 bytes)`.
+const TAKE_OVER: u8 = b't';
+
+/// When a connection was made, to order connections of one device across instances:
+/// milliseconds since the epoch, then a random number to break ties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Stamp {
+    millis: u64,
+    nonce: u64,
+}
+
+impl Stamp {
+    fn now() -> Self {
+        Self {
+            millis: crate::now_ms(),
+            nonce: rand::random(),
+        }
+    }
+
+    fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.millis.to_be_bytes());
+        out[8..].copy_from_slice(&self.nonce.to_be_bytes());
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let millis = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let nonce = u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
+        (bytes.len() == 16).then_some(Self { millis, nonce })
+    }
+}
+
+/// What a connection's device subscription said.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// The mailbox may have grown.
+    Wake,
+    /// A newer connection of this device exists: close.
+    Replaced,
+    /// Nothing for this connection (its own announcement, an older connection's, its own
+    /// instance's wake, which arrived locally already, or garbage).
+    Ignore,
+}
+
+/// One connection's place in the registry.
+#[derive(Debug)]
+pub(crate) struct ConnectionHandle {
+    wake: Notify,
+    replaced: AtomicBool,
+    stamp: Stamp,
+}
+
+impl ConnectionHandle {
+    /// Waits for a wake or for the connection's replacement.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Whether a newer connection of the same device took over.
+    pub(crate) fn is_replaced(&self) -> bool {
+        self.replaced.load(Ordering::Acquire)
+    }
+
+    fn replace(&self) {
+        self.replaced.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+}
+
+/// A connection's registration, given by [`Delivery::attach`].
+#[derive(Debug)]
+pub(crate) struct Attached {
+    /// Wakes and replacement.
+    pub(crate) handle: Arc<ConnectionHandle>,
+    /// The device's NATS subject, when NATS is configured and the subscription worked.
+    pub(crate) subscription: Option<async_nats::Subscriber>,
+}
+
+#[derive(Debug)]
+struct Nats {
+    client: async_nats::Client,
+    prefix: String,
+    instance: [u8; 8],
+}
+
+/// The registry of connected devices of this instance, and NATS if configured.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    local: Mutex<HashMap<DeviceAddress, Arc<ConnectionHandle>>>,
+    nats: Option<Nats>,
+}
+
+impl Delivery {
+    pub(crate) fn new(nats: Option<async_nats::Client>, prefix: String) -> Self {
+        let nats = nats.map(|client| Nats {
+            client,
+            prefix,
+            instance: rand::random(),
+        });
+        Self {
+            local: Mutex::new(HashMap::new()),
+            nats,
+        }
+    }
+
+    fn subject(prefix: &str, device: DeviceAddress) -> String {
+        format!("{prefix}.mailbox.{}.{}", device.account.0, device.device_id)
+    }
+
+    /// Makes a new connection its device's: an older one here is told to close at once, older
+    /// ones on other instances when they read the take-over from NATS.
+    pub(crate) async fn attach(&self, device: DeviceAddress) -> Attached {
+        let handle = Arc::new(ConnectionHandle {
+            wake: Notify::new(),
+            replaced: AtomicBool::new(false),
+            stamp: Stamp::now(),
+        });
+        let old = self
+            .local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(device, Arc::clone(&handle));
+        if let Some(old) = old {
+            old.replace();
+        }
+        let mut subscription = None;
+        if let Some(nats) = &self.nats {
+            let subject = Self::subject(&nats.prefix, device);
+            match nats.client.subscribe(subject.clone()).await {
+                Ok(s) => subscription = Some(s),
+                Err(e) => tracing::warn!(
+                    account = device.account.0,
+                    device = device.device_id,
+                    error = %e,
+                    "NATS subscription failed; this connection gets local wakes only"
+                ),
+            }
+            let mut payload = vec![TAKE_OVER];
+            payload.extend_from_slice(&handle.stamp.to_bytes());
+            if let Err(e) = nats.client.publish(subject, payload.into()).await {
+                tracing::warn!(error = %e, "NATS publish failed");
+            }
+        }
+        Attached {
+            handle,
+            subscription,
+        }
+    }
+
+    /// Removes a closing connection, unless a newer one has taken its place.
+    pub(crate) fn detach(&self, device: DeviceAddress, handle: &Arc<ConnectionHandle>) {
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if local.get(&device).is_some_and(|h| Arc::ptr_eq(h, handle)) {
+            local.remove(&device);
+        }
+    }
+
+    /// Wakes the connections of these devices on this instance.
+    pub(crate) fn wake_local(&self, devices: &[DeviceAddress]) {
+        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        for device in devices {
+            if let Some(handle) = local.get(device) {
+                handle.wake.notify_one();
+            }
+        }
+    }
+
+    /// Wakes the connections of these devices on the other instances.
+    pub(crate) async fn wake_remote(&self, devices: &[DeviceAddress]) {
+        let Some(nats) = &self.nats else { return };
+        let mut wake = vec![WAKE];
+        wake.extend_from_slice(&nats.instance);
+        for &device in devices {
+            let subject = Self::subject(&nats.prefix, device);
+            if let Err(e) = nats.client.publish(subject, wake.clone().into()).await {
+                tracing::warn!(error = %e, "NATS publish failed; a remote device is woken late");
+                return;
+            }
+        }
+    }
+
+    /// What a message on a connection's subscription means for it.
+    pub(crate) fn classify(&self, handle: &ConnectionHandle, payload: &[u8]) -> Signal {
+        let Some(nats) = &self.nats else {
+            return Signal::Ignore;
+        };
+        match payload.split_first() {
+            Some((&WAKE, instance)) if instance == nats.instance => Signal::Ignore,
+            Some((&WAKE, _)) => Signal::Wake,
+            Some((&TAKE_OVER, stamp)) => match Stamp::from_bytes(stamp) {
+                Some(stamp) if stamp > handle.stamp => Signal::Replaced,
+                _ => Signal::Ignore,
+            },
+            _ => Signal::Ignore,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::AccountId;
+
+    fn device(id: u32) -> DeviceAddress {
+        DeviceAddress {
+            account: AccountId(7),
+            device_id: id,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_connection_replaces_the_first() {
+        let delivery = Delivery::new(None, "sotto".into());
+        let first = delivery.attach(device(1)).await.handle;
+        let second = delivery.attach(device(1)).await.handle;
+        assert!(first.is_replaced());
+        assert!(!second.is_replaced());
+        first.woken().await; // the replacement woke it
+                             // The old connection leaving does not unregister the new one.
+        delivery.detach(device(1), &first);
+        delivery.wake_local(&[device(1)]);
+        second.woken().await;
+        delivery.detach(device(1), &second);
+        assert!(delivery.local.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn stamps_round_trip_and_order() {
+        let a = Stamp {
+            millis: 5,
+            nonce: 9,
+        };
+        let b = Stamp {
+            millis: 6,
+            nonce: 1,
+        };
+        assert!(b > a);
+        assert_eq!(Stamp::from_bytes(&a.to_bytes()), Some(a));
+        assert_eq!(Stamp::from_bytes(&a.to_bytes()[..15]), None);
+    }
+}

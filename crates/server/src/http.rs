@@ -1,0 +1,58 @@
+//! The HTTP routes: public, unauthenticated things only, and the WebSocket upgrade.
+
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::connection;
+use crate::limits::{MAX_WS_MESSAGE_BYTES, WS_READ_BUFFER_BYTES, WS_WRITE_BUFFER_BYTES};
+use crate::Shared;
+
+/// What `/` says.
+const ABOUT: &str = "sotto-server: an end-to-end encrypted messaging relay. Sotto clients \
+                     connect to the WebSocket at /v1/ws.\n";
+
+/// The routes of one serving instance.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(|| async { ABOUT }))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/ws", get(websocket))
+        .with_state(shared)
+}
+
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    if *shared.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    "ok\n".into_response()
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn websocket(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
+    if *shared.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    upgrade
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .write_buffer_size(WS_WRITE_BUFFER_BYTES)
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        .max_frame_size(MAX_WS_MESSAGE_BYTES)
+        .on_upgrade(move |socket| connection::serve_socket(shared, socket))
+}

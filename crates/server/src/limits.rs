@@ -1,0 +1,75 @@
+//! Every bound and interval of the server, each with its reason. Bounds of the protocol itself
+//! (frame and envelope sizes, prekey counts, rate-limit parameters) live in `sotto_api`.
+
+use std::time::Duration;
+
+/// Default for [`crate::Config::max_connections`]: the target of 10,000 idle devices per
+/// instance, with headroom. Each connection costs a file descriptor and a few KiB.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+
+/// Default for [`crate::Config::expiry_interval`]: expired envelopes may outlive their TTL by
+/// this much, which is nothing against a TTL of days, and the sweep is one indexed delete.
+pub(crate) const DEFAULT_EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Default NATS subject prefix ([`crate::Config::nats_subject_prefix`]).
+pub(crate) const DEFAULT_NATS_SUBJECT_PREFIX: &str = "sotto";
+
+/// A client has this long to finish the Noise handshake after the WebSocket upgrade, so that
+/// half-open handshakes cannot hold connection slots.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writing one batch of frames to a socket may take this long; a peer that stops reading is
+/// dropped instead of holding its task and its queued frames forever.
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Requests of one connection that may be in progress at once (mostly sends waiting for their
+/// commit). Beyond it the server stops reading from that socket until one finishes, so one
+/// client cannot queue unbounded work.
+pub(crate) const MAX_IN_FLIGHT_REQUESTS: usize = 32;
+
+/// The largest WebSocket message the server reads: one Noise message (the handshake's first
+/// message carries one more byte, the pattern tag). Larger ones close the connection.
+pub(crate) const MAX_WS_MESSAGE_BYTES: usize = sotto_channel::NOISE_MAX_MESSAGE + 1;
+
+/// Initial read buffer of a WebSocket. Small, so that idle connections stay cheap (the default
+/// is 128 KiB each); it grows while large messages arrive.
+pub(crate) const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Outgoing bytes a WebSocket gathers before writing; every batch of frames is flushed anyway.
+pub(crate) const WS_WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// Envelopes fetched from a mailbox per push round: bounds a connection's transient memory at
+/// this many times [`sotto_api::MAX_ENVELOPE_CONTENT_BYTES`].
+pub(crate) const PUSH_PAGE_ENVELOPES: usize = 32;
+
+/// Most sends waiting for the group-commit batcher; when full, senders wait (backpressure).
+pub(crate) const COMMIT_QUEUE_SENDS: usize = 4_096;
+
+/// Most envelopes in one commit: large enough that a burst of senders shares one durable
+/// commit, small enough that one transaction stays short.
+pub(crate) const MAX_COMMIT_BATCH_ENVELOPES: usize = 2_048;
+
+/// On shutdown, requests already in progress (sends waiting for their commit) get this long to
+/// be answered before their connection is closed.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// After an accept error (out of file descriptors, say) the listener waits this long before
+/// trying again, rather than spinning.
+pub(crate) const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Most (requester device, target account) pairs whose bundle-fetch rate is tracked. Buckets
+/// that have refilled completely are forgotten first; if all are in use, fetches from new pairs
+/// are refused until some refill, so the limiter's memory stays bounded.
+pub(crate) const MAX_RATE_LIMIT_BUCKETS: usize = 100_000;
+
+/// Bounded queue of NATS messages per subscription (mailbox wakes): wakes coalesce, so a
+/// dropped one is always covered by a queued one.
+pub(crate) const NATS_SUBSCRIPTION_CAPACITY: usize = 64;
+
+/// After sending a close frame, the server reads for this long for the peer's close frame, so
+/// that the peer reads the reason rather than a connection reset.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Largest accepted [`crate::Config::max_connections`]: beyond any file-descriptor limit, and
+/// it must fit the semaphore that counts connections.
+pub(crate) const MAX_MAX_CONNECTIONS: usize = 1 << 20;

@@ -1,0 +1,105 @@
+//! `sotto-server`: runs one Sotto server instance.
+//!
+//! On start it prints two lines on stdout, which scripts and tests read:
+//! `server key: <64 hex digits>` (its Noise static key) and `listening on <address>`.
+//! Logs go to stderr (`RUST_LOG`, default `info`). SIGINT or SIGTERM shut it down gracefully.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use sotto_server::{Config, Server};
+use tracing_subscriber::EnvFilter;
+
+/// The Sotto relay and storage server.
+#[derive(Debug, Parser)]
+#[command(name = "sotto-server", version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Directory for the server's key and, without --database-url, its SQLite database
+    /// (created on first start).
+    #[arg(long, default_value = "./sotto-data")]
+    data_dir: PathBuf,
+    /// Store everything in PostgreSQL instead (postgres://user@host/db).
+    #[arg(long, env = "SOTTO_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Join other instances sharing the same PostgreSQL database through this NATS server
+    /// (nats://host:4222).
+    #[arg(long, env = "SOTTO_NATS_URL", hide_env_values = true)]
+    nats_url: Option<String>,
+    /// Delete undelivered messages this many seconds after they were stored.
+    #[arg(long, default_value_t = sotto_api::DEFAULT_MESSAGE_TTL_SECS)]
+    message_ttl_secs: u64,
+    /// Most connections open at once.
+    #[arg(long)]
+    max_connections: Option<usize>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let defaults = Config::default();
+    let config = Config {
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+        nats_url: args.nats_url,
+        message_ttl: Duration::from_secs(args.message_ttl_secs),
+        max_connections: args.max_connections.unwrap_or(defaults.max_connections),
+        ..defaults
+    };
+    let server = Server::open(config).await.context("starting the server")?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "server key: {}", server.public_key().to_hex())?;
+        writeln!(stdout, "listening on {addr}")?;
+        stdout.flush()?;
+    }
+    tracing::info!(%addr, "listening");
+    server
+        .serve(listener, shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,410 @@
+//! What each request does. A request runs with the device its connection is bound to (or none
+//! before registration): there is no way to name another device's data except as a send's
+//! destination or a bundle fetch's target.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sotto_api::{
+    request::Body, response, validate_username, Ack, Bundles, DeviceMismatch, Empty, EnvelopeType,
+    GetBundles, OutgoingEnvelope, Registered, Request, Response, SendMessage, Sent, UploadPrekeys,
+    MAX_ACKS_PER_REQUEST, MAX_ENVELOPES_PER_SEND, MAX_ENVELOPE_CONTENT_BYTES,
+};
+
+use crate::batcher::SendTurn;
+use crate::metrics::RequestKind;
+use crate::reply::{self, RequestError};
+use crate::store::{AccountId, DeviceAddress, DeviceRecord, NewEnvelope, PrekeyCounts};
+use crate::validate;
+use crate::Shared;
+
+/// A request's answer, and the device the connection is bound to from now on if it
+/// registered one.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) response: Response,
+    pub(crate) registered: Option<DeviceRecord>,
+}
+
+fn kind(body: &Body) -> RequestKind {
+    match body {
+        Body::Register(_) => RequestKind::Register,
+        Body::UploadPrekeys(_) => RequestKind::UploadPrekeys,
+        Body::PrekeyCount(_) => RequestKind::PrekeyCount,
+        Body::GetBundles(_) => RequestKind::GetBundles,
+        Body::Send(_) => RequestKind::Send,
+        Body::Ack(_) => RequestKind::Ack,
+    }
+}
+
+/// Runs one request of a connection whose Noise key is `auth_key` and which is bound to
+/// `device` (`None`: the key belongs to no device yet). A send takes its place in the
+/// connection's order from `turn`.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    device: Option<DeviceRecord>,
+    auth_key: [u8; 32],
+    request: Request,
+    turn: Option<SendTurn>,
+) -> Outcome {
+    let Some(body) = request.body else {
+        // `Request::decode_frame` refuses these; answered all the same.
+        return malformed(&shared, request.id, "a request needs a body");
+    };
+    let kind = kind(&body);
+    let mut registered = None;
+    let result = match (body, &device) {
+        (Body::Register(register), None) => match validate::register(register, auth_key) {
+            Ok((username, identity_key, new_device)) => {
+                match shared
+                    .store
+                    .create_account(&username, &identity_key, new_device)
+                    .await
+                {
+                    Ok(record) => {
+                        tracing::info!(
+                            account = record.address.account.0,
+                            device = record.address.device_id,
+                            "registered"
+                        );
+                        let body = response::Body::Registered(Registered {
+                            username: record.username.clone(),
+                            device_id: record.address.device_id,
+                        });
+                        registered = Some(record);
+                        Ok(body)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e),
+        },
+        (Body::Register(_), Some(_)) => Err(RequestError::AlreadyRegistered),
+        (_, None) => Err(RequestError::Unauthenticated),
+        (Body::UploadPrekeys(upload), Some(device)) => {
+            upload_prekeys(&shared, device, upload).await
+        }
+        (Body::PrekeyCount(_), Some(device)) => shared
+            .store
+            .prekey_counts(device.address)
+            .await
+            .map(counts)
+            .map_err(Into::into),
+        (Body::GetBundles(get), Some(device)) => get_bundles(&shared, device, get).await,
+        (Body::Send(send), Some(device)) => {
+            let turn = turn.unwrap_or_else(|| SendTurn::next(&mut None));
+            send_message(&shared, device, send, turn).await
+        }
+        (Body::Ack(ack), Some(device)) => acknowledge(&shared, device, ack).await,
+    };
+    let address = device.as_ref().map(|d| d.address);
+    let result = result.map_err(|e| e.into_api(kind, address));
+    shared
+        .metrics
+        .request(kind, result.as_ref().map(|_| ()).map_err(|e| e.code()));
+    Outcome {
+        response: reply::response(request.id, result),
+        registered,
+    }
+}
+
+/// The answer to a frame that decrypted but is not a request.
+pub(crate) fn malformed(shared: &Shared, id: u64, why: &str) -> Outcome {
+    let error = RequestError::bad(format!("malformed request: {why}"));
+    let error = error.into_api(RequestKind::Malformed, None);
+    shared
+        .metrics
+        .request(RequestKind::Malformed, Err(error.code()));
+    Outcome {
+        response: reply::response(id, Err(error)),
+        registered: None,
+    }
+}
+
+fn counts(counts: PrekeyCounts) -> response::Body {
+    response::Body::PrekeyCounts(sotto_api::PrekeyCounts {
+        one_time: counts.one_time,
+        one_time_kyber: counts.one_time_kyber,
+    })
+}
+
+async fn upload_prekeys(
+    shared: &Shared,
+    device: &DeviceRecord,
+    upload: UploadPrekeys,
+) -> Result<response::Body, RequestError> {
+    let upload = validate::upload(upload)?;
+    Ok(counts(
+        shared.store.upload_prekeys(device.address, upload).await?,
+    ))
+}
+
+async fn get_bundles(
+    shared: &Shared,
+    device: &DeviceRecord,
+    get: GetBundles,
+) -> Result<response::Body, RequestError> {
+    validate_username(&get.username)
+        .map_err(|_| RequestError::bad("the account asked for is not a valid username"))?;
+    let target = shared
+        .store
+        .account_devices(&get.username)
+        .await?
+        .ok_or(RequestError::NotFound)?;
+    shared
+        .bundle_limiter
+        .take(device.address, target.account, tokio::time::Instant::now())
+        .map_err(|retry_after| RequestError::RateLimited { retry_after })?;
+    let bundles = shared
+        .store
+        .take_bundles(&get.username, get.device_id)
+        .await?
+        .ok_or(RequestError::NotFound)?;
+    Ok(response::Body::Bundles(Bundles {
+        username: get.username,
+        bundles,
+    }))
+}
+
+async fn acknowledge(
+    shared: &Shared,
+    device: &DeviceRecord,
+    ack: Ack,
+) -> Result<response::Body, RequestError> {
+    if ack.envelope_ids.len() > MAX_ACKS_PER_REQUEST {
+        return Err(RequestError::too_large(format!(
+            "at most {MAX_ACKS_PER_REQUEST} envelope ids per acknowledgement"
+        )));
+    }
+    let deleted = shared
+        .store
+        .ack_envelopes(device.address, &ack.envelope_ids)
+        .await?;
+    shared.metrics.envelopes_acknowledged(deleted);
+    Ok(response::Body::Ok(Empty {}))
+}
+
+/// Checks the sizes and shapes of a send's envelopes, before anything is looked up.
+fn check_envelopes(send: &SendMessage) -> Result<(), RequestError> {
+    if send.envelopes.len() + send.own_envelopes.len() > MAX_ENVELOPES_PER_SEND {
+        return Err(RequestError::too_large(format!(
+            "at most {MAX_ENVELOPES_PER_SEND} envelopes per send"
+        )));
+    }
+    for (list, name) in [
+        (&send.envelopes, "envelopes"),
+        (&send.own_envelopes, "own envelopes"),
+    ] {
+        let mut seen = HashSet::new();
+        for envelope in list {
+            if envelope.content.len() > MAX_ENVELOPE_CONTENT_BYTES {
+                return Err(RequestError::too_large(format!(
+                    "an envelope's content has at most {MAX_ENVELOPE_CONTENT_BYTES} bytes"
+                )));
+            }
+            if envelope.content.is_empty() {
+                return Err(RequestError::bad("an envelope's content is empty"));
+            }
+            match EnvelopeType::try_from(envelope.r#type) {
+                Ok(EnvelopeType::Unknown) | Err(_) => {
+                    return Err(RequestError::bad("an envelope has no known type"))
+                }
+                Ok(_) => {}
+            }
+            if !seen.insert(envelope.device_id) {
+                return Err(RequestError::bad(format!(
+                    "{name}: two for the same device"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How `envelopes` differ from `devices` (`(device id, registration id)`), if they do.
+fn mismatch(
+    own: bool,
+    devices: &[(u32, u32)],
+    envelopes: &[OutgoingEnvelope],
+) -> Option<DeviceMismatch> {
+    let mut missing: Vec<u32> = devices
+        .iter()
+        .filter(|(id, _)| !envelopes.iter().any(|e| e.device_id == *id))
+        .map(|(id, _)| *id)
+        .collect();
+    let mut extra = Vec::new();
+    let mut stale = Vec::new();
+    for envelope in envelopes {
+        match devices.iter().find(|(id, _)| *id == envelope.device_id) {
+            None => extra.push(envelope.device_id),
+            Some((_, registration_id)) if *registration_id != envelope.registration_id => {
+                stale.push(envelope.device_id)
+            }
+            Some(_) => {}
+        }
+    }
+    if missing.is_empty() && extra.is_empty() && stale.is_empty() {
+        return None;
+    }
+    missing.sort_unstable();
+    extra.sort_unstable();
+    stale.sort_unstable();
+    Some(DeviceMismatch {
+        own,
+        missing,
+        extra,
+        stale,
+    })
+}
+
+fn new_envelopes(
+    account: AccountId,
+    envelopes: Vec<OutgoingEnvelope>,
+    sender: &DeviceRecord,
+    timestamp_ms: u64,
+) -> impl Iterator<Item = NewEnvelope> + '_ {
+    envelopes.into_iter().map(move |e| NewEnvelope {
+        destination: DeviceAddress {
+            account,
+            device_id: e.device_id,
+        },
+        source: sender.username.clone(),
+        source_device: sender.address.device_id,
+        envelope_type: e.r#type,
+        content: e.content,
+        server_timestamp_ms: timestamp_ms,
+    })
+}
+
+/// A send: to every device of the destination and every other device of the sender's own
+/// account. To one's own account, `envelopes` cover its other devices and `own_envelopes` is
+/// empty.
+async fn send_message(
+    shared: &Shared,
+    sender: &DeviceRecord,
+    send: SendMessage,
+    turn: SendTurn,
+) -> Result<response::Body, RequestError> {
+    check_envelopes(&send)?;
+    validate_username(&send.destination)
+        .map_err(|_| RequestError::bad("the destination is not a valid username"))?;
+    let destination = shared
+        .store
+        .account_devices(&send.destination)
+        .await?
+        .ok_or(RequestError::NotFound)?;
+    let others = |devices: &[(u32, u32)]| -> Vec<(u32, u32)> {
+        devices
+            .iter()
+            .copied()
+            .filter(|(id, _)| *id != sender.address.device_id)
+            .collect()
+    };
+    let (destination_devices, own_devices) = if destination.account == sender.address.account {
+        (others(&destination.devices), Vec::new())
+    } else {
+        let own = shared
+            .store
+            .account_devices(&sender.username)
+            .await?
+            .ok_or(RequestError::Store(crate::store::StoreError::NotFound))?;
+        (destination.devices.clone(), others(&own.devices))
+    };
+    let mismatches: Vec<DeviceMismatch> = [
+        mismatch(false, &destination_devices, &send.envelopes),
+        mismatch(true, &own_devices, &send.own_envelopes),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !mismatches.is_empty() {
+        return Err(RequestError::DeviceMismatch(mismatches));
+    }
+    let timestamp_ms = crate::now_ms();
+    let envelopes: Vec<NewEnvelope> =
+        new_envelopes(destination.account, send.envelopes, sender, timestamp_ms)
+            .chain(new_envelopes(
+                sender.address.account,
+                send.own_envelopes,
+                sender,
+                timestamp_ms,
+            ))
+            .collect();
+    if !envelopes.is_empty() {
+        shared.commits.append(envelopes, turn).await?;
+    }
+    Ok(response::Body::Sent(Sent {
+        server_timestamp_ms: timestamp_ms,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(device_id: u32, registration_id: u32) -> OutgoingEnvelope {
+        OutgoingEnvelope {
+            device_id,
+            registration_id,
+            r#type: EnvelopeType::Message as i32,
+            content: vec![1],
+        }
+    }
+
+    #[test]
+    fn mismatch_lists_missing_extra_and_stale() {
+        let devices = [(1, 100), (2, 200), (3, 300)];
+        assert_eq!(
+            mismatch(
+                false,
+                &devices,
+                &[envelope(1, 100), envelope(2, 200), envelope(3, 300)]
+            ),
+            None
+        );
+        let m = mismatch(
+            true,
+            &devices,
+            &[envelope(3, 301), envelope(1, 100), envelope(5, 1)],
+        )
+        .unwrap();
+        assert_eq!(
+            (m.own, m.missing, m.extra, m.stale),
+            (true, vec![2], vec![5], vec![3])
+        );
+        assert_eq!(mismatch(false, &[], &[]), None);
+    }
+
+    #[test]
+    fn envelope_checks() {
+        let send = |envelopes: Vec<OutgoingEnvelope>| SendMessage {
+            destination: "bob".into(),
+            envelopes,
+            own_envelopes: vec![],
+        };
+        assert!(check_envelopes(&send(vec![envelope(1, 1)])).is_ok());
+        assert!(matches!(
+            check_envelopes(&send(vec![envelope(1, 1), envelope(1, 1)])),
+            Err(RequestError::BadRequest(_))
+        ));
+        let mut big = envelope(1, 1);
+        big.content = vec![0; MAX_ENVELOPE_CONTENT_BYTES + 1];
+        assert!(matches!(
+            check_envelopes(&send(vec![big])),
+            Err(RequestError::TooLarge(_))
+        ));
+        let mut untyped = envelope(1, 1);
+        untyped.r#type = 0;
+        assert!(matches!(
+            check_envelopes(&send(vec![untyped])),
+            Err(RequestError::BadRequest(_))
+        ));
+        let many = (0..=MAX_ENVELOPES_PER_SEND as u32)
+            .map(|d| envelope(d, 1))
+            .collect();
+        assert!(matches!(
+            check_envelopes(&send(many)),
+            Err(RequestError::TooLarge(_))
+        ));
+    }
+}

@@ -1,0 +1,350 @@
+//! Opening a server (storage, key, NATS) and serving it until shutdown.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use sotto_channel::{PublicKey, StaticKeypair};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::batcher::{self, CommitQueue};
+use crate::delivery::Delivery;
+use crate::limits::{
+    ACCEPT_ERROR_BACKOFF, CLOSE_TIMEOUT, MAX_MAX_CONNECTIONS, NATS_SUBSCRIPTION_CAPACITY,
+    SHUTDOWN_GRACE,
+};
+use crate::metrics::Metrics;
+use crate::rate_limit::BundleRateLimiter;
+use crate::store::{PostgresStore, SqliteStore, Store};
+use crate::{expiry, http, keyfile, Config, ServerError};
+
+/// The SQLite database's file name inside the data directory.
+const DATABASE_FILE: &str = "sotto.db";
+
+/// A server instance, opened and ready to serve.
+pub struct Server {
+    config: Config,
+    store: Arc<dyn Store>,
+    keypair: StaticKeypair,
+    nats: Option<async_nats::Client>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("public_key", &self.keypair.public())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every connection and background task of a serving instance shares.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keypair: StaticKeypair,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) delivery: Arc<Delivery>,
+    pub(crate) commits: CommitQueue,
+    pub(crate) bundle_limiter: BundleRateLimiter,
+    /// Becomes `true` when the server starts shutting down.
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+fn check(config: &Config) -> Result<(), ServerError> {
+    if !(1..=MAX_MAX_CONNECTIONS).contains(&config.max_connections) {
+        return Err(ServerError::Config(
+            "max_connections must be between 1 and 1048576",
+        ));
+    }
+    if config.message_ttl.is_zero() {
+        return Err(ServerError::Config("message_ttl must be positive"));
+    }
+    if config.expiry_interval.is_zero() {
+        return Err(ServerError::Config("expiry_interval must be positive"));
+    }
+    if config.bundle_fetch_refill.is_zero() {
+        return Err(ServerError::Config("bundle_fetch_refill must be positive"));
+    }
+    let prefix = &config.nats_subject_prefix;
+    let token_ok = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if !prefix.split('.').all(token_ok) {
+        return Err(ServerError::Config(
+            "nats_subject_prefix must be dot-separated tokens of letters, digits, '_' and '-'",
+        ));
+    }
+    Ok(())
+}
+
+impl Server {
+    /// Opens the server: creates the data directory if needed, loads the Noise static key
+    /// from `data_dir/server.key` (generating it on first start, mode 0600), opens the
+    /// database (PostgreSQL if `database_url` is set, else SQLite at `data_dir/sotto.db`,
+    /// migrating either) and connects to NATS if `nats_url` is set.
+    pub async fn open(config: Config) -> Result<Server, ServerError> {
+        check(&config)?;
+        let dir = config.data_dir.clone();
+        let keypair = tokio::task::spawn_blocking(move || {
+            keyfile::create_data_dir(&dir)?;
+            keyfile::load_or_create(&dir)
+        })
+        .await
+        .map_err(|e| ServerError::KeyFile {
+            path: config.data_dir.clone(),
+            source: io::Error::other(e),
+        })??;
+        let store: Arc<dyn Store> = match &config.database_url {
+            Some(url) => Arc::new(PostgresStore::connect(url).await?),
+            None => Arc::new(SqliteStore::open(&config.data_dir.join(DATABASE_FILE)).await?),
+        };
+        let nats = match &config.nats_url {
+            Some(url) => Some(
+                async_nats::ConnectOptions::new()
+                    .subscription_capacity(NATS_SUBSCRIPTION_CAPACITY)
+                    .connect(url.as_str())
+                    .await
+                    .map_err(|e| ServerError::Nats(e.to_string()))?,
+            ),
+            None => None,
+        };
+        tracing::info!(
+            database = if config.database_url.is_some() {
+                "postgresql"
+            } else {
+                "sqlite"
+            },
+            nats = config.nats_url.is_some(),
+            "server opened"
+        );
+        Ok(Server {
+            config,
+            store,
+            keypair,
+            nats,
+        })
+    }
+
+    /// The server's Noise static public key, which clients pin (IK needs it up front).
+    pub fn public_key(&self) -> PublicKey {
+        self.keypair.public()
+    }
+
+    /// Serves `/health`, `/metrics` and the WebSocket at `/v1/ws` on `listener` until
+    /// `shutdown` completes. Then it stops accepting, closes every connection (requests in
+    /// progress get [`SHUTDOWN_GRACE`] to be answered), commits the sends still queued and
+    /// returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Server {
+            config,
+            store,
+            keypair,
+            nats,
+        } = self;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shutdown_tx = Arc::new(shutdown_tx);
+        let metrics = Arc::new(Metrics::default());
+        let delivery = Arc::new(Delivery::new(nats, config.nats_subject_prefix.clone()));
+        let (commits, batcher) = batcher::spawn(
+            Arc::clone(&store),
+            Arc::clone(&delivery),
+            Arc::clone(&metrics),
+        );
+        let expiry = tokio::spawn(expiry::run(
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+            config.message_ttl,
+            config.expiry_interval,
+            shutdown_rx.clone(),
+        ));
+        let shared = Arc::new(Shared {
+            store,
+            keypair,
+            metrics,
+            delivery,
+            commits,
+            bundle_limiter: BundleRateLimiter::new(
+                config.bundle_fetch_refill,
+                sotto_api::BUNDLE_FETCH_BURST,
+            ),
+            shutdown: shutdown_rx,
+        });
+        let permits = Arc::new(Semaphore::new(config.max_connections));
+        let listener = LimitedListener {
+            inner: listener,
+            permits: Arc::clone(&permits),
+        };
+        let signal = {
+            let shutdown_tx = Arc::clone(&shutdown_tx);
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down");
+                shutdown_tx.send_replace(true);
+            }
+        };
+        let served = axum::serve(listener, http::router(Arc::clone(&shared)))
+            .with_graceful_shutdown(signal)
+            .await;
+        shutdown_tx.send_replace(true);
+        drop(shared);
+
+        // Every connection holds a permit until its socket closes.
+        let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+        let wait = SHUTDOWN_GRACE + 2 * CLOSE_TIMEOUT;
+        if tokio::time::timeout(wait, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the shutdown grace period");
+        }
+        batcher.close().await;
+        if let Err(e) = expiry.await {
+            tracing::error!(error = %e, "the expiry task failed");
+        }
+        served.map_err(ServerError::Serve)
+    }
+}
+
+/// The TCP listener, admitting at most `max_connections` sockets at once: a socket holds a
+/// permit until it is closed, also after a WebSocket upgrade.
+struct LimitedListener {
+    inner: TcpListener,
+    permits: Arc<Semaphore>,
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = LimitedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            // The semaphore is never closed; should it be, accept nothing more.
+            return pending_forever().await;
+        };
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    // Frames are small and latency matters more than packet count.
+                    let _ = stream.set_nodelay(true);
+                    return (
+                        LimitedStream {
+                            stream,
+                            _permit: permit,
+                        },
+                        addr,
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+async fn pending_forever<T>() -> T {
+    std::future::pending().await
+}
+
+/// An accepted socket and its connection permit.
+struct LimitedStream {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for LimitedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LimitedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_configurations() {
+        assert!(check(&Config::default()).is_ok());
+        for config in [
+            Config {
+                max_connections: 0,
+                ..Config::default()
+            },
+            Config {
+                message_ttl: std::time::Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                nats_subject_prefix: "a.>".into(),
+                ..Config::default()
+            },
+            Config {
+                nats_subject_prefix: "a..b".into(),
+                ..Config::default()
+            },
+            Config {
+                nats_subject_prefix: "".into(),
+                ..Config::default()
+            },
+        ] {
+            assert!(
+                matches!(check(&config), Err(ServerError::Config(_))),
+                "{config:?}"
+            );
+        }
+        assert!(check(&Config {
+            nats_subject_prefix: "test.x-1_2".into(),
+            ..Config::default()
+        })
+        .is_ok());
+    }
+}

@@ -1,0 +1,201 @@
+//! Storage: one trait, two backends (SQLite, the embedded default, and PostgreSQL), one
+//! conformance suite that both pass (`tests/it/store_conformance.rs`).
+//!
+//! The server stores only public keys and ciphertexts. Every method is one transaction; a
+//! method that returns an error has changed nothing. Writes that acknowledge a sender
+//! ([`Store::append_envelopes`]) are durable when they return (SQLite WAL with
+//! `synchronous=FULL`, PostgreSQL with `synchronous_commit=on`).
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use sotto_api::{Bundle, OneTimePrekey, SignedPrekey};
+
+/// An account's row id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(pub i64);
+
+/// One device: its account and its device id within the account (1 for the first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceAddress {
+    /// The account.
+    pub account: AccountId,
+    /// The device within it.
+    pub device_id: u32,
+}
+
+/// A device's keys at registration (or linking).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewDevice {
+    /// The device's Noise static public key: how it authenticates.
+    pub auth_key: [u8; 32],
+    /// Its registration id.
+    pub registration_id: u32,
+    /// Its signed EC prekey.
+    pub signed_prekey: SignedPrekey,
+    /// Its Kyber last-resort prekey.
+    pub last_resort_kyber: SignedPrekey,
+    /// One-time EC prekeys.
+    pub one_time_prekeys: Vec<OneTimePrekey>,
+    /// One-time Kyber prekeys.
+    pub one_time_kyber: Vec<SignedPrekey>,
+}
+
+/// What an authenticated connection is: the device its key belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// Where it is.
+    pub address: DeviceAddress,
+    /// Its account's username.
+    pub username: String,
+    /// Its registration id.
+    pub registration_id: u32,
+}
+
+/// An account's devices, for checking a send's envelopes against them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountDevices {
+    /// The account.
+    pub account: AccountId,
+    /// `(device id, registration id)` of every device, ordered by device id.
+    pub devices: Vec<(u32, u32)>,
+}
+
+/// New prekeys for a device: present keys replace (signed, last resort) or are added
+/// (one-time; one with an id the device already has replaces it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PrekeyUpload {
+    /// A new signed EC prekey.
+    pub signed_prekey: Option<SignedPrekey>,
+    /// A new Kyber last-resort prekey.
+    pub last_resort_kyber: Option<SignedPrekey>,
+    /// One-time EC prekeys to add.
+    pub one_time_prekeys: Vec<OneTimePrekey>,
+    /// One-time Kyber prekeys to add.
+    pub one_time_kyber: Vec<SignedPrekey>,
+}
+
+/// Unused one-time prekeys of a device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrekeyCounts {
+    /// EC.
+    pub one_time: u32,
+    /// Kyber.
+    pub one_time_kyber: u32,
+}
+
+/// An envelope to store in a device's mailbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEnvelope {
+    /// The mailbox.
+    pub destination: DeviceAddress,
+    /// The sender's username.
+    pub source: String,
+    /// The sender's device.
+    pub source_device: u32,
+    /// [`sotto_api::EnvelopeType`] as its wire number.
+    pub envelope_type: i32,
+    /// The ciphertext.
+    pub content: Vec<u8>,
+    /// When the server received it, milliseconds since the Unix epoch.
+    pub server_timestamp_ms: u64,
+}
+
+/// An envelope in a mailbox, as pushed to the device ([`sotto_api::Envelope`]; its `id` is the
+/// per-device sequence number).
+pub type StoredEnvelope = sotto_api::Envelope;
+
+/// Why a storage operation failed. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The username is taken.
+    #[error("username is taken")]
+    UsernameTaken,
+    /// The authentication key belongs to a device already.
+    #[error("authentication key is registered already")]
+    KeyTaken,
+    /// No such account or device.
+    #[error("no such account or device")]
+    NotFound,
+    /// Storing these prekeys would exceed [`sotto_api::MAX_STORED_PREKEYS`].
+    #[error("too many stored prekeys: at most {max}")]
+    TooManyPrekeys {
+        /// The limit.
+        max: usize,
+    },
+    /// A mailbox would exceed [`sotto_api::MAX_MAILBOX_ENVELOPES`]; no envelope of the batch
+    /// was stored.
+    #[error("mailbox full")]
+    MailboxFull,
+    /// The database failed. The message is for the server's log only: it never reaches a client.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// The server's storage. See the module docs for the guarantees every backend gives.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates an account with its first device (device id 1), all or nothing.
+    async fn create_account(
+        &self,
+        username: &str,
+        identity_key: &[u8],
+        device: NewDevice,
+    ) -> Result<DeviceRecord, StoreError>;
+
+    /// The device whose authentication key this is, if any.
+    async fn device_by_auth_key(
+        &self,
+        auth_key: &[u8; 32],
+    ) -> Result<Option<DeviceRecord>, StoreError>;
+
+    /// An account's devices; `None` when there is no such account.
+    async fn account_devices(&self, username: &str) -> Result<Option<AccountDevices>, StoreError>;
+
+    /// Stores new prekeys of a device and returns how many one-time prekeys it now has.
+    async fn upload_prekeys(
+        &self,
+        device: DeviceAddress,
+        upload: PrekeyUpload,
+    ) -> Result<PrekeyCounts, StoreError>;
+
+    /// How many one-time prekeys a device has left.
+    async fn prekey_counts(&self, device: DeviceAddress) -> Result<PrekeyCounts, StoreError>;
+
+    /// The bundles of an account's devices (one device, or all when `device_id` is `None`),
+    /// each with one one-time EC prekey and one one-time Kyber prekey (or the last-resort Kyber
+    /// prekey when none is left), which are deleted in the same transaction: no one-time prekey
+    /// is ever handed out twice, even to concurrent callers. `Ok(None)` when there is no such
+    /// account or device.
+    async fn take_bundles(
+        &self,
+        username: &str,
+        device_id: Option<u32>,
+    ) -> Result<Option<Vec<Bundle>>, StoreError>;
+
+    /// Appends envelopes to their mailboxes in one durable transaction, all or nothing, and
+    /// returns the per-device sequence number given to each (in the order given). Sequence
+    /// numbers increase per device, start at 1 and are never reused; each device's envelopes
+    /// become visible to [`Store::fetch_envelopes`] in sequence order.
+    async fn append_envelopes(&self, envelopes: Vec<NewEnvelope>) -> Result<Vec<u64>, StoreError>;
+
+    /// Envelopes of a mailbox with a sequence number above `after`, in order, at most `limit`.
+    async fn fetch_envelopes(
+        &self,
+        device: DeviceAddress,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError>;
+
+    /// Deletes these envelopes of this device's mailbox (ids of other devices' envelopes, or of
+    /// deleted ones, are ignored) and returns how many were deleted.
+    async fn ack_envelopes(&self, device: DeviceAddress, ids: &[u64]) -> Result<u64, StoreError>;
+
+    /// Deletes every envelope stored before `before_ms` and returns how many.
+    async fn expire_envelopes(&self, before_ms: u64) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,1268 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! Every write — `take_bundles` included, since it deletes one-time prekeys — runs on one
+//! writer connection owned by a thread of its own, in arrival order. The writes that queue up
+//! while a commit is being synced run together in the next transaction (group commit), each
+//! inside a savepoint of its own: a write that fails is rolled back to its savepoint and
+//! changes nothing, the others commit. Nobody hears back before that commit is durable
+//! (`synchronous=FULL`), so one sync serves many senders. Reads run on a few reader connections
+//! on tokio's blocking threads; WAL lets them read while the writer writes.
+
+use std::collections::BTreeSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use sotto_api::{Bundle, OneTimePrekey, SignedPrekey, MAX_MAILBOX_ENVELOPES, MAX_STORED_PREKEYS};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::{
+    AccountDevices, AccountId, DeviceAddress, DeviceRecord, NewDevice, NewEnvelope, PrekeyCounts,
+    PrekeyUpload, Store, StoreError, StoredEnvelope,
+};
+
+/// Reader connections. Reads (authentication, device lists, mailbox fetches) run in parallel
+/// on this many; more would only contend for the few cores of a small server.
+const READER_CONNECTIONS: usize = 4;
+
+/// Writes waiting for the writer thread. Callers beyond it wait for room (backpressure) rather
+/// than growing memory without bound.
+const WRITE_QUEUE: usize = 1024;
+
+/// Most writes committed together, so that a long queue does not make one transaction (and
+/// the latency of its first write) arbitrarily long.
+const MAX_WRITES_PER_COMMIT: usize = 256;
+
+/// How long a connection waits for a lock held by another connection before failing: only
+/// another process opening the same file (or a WAL checkpoint) ever holds one that long.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements kept per connection: more than this file has, so none is re-parsed.
+const STATEMENT_CACHE: usize = 64;
+
+/// The device id of an account's first device.
+const FIRST_DEVICE: u32 = 1;
+
+/// [`MAX_MAILBOX_ENVELOPES`] as SQLite's integer type.
+const MAILBOX_LIMIT: i64 = MAX_MAILBOX_ENVELOPES as i64;
+
+/// The schema, one entry per version: `MIGRATIONS[i]` takes a database from version `i` to
+/// `i + 1` (kept in `PRAGMA user_version`). Only ever append.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
+const SCHEMA_V1: &str = "
+CREATE TABLE accounts (
+    id           INTEGER PRIMARY KEY,
+    username     TEXT    NOT NULL UNIQUE,
+    identity_key BLOB    NOT NULL,
+    created_ms   INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE devices (
+    account                     INTEGER NOT NULL REFERENCES accounts (id),
+    device_id                   INTEGER NOT NULL,
+    auth_key                    BLOB    NOT NULL UNIQUE,
+    registration_id             INTEGER NOT NULL,
+    signed_prekey_id            INTEGER NOT NULL,
+    signed_prekey               BLOB    NOT NULL,
+    signed_prekey_signature     BLOB    NOT NULL,
+    last_resort_kyber_id        INTEGER NOT NULL,
+    last_resort_kyber           BLOB    NOT NULL,
+    last_resort_kyber_signature BLOB    NOT NULL,
+    -- The sequence number the device's next envelope gets.
+    next_seq                    INTEGER NOT NULL DEFAULT 1,
+    -- Envelopes in the device's mailbox, kept with every insert and delete.
+    mailbox_count               INTEGER NOT NULL DEFAULT 0 CHECK (mailbox_count >= 0),
+    created_ms                  INTEGER NOT NULL,
+    PRIMARY KEY (account, device_id)
+) STRICT;
+
+CREATE TABLE one_time_prekeys (
+    account    INTEGER NOT NULL,
+    device_id  INTEGER NOT NULL,
+    key_id     INTEGER NOT NULL,
+    public_key BLOB    NOT NULL,
+    PRIMARY KEY (account, device_id, key_id),
+    FOREIGN KEY (account, device_id) REFERENCES devices (account, device_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE one_time_kyber_prekeys (
+    account    INTEGER NOT NULL,
+    device_id  INTEGER NOT NULL,
+    key_id     INTEGER NOT NULL,
+    public_key BLOB    NOT NULL,
+    signature  BLOB    NOT NULL,
+    PRIMARY KEY (account, device_id, key_id),
+    FOREIGN KEY (account, device_id) REFERENCES devices (account, device_id)
+) STRICT;
+
+CREATE TABLE envelopes (
+    account             INTEGER NOT NULL,
+    device_id           INTEGER NOT NULL,
+    seq                 INTEGER NOT NULL,
+    source              TEXT    NOT NULL,
+    source_device       INTEGER NOT NULL,
+    envelope_type       INTEGER NOT NULL,
+    content             BLOB    NOT NULL,
+    server_timestamp_ms INTEGER NOT NULL,
+    PRIMARY KEY (account, device_id, seq),
+    FOREIGN KEY (account, device_id) REFERENCES devices (account, device_id)
+) STRICT;
+
+CREATE INDEX envelopes_by_time ON envelopes (server_timestamp_ms);
+";
+
+/// The embedded backend: one SQLite file in WAL mode, `synchronous=FULL`.
+///
+/// All writes run on one writer thread; the writes that arrive while a commit is syncing are
+/// committed together (each in its own savepoint, so one failing changes nothing of the
+/// others), and every caller is answered only once its commit is durable. Reads run on a few
+/// reader connections in parallel with the writer.
+pub struct SqliteStore {
+    writes: mpsc::Sender<Box<dyn Write>>,
+    readers: Arc<Readers>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.readers.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating the file and its directory on first start, and
+    /// brings its schema up to date. Refuses a database written by a newer version.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let path = path.to_path_buf();
+        let (writer, readers) = tokio::task::spawn_blocking(move || open_blocking(path))
+            .await
+            .map_err(|_| StoreError::Backend("opening the database panicked".to_owned()))??;
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        std::thread::Builder::new()
+            .name("sotto-sqlite-writer".to_owned())
+            .spawn(move || run_writer(writer, queue))
+            .map_err(|e| StoreError::Backend(format!("starting the database writer: {e}")))?;
+        Ok(SqliteStore {
+            writes,
+            readers: Arc::new(readers),
+        })
+    }
+
+    /// Runs `work` on the writer connection in its own savepoint, and answers once the
+    /// transaction holding it has committed.
+    async fn write<T, F>(&self, op: &'static str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, result) = oneshot::channel();
+        let pending: Box<dyn Write> = Box::new(Pending {
+            op,
+            work: Some(work),
+            result: None,
+            reply,
+        });
+        self.writes.send(pending).await.map_err(|_| stopped(op))?;
+        result.await.map_err(|_| stopped(op))?
+    }
+
+    /// Runs `work` on a reader connection, on a blocking thread.
+    async fn read<T, F>(&self, op: &'static str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = Arc::clone(&self.readers.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| stopped(op))?;
+        let readers = Arc::clone(&self.readers);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = match readers.take() {
+                Some(conn) => conn,
+                // One was lost to a panic: replace it.
+                None => open_reader(&readers.path)?,
+            };
+            let result = work(&conn);
+            readers.put(conn);
+            result
+        })
+        .await;
+        match outcome {
+            Ok(result) => result.map_err(|e| in_op(op, e)),
+            Err(_) => Err(StoreError::Backend(format!("{op}: the read panicked"))),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_account(
+        &self,
+        username: &str,
+        identity_key: &[u8],
+        device: NewDevice,
+    ) -> Result<DeviceRecord, StoreError> {
+        let username = username.to_owned();
+        let identity_key = identity_key.to_vec();
+        self.write("create_account", move |conn| {
+            create_account(conn, &username, &identity_key, &device)
+        })
+        .await
+    }
+
+    async fn device_by_auth_key(
+        &self,
+        auth_key: &[u8; 32],
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        let auth_key = *auth_key;
+        self.read("device_by_auth_key", move |conn| {
+            device_by_auth_key(conn, &auth_key)
+        })
+        .await
+    }
+
+    async fn account_devices(&self, username: &str) -> Result<Option<AccountDevices>, StoreError> {
+        let username = username.to_owned();
+        self.read("account_devices", move |conn| {
+            account_devices(conn, &username)
+        })
+        .await
+    }
+
+    async fn upload_prekeys(
+        &self,
+        device: DeviceAddress,
+        upload: PrekeyUpload,
+    ) -> Result<PrekeyCounts, StoreError> {
+        self.write("upload_prekeys", move |conn| {
+            upload_prekeys(conn, device, &upload)
+        })
+        .await
+    }
+
+    async fn prekey_counts(&self, device: DeviceAddress) -> Result<PrekeyCounts, StoreError> {
+        self.read("prekey_counts", move |conn| {
+            prekey_counts(conn, device)?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn take_bundles(
+        &self,
+        username: &str,
+        device_id: Option<u32>,
+    ) -> Result<Option<Vec<Bundle>>, StoreError> {
+        let username = username.to_owned();
+        self.write("take_bundles", move |conn| {
+            take_bundles(conn, &username, device_id)
+        })
+        .await
+    }
+
+    async fn append_envelopes(&self, envelopes: Vec<NewEnvelope>) -> Result<Vec<u64>, StoreError> {
+        if envelopes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write("append_envelopes", move |conn| {
+            append_envelopes(conn, &envelopes)
+        })
+        .await
+    }
+
+    async fn fetch_envelopes(
+        &self,
+        device: DeviceAddress,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError> {
+        // Sequence numbers are at most `i64::MAX`: nothing comes after that.
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read("fetch_envelopes", move |conn| {
+            fetch_envelopes(conn, device, after, limit)
+        })
+        .await
+    }
+
+    async fn ack_envelopes(&self, device: DeviceAddress, ids: &[u64]) -> Result<u64, StoreError> {
+        // Ids beyond `i64::MAX` were never given out.
+        let seqs: Vec<i64> = ids
+            .iter()
+            .filter_map(|&id| i64::try_from(id).ok())
+            .collect();
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        self.write("ack_envelopes", move |conn| {
+            ack_envelopes(conn, device, &seqs)
+        })
+        .await
+    }
+
+    async fn expire_envelopes(&self, before_ms: u64) -> Result<u64, StoreError> {
+        let before = i64::try_from(before_ms).unwrap_or(i64::MAX);
+        self.write("expire_envelopes", move |conn| {
+            expire_envelopes(conn, before)
+        })
+        .await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening and migrating.
+
+fn open_blocking(path: PathBuf) -> Result<(Connection, Readers), StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StoreError::Backend(format!(
+                "creating the database directory {}: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    let mut writer = open_connection(&path, OpenFlags::SQLITE_OPEN_CREATE)?;
+    let mode: String = writer
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(db)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "the database cannot use WAL (journal mode {mode})"
+        )));
+    }
+    // A commit is on disk when COMMIT returns: senders are acknowledged only after it.
+    writer
+        .pragma_update(None, "synchronous", "FULL")
+        .map_err(db)?;
+    writer
+        .pragma_update(None, "foreign_keys", "ON")
+        .map_err(db)?;
+    migrate(&mut writer)?;
+    let idle = (0..READER_CONNECTIONS)
+        .map(|_| open_reader(&path))
+        .collect::<Result<_, _>>()?;
+    let readers = Readers {
+        path,
+        idle: Mutex::new(idle),
+        permits: Arc::new(Semaphore::new(READER_CONNECTIONS)),
+    };
+    Ok((writer, readers))
+}
+
+fn open_connection(path: &Path, extra: OpenFlags) -> Result<Connection, StoreError> {
+    // No SQLITE_OPEN_URI: the path is a path, never a `file:` URI with options.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | extra;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open_connection(path, OpenFlags::empty())?;
+    conn.pragma_update(None, "query_only", "ON").map_err(db)?;
+    Ok(conn)
+}
+
+/// Brings the schema to the newest version in one transaction.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len();
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(db)?;
+    let version = usize::try_from(version).map_err(|_| {
+        StoreError::Backend(format!(
+            "the database has an invalid schema version {version}"
+        ))
+    })?;
+    if version > known {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {version}, newer than this server knows ({known}): \
+             it was written by a newer sotto-server"
+        )));
+    }
+    for (done, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(migration).map_err(|e| {
+            StoreError::Backend(format!("migrating to schema version {}: {e}", done + 1))
+        })?;
+    }
+    if version < known {
+        tx.pragma_update(None, "user_version", known).map_err(db)?;
+    }
+    tx.commit().map_err(db)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The writer.
+
+/// A write waiting for the writer thread.
+trait Write: Send {
+    /// Runs the write on the writer connection (inside a savepoint) and says whether it
+    /// succeeded; if not, the caller of this rolls the savepoint back.
+    fn run(&mut self, conn: &Connection) -> bool;
+
+    /// Sends the caller its result, or `failure` if its transaction did not commit.
+    fn finish(self: Box<Self>, failure: Option<&str>);
+}
+
+/// A write and the channel its caller waits on.
+struct Pending<T, F> {
+    op: &'static str,
+    work: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Write for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        // A bug in one write must not take the writer thread, and so the server, down.
+        let result = catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or_else(|_| {
+            tracing::error!(op = self.op, "a database write panicked");
+            Err(StoreError::Backend("the write panicked".to_owned()))
+        });
+        let succeeded = result.is_ok();
+        self.result = Some(result);
+        succeeded
+    }
+
+    fn finish(self: Box<Self>, failure: Option<&str>) {
+        let Pending {
+            op, result, reply, ..
+        } = *self;
+        let result = match (result, failure) {
+            // A write that failed changed nothing, committed or not: its own error says why.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(value)), None) => Ok(value),
+            (_, Some(failure)) => Err(StoreError::Backend(failure.to_owned())),
+            (None, None) => Err(StoreError::Backend("the write was not run".to_owned())),
+        };
+        // The caller may have stopped waiting; the write stands or falls all the same.
+        let _ = reply.send(result.map_err(|e| in_op(op, e)));
+    }
+}
+
+/// The writer thread: takes what is queued, runs it in one transaction, answers everyone.
+/// Returns when the store is dropped and the queue is empty.
+fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Box<dyn Write>>) {
+    let mut batch: Vec<Box<dyn Write>> = Vec::with_capacity(MAX_WRITES_PER_COMMIT);
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_WRITES_PER_COMMIT {
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let failure = commit_batch(&conn, &mut batch).err();
+        if let Some(failure) = &failure {
+            tracing::warn!(error = %failure, writes = batch.len(), "a database commit failed");
+        }
+        for write in batch.drain(..) {
+            write.finish(failure.as_deref());
+        }
+    }
+}
+
+/// Runs the writes in one transaction, each in a savepoint, and commits.
+fn commit_batch(conn: &Connection, batch: &mut [Box<dyn Write>]) -> Result<(), String> {
+    let outcome = (|| {
+        exec(conn, "BEGIN IMMEDIATE")?;
+        for write in batch.iter_mut() {
+            exec(conn, "SAVEPOINT write")?;
+            if !write.run(conn) {
+                exec(conn, "ROLLBACK TO write")?;
+            }
+            exec(conn, "RELEASE write")?;
+        }
+        exec(conn, "COMMIT")
+    })();
+    outcome.map_err(|e| {
+        if !conn.is_autocommit() {
+            // Nothing of this batch may stay; if even this fails the connection is unusable
+            // and the next BEGIN says so.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        format!("the transaction did not commit: {e}")
+    })
+}
+
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// The reader connections not in use.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Readers {
+    fn take(&self) -> Option<Connection> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop()
+    }
+
+    fn put(&self, conn: Connection) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(conn);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operations, each on one connection inside the transaction (or savepoint) it is given.
+
+fn create_account(
+    conn: &Connection,
+    username: &str,
+    identity_key: &[u8],
+    device: &NewDevice,
+) -> Result<DeviceRecord, StoreError> {
+    check_upload_size(&device.one_time_prekeys, &device.one_time_kyber)?;
+    let now = now_ms();
+    let account: i64 = conn
+        .prepare_cached(
+            "INSERT INTO accounts (username, identity_key, created_ms) VALUES (?1, ?2, ?3) \
+             RETURNING id",
+        )
+        .map_err(db)?
+        .query_row(params![username, identity_key, now], |row| row.get(0))
+        .map_err(conflict)?;
+    let signed = &device.signed_prekey;
+    let kyber = &device.last_resort_kyber;
+    conn.prepare_cached(
+        "INSERT INTO devices (account, device_id, auth_key, registration_id, signed_prekey_id, \
+         signed_prekey, signed_prekey_signature, last_resort_kyber_id, last_resort_kyber, \
+         last_resort_kyber_signature, created_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .map_err(db)?
+    .execute(params![
+        account,
+        FIRST_DEVICE,
+        &device.auth_key[..],
+        device.registration_id,
+        signed.id,
+        signed.public_key,
+        signed.signature,
+        kyber.id,
+        kyber.public_key,
+        kyber.signature,
+        now,
+    ])
+    .map_err(conflict)?;
+    let address = DeviceAddress {
+        account: AccountId(account),
+        device_id: FIRST_DEVICE,
+    };
+    add_one_time_prekeys(
+        conn,
+        address,
+        &device.one_time_prekeys,
+        &device.one_time_kyber,
+    )?;
+    Ok(DeviceRecord {
+        address,
+        username: username.to_owned(),
+        registration_id: device.registration_id,
+    })
+}
+
+fn device_by_auth_key(
+    conn: &Connection,
+    auth_key: &[u8; 32],
+) -> Result<Option<DeviceRecord>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT d.account, d.device_id, a.username, d.registration_id \
+             FROM devices d JOIN accounts a ON a.id = d.account WHERE d.auth_key = ?1",
+        )
+        .map_err(db)?
+        .query_row([&auth_key[..]], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })
+        .optional()
+        .map_err(db)?;
+    row.map(|(account, device_id, username, registration_id)| {
+        Ok(DeviceRecord {
+            address: DeviceAddress {
+                account: AccountId(account),
+                device_id: stored_u32(device_id)?,
+            },
+            username,
+            registration_id: stored_u32(registration_id)?,
+        })
+    })
+    .transpose()
+}
+
+fn account_devices(
+    conn: &Connection,
+    username: &str,
+) -> Result<Option<AccountDevices>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT a.id, d.device_id, d.registration_id \
+             FROM accounts a LEFT JOIN devices d ON d.account = a.id \
+             WHERE a.username = ?1 ORDER BY d.device_id",
+        )
+        .map_err(db)?;
+    let rows = statement
+        .query_map([username], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, Option<i64>>(1)?,
+                row.get::<_, Option<i64>>(2)?,
+            ))
+        })
+        .map_err(db)?;
+    let mut found = None;
+    for row in rows {
+        let (account, device_id, registration_id) = row.map_err(db)?;
+        let entry = found.get_or_insert_with(|| AccountDevices {
+            account: AccountId(account),
+            devices: Vec::new(),
+        });
+        if let (Some(device_id), Some(registration_id)) = (device_id, registration_id) {
+            entry
+                .devices
+                .push((stored_u32(device_id)?, stored_u32(registration_id)?));
+        }
+    }
+    Ok(found)
+}
+
+fn upload_prekeys(
+    conn: &Connection,
+    device: DeviceAddress,
+    upload: &PrekeyUpload,
+) -> Result<PrekeyCounts, StoreError> {
+    check_upload_size(&upload.one_time_prekeys, &upload.one_time_kyber)?;
+    let (account, device_id) = (device.account.0, device.device_id);
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM devices WHERE account = ?1 AND device_id = ?2")
+        .map_err(db)?
+        .exists(params![account, device_id])
+        .map_err(db)?;
+    if !exists {
+        return Err(StoreError::NotFound);
+    }
+    if let Some(key) = &upload.signed_prekey {
+        conn.prepare_cached(
+            "UPDATE devices SET signed_prekey_id = ?3, signed_prekey = ?4, \
+             signed_prekey_signature = ?5 WHERE account = ?1 AND device_id = ?2",
+        )
+        .map_err(db)?
+        .execute(params![
+            account,
+            device_id,
+            key.id,
+            key.public_key,
+            key.signature
+        ])
+        .map_err(db)?;
+    }
+    if let Some(key) = &upload.last_resort_kyber {
+        conn.prepare_cached(
+            "UPDATE devices SET last_resort_kyber_id = ?3, last_resort_kyber = ?4, \
+             last_resort_kyber_signature = ?5 WHERE account = ?1 AND device_id = ?2",
+        )
+        .map_err(db)?
+        .execute(params![
+            account,
+            device_id,
+            key.id,
+            key.public_key,
+            key.signature
+        ])
+        .map_err(db)?;
+    }
+    add_one_time_prekeys(
+        conn,
+        device,
+        &upload.one_time_prekeys,
+        &upload.one_time_kyber,
+    )
+}
+
+/// Refuses an upload that alone has more distinct one-time keys than may be stored, before
+/// writing any of it.
+fn check_upload_size(one_time: &[OneTimePrekey], kyber: &[SignedPrekey]) -> Result<(), StoreError> {
+    let distinct_ec = one_time
+        .iter()
+        .map(|key| key.id)
+        .collect::<BTreeSet<_>>()
+        .len();
+    let distinct_kyber = kyber
+        .iter()
+        .map(|key| key.id)
+        .collect::<BTreeSet<_>>()
+        .len();
+    if distinct_ec > MAX_STORED_PREKEYS || distinct_kyber > MAX_STORED_PREKEYS {
+        return Err(StoreError::TooManyPrekeys {
+            max: MAX_STORED_PREKEYS,
+        });
+    }
+    Ok(())
+}
+
+/// Adds (or replaces, by id) one-time prekeys and returns the counts; refuses, and so rolls
+/// back, when either kind would exceed [`MAX_STORED_PREKEYS`].
+fn add_one_time_prekeys(
+    conn: &Connection,
+    device: DeviceAddress,
+    one_time: &[OneTimePrekey],
+    kyber: &[SignedPrekey],
+) -> Result<PrekeyCounts, StoreError> {
+    let (account, device_id) = (device.account.0, device.device_id);
+    if !one_time.is_empty() {
+        let mut insert = conn
+            .prepare_cached(
+                "INSERT INTO one_time_prekeys (account, device_id, key_id, public_key) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (account, device_id, key_id) \
+                 DO UPDATE SET public_key = excluded.public_key",
+            )
+            .map_err(db)?;
+        for key in one_time {
+            insert
+                .execute(params![account, device_id, key.id, key.public_key])
+                .map_err(db)?;
+        }
+    }
+    if !kyber.is_empty() {
+        let mut insert = conn
+            .prepare_cached(
+                "INSERT INTO one_time_kyber_prekeys (account, device_id, key_id, public_key, signature) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account, device_id, key_id) \
+                 DO UPDATE SET public_key = excluded.public_key, signature = excluded.signature",
+            )
+            .map_err(db)?;
+        for key in kyber {
+            insert
+                .execute(params![
+                    account,
+                    device_id,
+                    key.id,
+                    key.public_key,
+                    key.signature
+                ])
+                .map_err(db)?;
+        }
+    }
+    let counts = prekey_counts(conn, device)?.ok_or(StoreError::NotFound)?;
+    let max = u32::try_from(MAX_STORED_PREKEYS).unwrap_or(u32::MAX);
+    if counts.one_time > max || counts.one_time_kyber > max {
+        return Err(StoreError::TooManyPrekeys {
+            max: MAX_STORED_PREKEYS,
+        });
+    }
+    Ok(counts)
+}
+
+/// The device's one-time prekey counts; `None` when there is no such device.
+fn prekey_counts(
+    conn: &Connection,
+    device: DeviceAddress,
+) -> Result<Option<PrekeyCounts>, StoreError> {
+    let counts = conn
+        .prepare_cached(
+            "SELECT \
+             (SELECT count(*) FROM one_time_prekeys WHERE account = ?1 AND device_id = ?2), \
+             (SELECT count(*) FROM one_time_kyber_prekeys WHERE account = ?1 AND device_id = ?2) \
+             FROM devices WHERE account = ?1 AND device_id = ?2",
+        )
+        .map_err(db)?
+        .query_row(params![device.account.0, device.device_id], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })
+        .optional()
+        .map_err(db)?;
+    counts
+        .map(|(one_time, one_time_kyber)| {
+            Ok(PrekeyCounts {
+                one_time: stored_u32(one_time)?,
+                one_time_kyber: stored_u32(one_time_kyber)?,
+            })
+        })
+        .transpose()
+}
+
+/// A device's keys as its bundle needs them.
+struct DeviceKeys {
+    device_id: u32,
+    registration_id: u32,
+    signed_prekey: SignedPrekey,
+    last_resort_kyber: SignedPrekey,
+}
+
+fn take_bundles(
+    conn: &Connection,
+    username: &str,
+    device_id: Option<u32>,
+) -> Result<Option<Vec<Bundle>>, StoreError> {
+    let account = conn
+        .prepare_cached("SELECT id, identity_key FROM accounts WHERE username = ?1")
+        .map_err(db)?
+        .query_row([username], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })
+        .optional()
+        .map_err(db)?;
+    let Some((account, identity_key)) = account else {
+        return Ok(None);
+    };
+    let devices = device_keys(conn, account, device_id)?;
+    if devices.is_empty() {
+        return Ok(None);
+    }
+    let mut take_one_time = conn
+        .prepare_cached(
+            "DELETE FROM one_time_prekeys WHERE account = ?1 AND device_id = ?2 AND key_id = \
+             (SELECT min(key_id) FROM one_time_prekeys WHERE account = ?1 AND device_id = ?2) \
+             RETURNING key_id, public_key",
+        )
+        .map_err(db)?;
+    let mut take_kyber = conn
+        .prepare_cached(
+            "DELETE FROM one_time_kyber_prekeys WHERE account = ?1 AND device_id = ?2 AND key_id = \
+             (SELECT min(key_id) FROM one_time_kyber_prekeys WHERE account = ?1 AND device_id = ?2) \
+             RETURNING key_id, public_key, signature",
+        )
+        .map_err(db)?;
+    let mut bundles = Vec::with_capacity(devices.len());
+    for device in devices {
+        let one_time = take_one_time
+            .query_row(params![account, device.device_id], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })
+            .optional()
+            .map_err(db)?;
+        let one_time_prekey = one_time
+            .map(|(id, public_key)| {
+                Ok::<_, StoreError>(OneTimePrekey {
+                    id: stored_u32(id)?,
+                    public_key,
+                })
+            })
+            .transpose()?;
+        let kyber = take_kyber
+            .query_row(params![account, device.device_id], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .optional()
+            .map_err(db)?;
+        let kyber_prekey = match kyber {
+            Some((id, public_key, signature)) => SignedPrekey {
+                id: stored_u32(id)?,
+                public_key,
+                signature,
+            },
+            None => device.last_resort_kyber,
+        };
+        bundles.push(Bundle {
+            device_id: device.device_id,
+            registration_id: device.registration_id,
+            identity_key: identity_key.clone(),
+            signed_prekey: Some(device.signed_prekey),
+            one_time_prekey,
+            kyber_prekey: Some(kyber_prekey),
+        });
+    }
+    Ok(Some(bundles))
+}
+
+/// One device's keys (`device_id`), or every device's, ordered by device id.
+fn device_keys(
+    conn: &Connection,
+    account: i64,
+    device_id: Option<u32>,
+) -> Result<Vec<DeviceKeys>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT device_id, registration_id, signed_prekey_id, signed_prekey, \
+             signed_prekey_signature, last_resort_kyber_id, last_resort_kyber, \
+             last_resort_kyber_signature \
+             FROM devices WHERE account = ?1 AND (?2 IS NULL OR device_id = ?2) ORDER BY device_id",
+        )
+        .map_err(db)?;
+    let rows = statement
+        .query_map(params![account, device_id], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                (
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, Vec<u8>>(3)?,
+                    row.get::<_, Vec<u8>>(4)?,
+                ),
+                (
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, Vec<u8>>(6)?,
+                    row.get::<_, Vec<u8>>(7)?,
+                ),
+            ))
+        })
+        .map_err(db)?;
+    rows.map(|row| {
+        let (device_id, registration_id, signed, kyber) = row.map_err(db)?;
+        Ok(DeviceKeys {
+            device_id: stored_u32(device_id)?,
+            registration_id: stored_u32(registration_id)?,
+            signed_prekey: SignedPrekey {
+                id: stored_u32(signed.0)?,
+                public_key: signed.1,
+                signature: signed.2,
+            },
+            last_resort_kyber: SignedPrekey {
+                id: stored_u32(kyber.0)?,
+                public_key: kyber.1,
+                signature: kyber.2,
+            },
+        })
+    })
+    .collect()
+}
+
+fn append_envelopes(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<Vec<u64>, StoreError> {
+    let mut next_seq = conn
+        .prepare_cached(
+            "UPDATE devices SET next_seq = next_seq + 1, mailbox_count = mailbox_count + 1 \
+             WHERE account = ?1 AND device_id = ?2 RETURNING next_seq - 1, mailbox_count",
+        )
+        .map_err(db)?;
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO envelopes (account, device_id, seq, source, source_device, \
+             envelope_type, content, server_timestamp_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(db)?;
+    let mut seqs = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        let (account, device_id) = (
+            envelope.destination.account.0,
+            envelope.destination.device_id,
+        );
+        let timestamp = i64::try_from(envelope.server_timestamp_ms)
+            .map_err(|_| StoreError::Backend("envelope timestamp out of range".to_owned()))?;
+        let (seq, count): (i64, i64) = next_seq
+            .query_row(params![account, device_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+            .map_err(db)?
+            .ok_or(StoreError::NotFound)?;
+        if count > MAILBOX_LIMIT {
+            return Err(StoreError::MailboxFull);
+        }
+        insert
+            .execute(params![
+                account,
+                device_id,
+                seq,
+                envelope.source,
+                envelope.source_device,
+                envelope.envelope_type,
+                envelope.content,
+                timestamp,
+            ])
+            .map_err(db)?;
+        seqs.push(stored_u64(seq)?);
+    }
+    Ok(seqs)
+}
+
+fn fetch_envelopes(
+    conn: &Connection,
+    device: DeviceAddress,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEnvelope>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT seq, source, source_device, envelope_type, content, server_timestamp_ms \
+             FROM envelopes WHERE account = ?1 AND device_id = ?2 AND seq > ?3 \
+             ORDER BY seq LIMIT ?4",
+        )
+        .map_err(db)?;
+    let rows = statement
+        .query_map(
+            params![device.account.0, device.device_id, after, limit],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, i32>(3)?,
+                    row.get::<_, Vec<u8>>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
+            },
+        )
+        .map_err(db)?;
+    rows.map(|row| {
+        let (seq, source, source_device, envelope_type, content, timestamp) = row.map_err(db)?;
+        Ok(StoredEnvelope {
+            id: stored_u64(seq)?,
+            source,
+            source_device: stored_u32(source_device)?,
+            r#type: envelope_type,
+            content,
+            server_timestamp_ms: stored_u64(timestamp)?,
+        })
+    })
+    .collect()
+}
+
+fn ack_envelopes(
+    conn: &Connection,
+    device: DeviceAddress,
+    seqs: &[i64],
+) -> Result<u64, StoreError> {
+    let (account, device_id) = (device.account.0, device.device_id);
+    let mut delete = conn
+        .prepare_cached("DELETE FROM envelopes WHERE account = ?1 AND device_id = ?2 AND seq = ?3")
+        .map_err(db)?;
+    let mut deleted: i64 = 0;
+    for &seq in seqs {
+        // 0 or 1 rows: the primary key.
+        deleted += i64::from(
+            delete
+                .execute(params![account, device_id, seq])
+                .map_err(db)?
+                > 0,
+        );
+    }
+    if deleted > 0 {
+        conn.prepare_cached(
+            "UPDATE devices SET mailbox_count = mailbox_count - ?3 WHERE account = ?1 AND device_id = ?2",
+        )
+        .map_err(db)?
+        .execute(params![account, device_id, deleted])
+        .map_err(db)?;
+    }
+    stored_u64(deleted)
+}
+
+fn expire_envelopes(conn: &Connection, before: i64) -> Result<u64, StoreError> {
+    let per_device: Vec<(i64, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT account, device_id, count(*) FROM envelopes \
+             WHERE server_timestamp_ms < ?1 GROUP BY account, device_id",
+        )
+        .map_err(db)?
+        .query_map([before], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
+    if per_device.is_empty() {
+        return Ok(0);
+    }
+    let mut uncount = conn
+        .prepare_cached(
+            "UPDATE devices SET mailbox_count = mailbox_count - ?3 WHERE account = ?1 AND device_id = ?2",
+        )
+        .map_err(db)?;
+    for (account, device_id, count) in &per_device {
+        uncount
+            .execute(params![account, device_id, count])
+            .map_err(db)?;
+    }
+    let deleted = conn
+        .prepare_cached("DELETE FROM envelopes WHERE server_timestamp_ms < ?1")
+        .map_err(db)?
+        .execute([before])
+        .map_err(db)?;
+    u64::try_from(deleted).map_err(|_| out_of_range())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+/// A database failure. SQLite's messages name tables, columns and constraints, never stored
+/// values, so they may go to the server's log.
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(format!("sqlite: {e}"))
+}
+
+/// A failed insert of an account or device: a taken username or key, or another failure.
+fn conflict(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(failure, Some(message)) = &e {
+        if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE {
+            if message.contains("accounts.username") {
+                return StoreError::UsernameTaken;
+            }
+            if message.contains("devices.auth_key") {
+                return StoreError::KeyTaken;
+            }
+        }
+    }
+    db(e)
+}
+
+/// Prefixes a backend error with the operation, for the log.
+fn in_op(op: &'static str, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Backend(message) => StoreError::Backend(format!("{op}: {message}")),
+        other => other,
+    }
+}
+
+fn stopped(op: &'static str) -> StoreError {
+    StoreError::Backend(format!("{op}: the database has been closed"))
+}
+
+fn out_of_range() -> StoreError {
+    StoreError::Backend("a stored number is out of range".to_owned())
+}
+
+fn stored_u32(value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| out_of_range())
+}
+
+fn stored_u64(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| out_of_range())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn creates_a_wal_database_with_durable_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("dir").join("sotto.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let (synchronous, foreign_keys) = store
+            .write("test", |conn| {
+                conn.query_row(
+                    "SELECT * FROM pragma_synchronous, pragma_foreign_keys",
+                    [],
+                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+                )
+                .map_err(db)
+            })
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 2, "synchronous=FULL");
+        assert_eq!(foreign_keys, 1);
+        let check = Connection::open(&path).unwrap();
+        let mode: String = check
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let version: usize = check
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+    }
+
+    #[tokio::test]
+    async fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sotto.db");
+        drop(SqliteStore::open(&path).await.unwrap());
+        let newer = MIGRATIONS.len() + 1;
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", newer)
+            .unwrap();
+        let error = SqliteStore::open(&path).await.unwrap_err();
+        assert!(
+            error.to_string().contains("newer than this server knows"),
+            "{error}"
+        );
+        // Nothing was changed by the refusal.
+        let version: usize = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, newer);
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_leaves_the_others_of_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("sotto.db"))
+                .await
+                .unwrap(),
+        );
+        // Many writes at once, so that they share commits; every other one fails inside its
+        // savepoint.
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    store
+                        .write("test", move |conn| {
+                            conn.execute(
+                                "CREATE TABLE IF NOT EXISTS t (x INTEGER PRIMARY KEY)",
+                                [],
+                            )
+                            .map_err(db)?;
+                            conn.execute("INSERT INTO t VALUES (?1)", [i]).map_err(db)?;
+                            if i % 2 == 1 {
+                                return Err(StoreError::NotFound);
+                            }
+                            Ok(())
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            let result = task.await.unwrap();
+            assert_eq!(result.is_ok(), i % 2 == 0, "write {i}: {result:?}");
+        }
+        let stored: Vec<i64> = store
+            .read("test", |conn| {
+                let mut statement = conn.prepare("SELECT x FROM t ORDER BY x").map_err(db)?;
+                let rows = statement.query_map([], |row| row.get(0)).map_err(db)?;
+                rows.collect::<Result<_, _>>().map_err(db)
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, (0..64).step_by(2).collect::<Vec<i64>>());
+    }
+}

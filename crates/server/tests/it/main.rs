@@ -1,0 +1,13 @@
+//! The server's integration tests: the store conformance suite, and the server driven
+//! in-process over real sockets on 127.0.0.1 by a raw protocol client (`support`).
+
+#![allow(clippy::unwrap_used)]
+
+mod hostile;
+mod lifecycle;
+mod messaging;
+mod prekeys;
+mod registration;
+mod store_conformance;
+mod support;
+mod two_instances;
