@@ -55,11 +55,19 @@ mod tests {
 
     #[test]
     fn round_trips_and_hides_length() {
-        let content = Content { text: Some("hi".into()), timestamp_ms: 5, sync_destination: None };
+        let content = Content {
+            text: Some("hi".into()),
+            timestamp_ms: 5,
+            sync_destination: None,
+        };
         let padded = content.to_padded();
         assert_eq!(padded.len() % sotto_protocol::PADDING_BLOCK_SIZE, 0);
         assert_eq!(Content::from_padded(&padded), Ok(content));
-        let longer = Content { text: Some("hello there".into()), timestamp_ms: 5, sync_destination: None };
+        let longer = Content {
+            text: Some("hello there".into()),
+            timestamp_ms: 5,
+            sync_destination: None,
+        };
         assert_eq!(longer.to_padded().len(), padded.len());
     }
 
@@ -70,7 +78,14 @@ mod tests {
         garbage.push(0x80);
         garbage.resize(160, 0);
         assert_eq!(Content::from_padded(&garbage), Err(ContentError::Malformed));
-        let empty = Content { text: None, timestamp_ms: 1, sync_destination: None };
-        assert_eq!(Content::from_padded(&empty.to_padded()), Err(ContentError::Unsupported));
+        let empty = Content {
+            text: None,
+            timestamp_ms: 1,
+            sync_destination: None,
+        };
+        assert_eq!(
+            Content::from_padded(&empty.to_padded()),
+            Err(ContentError::Unsupported)
+        );
     }
 }

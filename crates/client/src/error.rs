@@ -9,7 +9,7 @@ use sotto_protocol::{DecodeError, EncryptError, SessionSetupError};
 #[non_exhaustive]
 pub enum ClientError {
     /// Reading or writing a file of the profile failed.
-    #[error("profile file: {0}")]
+    #[error("file: {0}")]
     Io(#[from] std::io::Error),
     /// The local store failed or holds something unreadable.
     #[error(transparent)]
@@ -192,7 +192,10 @@ impl ClientError {
     /// Whether the request may have taken effect although it failed: the connection was lost,
     /// or the server did not answer in time, after the request was sent.
     pub fn outcome_unknown(&self) -> bool {
-        matches!(self, Self::Connection(ConnectionError::Lost | ConnectionError::NoAnswer))
+        matches!(
+            self,
+            Self::Connection(ConnectionError::Lost | ConnectionError::NoAnswer)
+        )
     }
 }
 

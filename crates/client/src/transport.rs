@@ -90,7 +90,9 @@ pub(crate) struct Transport {
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transport").field("url", &self.shared.url).finish_non_exhaustive()
+        f.debug_struct("Transport")
+            .field("url", &self.shared.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -117,7 +119,14 @@ impl Transport {
             overflowed: AtomicBool::new(false),
         });
         let supervisor = tokio::spawn(supervise(Arc::clone(&shared), established, pushes_tx));
-        Ok((Transport { shared, supervisor: Mutex::new(Some(supervisor)) }, server_key, pushes_rx))
+        Ok((
+            Transport {
+                shared,
+                supervisor: Mutex::new(Some(supervisor)),
+            },
+            server_key,
+            pushes_rx,
+        ))
     }
 
     /// A receiver that changes on every (re)connection.
@@ -136,12 +145,25 @@ impl Transport {
             .map_err(|_| ConnectionError::Lost)?;
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        live.pending.lock().unwrap_or_else(PoisonError::into_inner).insert(id, tx);
-        let frame = Request { id, body: Some(body) }.encode_to_vec();
+        live.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, tx);
+        let frame = Request {
+            id,
+            body: Some(body),
+        }
+        .encode_to_vec();
         let forget = || {
-            live.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+            live.pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
         };
-        if timeout_at(deadline, live.out.send(frame)).await.map_or(true, |sent| sent.is_err()) {
+        if timeout_at(deadline, live.out.send(frame))
+            .await
+            .map_or(true, |sent| sent.is_err())
+        {
             forget();
             return Err(ConnectionError::Lost.into());
         }
@@ -164,7 +186,12 @@ impl Transport {
         let mut live = self.shared.live.subscribe();
         let mut closed = self.shared.closed.subscribe();
         loop {
-            if let Some(fatal) = *self.shared.fatal.lock().unwrap_or_else(PoisonError::into_inner) {
+            if let Some(fatal) = *self
+                .shared
+                .fatal
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+            {
                 return Err(fatal.into());
             }
             if let Some(current) = live.borrow_and_update().clone() {
@@ -183,7 +210,11 @@ impl Transport {
 
     /// Whether the client was closed or stopped for good.
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.fatal.lock().unwrap_or_else(PoisonError::into_inner).is_some()
+        self.shared
+            .fatal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// Called when the push buffer has been drained: if pushes were dropped, reconnect now so
@@ -212,9 +243,17 @@ impl Transport {
 
     /// Closes the connection and stops reconnecting; waits for the background task to end.
     pub(crate) async fn close(&self) {
-        self.shared.fatal.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(Fatal::Closed);
+        self.shared
+            .fatal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(Fatal::Closed);
         self.shared.closed.send_replace(true);
-        let supervisor = self.supervisor.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let supervisor = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(supervisor) = supervisor {
             let _ = supervisor.await;
         }
@@ -298,7 +337,9 @@ async fn establish(
         Ok(done) => Ok(done),
         Err(Failure::Socket(error)) => Err(error),
         Err(Failure::Handshake(error)) => {
-            let Some(expected) = server_key else { return Err(error) };
+            let Some(expected) = server_key else {
+                return Err(error);
+            };
             match probe_server_key(url).await {
                 Ok(actual) if !actual.ct_eq(expected) => Err(ClientError::ServerKeyChanged),
                 _ => Err(error),
@@ -314,8 +355,11 @@ async fn handshake(
 ) -> Result<(Established, PublicKey), Failure> {
     let mut ws = open_socket(url).await.map_err(Failure::Socket)?;
     let result = timeout(HANDSHAKE_TIMEOUT, async {
-        let (client, first) = ClientHandshake::start(noise, server_key).map_err(ConnectionError::from)?;
-        ws.send(WsMessage::binary(first)).await.map_err(|e| ConnectionError::WebSocket(e.to_string()))?;
+        let (client, first) =
+            ClientHandshake::start(noise, server_key).map_err(ConnectionError::from)?;
+        ws.send(WsMessage::binary(first))
+            .await
+            .map_err(|e| ConnectionError::WebSocket(e.to_string()))?;
         let reply = next_binary(&mut ws).await?.ok_or(ConnectionError::Lost)?;
         let established = client.finish(&reply).map_err(ConnectionError::from)?;
         if let Some(expected) = server_key {
@@ -327,7 +371,9 @@ async fn handshake(
         // With XX, the key learnt here is the one the caller pins; the final message, which
         // reveals our key, goes out only now.
         if let Some(last) = established.final_message {
-            ws.send(WsMessage::binary(last)).await.map_err(|e| ConnectionError::WebSocket(e.to_string()))?;
+            ws.send(WsMessage::binary(last))
+                .await
+                .map_err(|e| ConnectionError::WebSocket(e.to_string()))?;
         }
         let (sender, receiver) = established.channel.split();
         Ok::<_, ClientError>((sender, receiver, established.server_key))
@@ -335,7 +381,14 @@ async fn handshake(
     .await
     .map_err(|_| Failure::Handshake(ConnectionError::Timeout("the Noise handshake").into()))?;
     let (sender, receiver, key) = result.map_err(Failure::Handshake)?;
-    Ok((Established { ws, sender, receiver }, key))
+    Ok((
+        Established {
+            ws,
+            sender,
+            receiver,
+        },
+        key,
+    ))
 }
 
 /// The server's static key as it presents it in an XX handshake that we abandon before
@@ -344,8 +397,11 @@ async fn probe_server_key(url: &str) -> Result<PublicKey, ClientError> {
     let mut ws = open_socket(url).await?;
     let key = timeout(HANDSHAKE_TIMEOUT, async {
         let throwaway = StaticKeypair::generate();
-        let (client, first) = ClientHandshake::start(&throwaway, None).map_err(ConnectionError::from)?;
-        ws.send(WsMessage::binary(first)).await.map_err(|e| ConnectionError::WebSocket(e.to_string()))?;
+        let (client, first) =
+            ClientHandshake::start(&throwaway, None).map_err(ConnectionError::from)?;
+        ws.send(WsMessage::binary(first))
+            .await
+            .map_err(|e| ConnectionError::WebSocket(e.to_string()))?;
         let reply = next_binary(&mut ws).await?.ok_or(ConnectionError::Lost)?;
         let established = client.finish(&reply).map_err(ConnectionError::from)?;
         Ok::<_, ClientError>(established.server_key)
@@ -407,7 +463,10 @@ async fn supervise(shared: Arc<Shared>, first: Established, pushes: mpsc::Sender
         shared.live.send_replace(None);
         live.permits.close();
         // Waiting requests learn that the connection is gone.
-        live.pending.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        live.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         match ended {
             Ended::Closed => break,
             Ended::Resync => {}
@@ -423,7 +482,11 @@ async fn supervise(shared: Arc<Shared>, first: Established, pushes: mpsc::Sender
         }
     }
     shared.live.send_replace(None);
-    shared.fatal.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(Fatal::Closed);
+    shared
+        .fatal
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert(Fatal::Closed);
 }
 
 /// Completes once the client is closed (or the flag's sender is gone).
@@ -469,7 +532,11 @@ async fn run(
     mut out: mpsc::Receiver<Vec<u8>>,
     pushes: &mpsc::Sender<Push>,
 ) -> Ended {
-    let Established { mut ws, mut sender, mut receiver } = established;
+    let Established {
+        mut ws,
+        mut sender,
+        mut receiver,
+    } = established;
     let mut closed = shared.closed.subscribe();
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

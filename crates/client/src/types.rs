@@ -130,7 +130,10 @@ mod tests {
 
     #[test]
     fn groups_digits_and_keeps_text_out_of_debug() {
-        let number = SafetyNumber { digits: "0123456789".repeat(6), scannable: vec![] };
+        let number = SafetyNumber {
+            digits: "0123456789".repeat(6),
+            scannable: vec![],
+        };
         let grouped = number.grouped();
         assert_eq!(grouped.split(' ').count(), 12);
         assert!(grouped.starts_with("01234 56789 01234"));

@@ -13,7 +13,11 @@ use crate::store::PrekeyState;
 
 /// Takes the next id from a counter, wrapping within `1..=PREKEY_ID_MAX`.
 fn take_id(counter: &mut u32) -> u32 {
-    let id = if (1..=PREKEY_ID_MAX).contains(counter) { *counter } else { 1 };
+    let id = if (1..=PREKEY_ID_MAX).contains(counter) {
+        *counter
+    } else {
+        1
+    };
     *counter = if id >= PREKEY_ID_MAX { 1 } else { id + 1 };
     id
 }
@@ -60,7 +64,12 @@ pub(crate) fn one_time_kyber<R: CryptoRng + ?Sized>(
 ) -> Vec<KyberPreKeyRecord> {
     (0..count)
         .map(|_| {
-            KyberPreKeyRecord::generate(take_id(&mut state.next_kyber_id).into(), now_ms, identity, rng)
+            KyberPreKeyRecord::generate(
+                take_id(&mut state.next_kyber_id).into(),
+                now_ms,
+                identity,
+                rng,
+            )
         })
         .collect()
 }
@@ -71,7 +80,12 @@ pub(crate) fn signed<R: CryptoRng + ?Sized>(
     now_ms: u64,
     rng: &mut R,
 ) -> SignedPreKeyRecord {
-    SignedPreKeyRecord::generate(take_id(&mut state.next_signed_id).into(), now_ms, identity, rng)
+    SignedPreKeyRecord::generate(
+        take_id(&mut state.next_signed_id).into(),
+        now_ms,
+        identity,
+        rng,
+    )
 }
 
 pub(crate) fn last_resort<R: CryptoRng + ?Sized>(
@@ -80,7 +94,12 @@ pub(crate) fn last_resort<R: CryptoRng + ?Sized>(
     now_ms: u64,
     rng: &mut R,
 ) -> KyberPreKeyRecord {
-    KyberPreKeyRecord::generate(take_id(&mut state.next_kyber_id).into(), now_ms, identity, rng)
+    KyberPreKeyRecord::generate(
+        take_id(&mut state.next_kyber_id).into(),
+        now_ms,
+        identity,
+        rng,
+    )
 }
 
 pub(crate) fn api_signed(record: &SignedPreKeyRecord) -> SignedPrekey {
@@ -100,7 +119,10 @@ pub(crate) fn api_kyber(record: &KyberPreKeyRecord) -> SignedPrekey {
 }
 
 pub(crate) fn api_one_time(record: &PreKeyRecord) -> OneTimePrekey {
-    OneTimePrekey { id: record.id().into(), public_key: record.public_key().serialize().to_vec() }
+    OneTimePrekey {
+        id: record.id().into(),
+        public_key: record.public_key().serialize().to_vec(),
+    }
 }
 
 fn signature(bytes: &[u8], what: &'static str) -> Result<[u8; 64], BundleError> {
@@ -126,19 +148,31 @@ pub(crate) fn parse_bundles(
         {
             return Err(fail(BundleError::Mismatch));
         }
-        let identity = IdentityKey::try_from(&bundle.identity_key[..]).map_err(|e| fail(e.into()))?;
-        let signed = bundle.signed_prekey.as_ref().ok_or(fail(BundleError::Missing("signed prekey")))?;
+        let identity =
+            IdentityKey::try_from(&bundle.identity_key[..]).map_err(|e| fail(e.into()))?;
+        let signed = bundle
+            .signed_prekey
+            .as_ref()
+            .ok_or(fail(BundleError::Missing("signed prekey")))?;
         let signed_key = PublicKey::try_from(&signed.public_key[..]).map_err(|e| fail(e.into()))?;
-        let signed_signature = signature(&signed.signature, "signed prekey signature").map_err(fail)?;
+        let signed_signature =
+            signature(&signed.signature, "signed prekey signature").map_err(fail)?;
         let one_time = bundle
             .one_time_prekey
             .as_ref()
-            .map(|key| PublicKey::try_from(&key.public_key[..]).map(|public| (key.id.into(), public)))
+            .map(|key| {
+                PublicKey::try_from(&key.public_key[..]).map(|public| (key.id.into(), public))
+            })
             .transpose()
             .map_err(|e| fail(e.into()))?;
-        let kyber = bundle.kyber_prekey.as_ref().ok_or(fail(BundleError::Missing("Kyber prekey")))?;
-        let kyber_key = KemPublicKey::try_from(&kyber.public_key[..]).map_err(|e| fail(e.into()))?;
-        let kyber_signature = signature(&kyber.signature, "Kyber prekey signature").map_err(fail)?;
+        let kyber = bundle
+            .kyber_prekey
+            .as_ref()
+            .ok_or(fail(BundleError::Missing("Kyber prekey")))?;
+        let kyber_key =
+            KemPublicKey::try_from(&kyber.public_key[..]).map_err(|e| fail(e.into()))?;
+        let kyber_signature =
+            signature(&kyber.signature, "Kyber prekey signature").map_err(fail)?;
         // All devices of one account share its identity key.
         if let Some((_, first)) = out.first() {
             if !first.identity_key().ct_eq(&identity) {
@@ -202,7 +236,9 @@ mod tests {
         let parsed = parse_bundles(None, &[bundle_for(&bob, 1), bundle_for(&bob, 2)]).unwrap();
         assert_eq!(parsed.len(), 2);
         let mut session = SessionRecord::new();
-        session.initiate(&alice, 1, &parsed[0].1, PqPolicy::RequireKyber, 1, &mut rng).unwrap();
+        session
+            .initiate(&alice, 1, &parsed[0].1, PqPolicy::RequireKyber, 1, &mut rng)
+            .unwrap();
         assert_eq!(session.session_version(), Some(4));
     }
 
@@ -212,23 +248,34 @@ mod tests {
         let bob = IdentityKeyPair::generate(&mut rng);
         let mallory = IdentityKeyPair::generate(&mut rng);
         // Another device than asked for, a repeated device, mixed identities.
-        assert!(matches!(parse_bundles(Some(2), &[bundle_for(&bob, 1)]), Err((1, BundleError::Mismatch))));
+        assert!(matches!(
+            parse_bundles(Some(2), &[bundle_for(&bob, 1)]),
+            Err((1, BundleError::Mismatch))
+        ));
         assert!(parse_bundles(None, &[bundle_for(&bob, 1), bundle_for(&bob, 1)]).is_err());
         assert!(parse_bundles(None, &[bundle_for(&bob, 1), bundle_for(&mallory, 2)]).is_err());
         assert!(parse_bundles(Some(1), &[]).is_err());
         // No Kyber prekey: PQXDH is impossible.
         let mut no_kyber = bundle_for(&bob, 1);
         no_kyber.kyber_prekey = None;
-        assert!(matches!(parse_bundles(None, &[no_kyber]), Err((1, BundleError::Missing(_)))));
+        assert!(matches!(
+            parse_bundles(None, &[no_kyber]),
+            Err((1, BundleError::Missing(_)))
+        ));
         // A signed prekey signed by someone else parses but fails at session setup.
         let mut forged = bundle_for(&bob, 1);
         forged.signed_prekey = bundle_for(&mallory, 1).signed_prekey;
         let parsed = parse_bundles(None, &[forged]).unwrap();
         let mut session = SessionRecord::new();
         let alice = IdentityKeyPair::generate(&mut rng);
-        assert!(session.initiate(&alice, 1, &parsed[0].1, PqPolicy::RequireKyber, 1, &mut rng).is_err());
+        assert!(session
+            .initiate(&alice, 1, &parsed[0].1, PqPolicy::RequireKyber, 1, &mut rng)
+            .is_err());
         let mut garbage = bundle_for(&bob, 1);
         garbage.identity_key = vec![5; 3];
-        assert!(matches!(parse_bundles(None, &[garbage]), Err((1, BundleError::Decode(_)))));
+        assert!(matches!(
+            parse_bundles(None, &[garbage]),
+            Err((1, BundleError::Decode(_)))
+        ));
     }
 }

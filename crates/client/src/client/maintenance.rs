@@ -13,13 +13,19 @@ use tokio::sync::{watch, Notify};
 
 use super::keys;
 use super::{now_ms, Inner};
-use crate::consts::{MAINTENANCE_INTERVAL, PREKEY_BATCH, REPLACED_PREKEY_GRACE, SIGNED_PREKEY_ROTATION};
+use crate::consts::{
+    MAINTENANCE_INTERVAL, PREKEY_BATCH, REPLACED_PREKEY_GRACE, SIGNED_PREKEY_ROTATION,
+};
 use crate::error::{ClientError, ConnectionError};
 use crate::store::Tx;
 
 /// The background task: maintenance after every (re)connection, when asked, and every
 /// [`MAINTENANCE_INTERVAL`]. Holds the client only weakly, so it ends with it.
-pub(super) async fn run(weak: Weak<Inner>, mut connections: watch::Receiver<u64>, wanted: Arc<Notify>) {
+pub(super) async fn run(
+    weak: Weak<Inner>,
+    mut connections: watch::Receiver<u64>,
+    wanted: Arc<Notify>,
+) {
     connections.borrow_and_update();
     loop {
         tokio::select! {
@@ -30,7 +36,9 @@ pub(super) async fn run(weak: Weak<Inner>, mut connections: watch::Receiver<u64>
         let Some(inner) = weak.upgrade() else { break };
         match inner.maintain().await {
             Ok(()) => {}
-            Err(ClientError::Connection(ConnectionError::Closed) | ClientError::ServerKeyChanged) => break,
+            Err(
+                ClientError::Connection(ConnectionError::Closed) | ClientError::ServerKeyChanged,
+            ) => break,
             Err(error) => tracing::debug!(%error, "prekey maintenance failed"),
         }
     }
@@ -41,28 +49,49 @@ impl Inner {
     pub(super) async fn maintain(self: &Arc<Self>) -> Result<(), ClientError> {
         let _one_at_a_time = self.maintenance.lock().await;
         let now = now_ms();
-        let rotation =
-            self.blocking(move |inner| inner.store.write(|tx| prepare_rotation(tx, &inner.identity, now))).await?;
+        let rotation = self
+            .blocking(move |inner| {
+                inner
+                    .store
+                    .write(|tx| prepare_rotation(tx, &inner.identity, now))
+            })
+            .await?;
         if let Some(upload) = rotation {
             self.upload(upload).await?;
-            self.blocking(move |inner| inner.store.write(|tx| finish_rotation(tx, now))).await?;
+            self.blocking(move |inner| inner.store.write(|tx| finish_rotation(tx, now)))
+                .await?;
         }
-        self.blocking(move |inner| inner.store.write(|tx| delete_replaced(tx, now))).await?;
-        let counts = match self.transport.request(request::Body::PrekeyCount(PrekeyCount {})).await? {
+        self.blocking(move |inner| inner.store.write(|tx| delete_replaced(tx, now)))
+            .await?;
+        let counts = match self
+            .transport
+            .request(request::Body::PrekeyCount(PrekeyCount {}))
+            .await?
+        {
             response::Body::PrekeyCounts(counts) => counts,
             _ => return Err(ConnectionError::UnexpectedResponse("PrekeyCount").into()),
         };
-        let top_up =
-            self.blocking(move |inner| inner.store.write(|tx| prepare_top_up(tx, &inner.identity, counts, now))).await?;
+        let top_up = self
+            .blocking(move |inner| {
+                inner
+                    .store
+                    .write(|tx| prepare_top_up(tx, &inner.identity, counts, now))
+            })
+            .await?;
         if let Some(upload) = top_up {
             self.upload(upload).await?;
-            self.blocking(|inner| inner.store.write(finish_top_up)).await?;
+            self.blocking(|inner| inner.store.write(finish_top_up))
+                .await?;
         }
         Ok(())
     }
 
     async fn upload(&self, upload: UploadPrekeys) -> Result<PrekeyCounts, ClientError> {
-        match self.transport.request(request::Body::UploadPrekeys(upload)).await? {
+        match self
+            .transport
+            .request(request::Body::UploadPrekeys(upload))
+            .await?
+        {
             response::Body::PrekeyCounts(counts) => Ok(counts),
             _ => Err(ConnectionError::UnexpectedResponse("UploadPrekeys").into()),
         }
@@ -79,7 +108,10 @@ pub(super) fn prepare_rotation(
     let mut state = tx.prekey_state()?;
     let pending = match (state.pending_signed_id, state.pending_last_resort_id) {
         (0, _) | (_, 0) => None,
-        (signed, kyber) => match (tx.signed_prekey(signed.into())?, tx.kyber_prekey(kyber.into())?) {
+        (signed, kyber) => match (
+            tx.signed_prekey(signed.into())?,
+            tx.kyber_prekey(kyber.into())?,
+        ) {
             (Some(signed), Some((last_resort, false))) => Some((signed, last_resort)),
             // Lost (a damaged store): start the rotation over.
             _ => None,
@@ -89,7 +121,9 @@ pub(super) fn prepare_rotation(
         Some(pending) => pending,
         None => {
             let current = tx.signed_prekey(state.current_signed_id.into())?;
-            let age_ms = current.map_or(u64::MAX, |current| now_ms.saturating_sub(current.timestamp_ms()));
+            let age_ms = current.map_or(u64::MAX, |current| {
+                now_ms.saturating_sub(current.timestamp_ms())
+            });
             if state.pending_signed_id == 0 && age_ms < SIGNED_PREKEY_ROTATION.as_millis() as u64 {
                 return Ok(None);
             }
@@ -133,7 +167,8 @@ pub(super) fn finish_rotation(tx: &Tx<'_>, now_ms: u64) -> Result<(), ClientErro
 /// Deletes signed and last-resort prekeys replaced more than [`REPLACED_PREKEY_GRACE`] ago.
 pub(super) fn delete_replaced(tx: &Tx<'_>, now_ms: u64) -> Result<(), ClientError> {
     let grace = REPLACED_PREKEY_GRACE.as_millis() as u64;
-    let expired = |replaced_at: Option<u64>| replaced_at.is_some_and(|at| now_ms.saturating_sub(at) >= grace);
+    let expired =
+        |replaced_at: Option<u64>| replaced_at.is_some_and(|at| now_ms.saturating_sub(at) >= grace);
     for (record, replaced_at) in tx.signed_prekeys()? {
         if expired(replaced_at) {
             tx.delete_signed_prekey(record.id())?;
@@ -177,8 +212,12 @@ pub(super) fn prepare_top_up(
     if state.pending_one_time_count == 0 && state.pending_kyber_count == 0 {
         return Ok(None);
     }
-    let mut upload =
-        UploadPrekeys { signed_prekey: None, last_resort_kyber: None, one_time_prekeys: Vec::new(), one_time_kyber: Vec::new() };
+    let mut upload = UploadPrekeys {
+        signed_prekey: None,
+        last_resort_kyber: None,
+        one_time_prekeys: Vec::new(),
+        one_time_kyber: Vec::new(),
+    };
     // Keys used up meanwhile (deleted locally) are not offered again.
     for id in keys::id_run(state.pending_one_time_start, state.pending_one_time_count) {
         if let Some(record) = tx.one_time_prekey(id.into())? {
@@ -238,61 +277,120 @@ mod tests {
         let (_dir, store, identity) = device();
         let rotation = SIGNED_PREKEY_ROTATION.as_millis() as u64;
         let grace = REPLACED_PREKEY_GRACE.as_millis() as u64;
-        let not_yet = store.write(|tx| prepare_rotation(tx, &identity, T0 + rotation - 1)).unwrap();
+        let not_yet = store
+            .write(|tx| prepare_rotation(tx, &identity, T0 + rotation - 1))
+            .unwrap();
         assert!(not_yet.is_none());
 
         let due = T0 + rotation;
-        let upload = store.write(|tx| prepare_rotation(tx, &identity, due)).unwrap().unwrap();
+        let upload = store
+            .write(|tx| prepare_rotation(tx, &identity, due))
+            .unwrap()
+            .unwrap();
         let new_signed = upload.signed_prekey.as_ref().unwrap().id;
         let new_kyber = upload.last_resort_kyber.as_ref().unwrap().id;
         assert_ne!(new_signed, 1);
         // The upload was not confirmed: the next run offers the same keys again.
-        let again = store.write(|tx| prepare_rotation(tx, &identity, due + 5)).unwrap().unwrap();
+        let again = store
+            .write(|tx| prepare_rotation(tx, &identity, due + 5))
+            .unwrap()
+            .unwrap();
         assert_eq!(again, upload);
 
         store.write(|tx| finish_rotation(tx, due)).unwrap();
         let state = store.read(|tx| Ok(tx.prekey_state()?)).unwrap();
-        assert_eq!((state.current_signed_id, state.current_last_resort_id), (new_signed, new_kyber));
+        assert_eq!(
+            (state.current_signed_id, state.current_last_resort_id),
+            (new_signed, new_kyber)
+        );
         assert_eq!(state.pending_signed_id, 0);
-        assert!(store.write(|tx| prepare_rotation(tx, &identity, due + 1)).unwrap().is_none());
+        assert!(store
+            .write(|tx| prepare_rotation(tx, &identity, due + 1))
+            .unwrap()
+            .is_none());
 
         // The old keys still decrypt messages in flight during the grace period ...
-        store.write(|tx| delete_replaced(tx, due + grace - 1)).unwrap();
-        let old_signed = store.read(|tx| Ok(tx.signed_prekey(SignedPreKeyId::from(1))?)).unwrap();
+        store
+            .write(|tx| delete_replaced(tx, due + grace - 1))
+            .unwrap();
+        let old_signed = store
+            .read(|tx| Ok(tx.signed_prekey(SignedPreKeyId::from(1))?))
+            .unwrap();
         assert!(old_signed.is_some());
-        assert!(store.read(|tx| Ok(tx.kyber_prekey(1.into())?)).unwrap().is_some());
+        assert!(store
+            .read(|tx| Ok(tx.kyber_prekey(1.into())?))
+            .unwrap()
+            .is_some());
         // ... and are gone after it.
         store.write(|tx| delete_replaced(tx, due + grace)).unwrap();
-        assert!(store.read(|tx| Ok(tx.signed_prekey(SignedPreKeyId::from(1))?)).unwrap().is_none());
-        assert!(store.read(|tx| Ok(tx.kyber_prekey(1.into())?)).unwrap().is_none());
-        assert!(store.read(|tx| Ok(tx.signed_prekey(new_signed.into())?)).unwrap().is_some());
-        assert!(store.read(|tx| Ok(tx.kyber_prekey(new_kyber.into())?)).unwrap().is_some());
+        assert!(store
+            .read(|tx| Ok(tx.signed_prekey(SignedPreKeyId::from(1))?))
+            .unwrap()
+            .is_none());
+        assert!(store
+            .read(|tx| Ok(tx.kyber_prekey(1.into())?))
+            .unwrap()
+            .is_none());
+        assert!(store
+            .read(|tx| Ok(tx.signed_prekey(new_signed.into())?))
+            .unwrap()
+            .is_some());
+        assert!(store
+            .read(|tx| Ok(tx.kyber_prekey(new_kyber.into())?))
+            .unwrap()
+            .is_some());
     }
 
     #[test]
     fn tops_up_low_kinds_and_retries_unconfirmed_uploads_with_the_same_keys() {
         let (_dir, store, identity) = device();
-        let plenty = PrekeyCounts { one_time: 50, one_time_kyber: 50 };
-        assert!(store.write(|tx| prepare_top_up(tx, &identity, plenty, T0)).unwrap().is_none());
+        let plenty = PrekeyCounts {
+            one_time: 50,
+            one_time_kyber: 50,
+        };
+        assert!(store
+            .write(|tx| prepare_top_up(tx, &identity, plenty, T0))
+            .unwrap()
+            .is_none());
 
-        let low_ec = PrekeyCounts { one_time: PREKEY_LOW_WATER - 1, one_time_kyber: 50 };
-        let upload = store.write(|tx| prepare_top_up(tx, &identity, low_ec.clone(), T0)).unwrap().unwrap();
+        let low_ec = PrekeyCounts {
+            one_time: PREKEY_LOW_WATER - 1,
+            one_time_kyber: 50,
+        };
+        let upload = store
+            .write(|tx| prepare_top_up(tx, &identity, low_ec.clone(), T0))
+            .unwrap()
+            .unwrap();
         assert_eq!(upload.one_time_prekeys.len(), PREKEY_BATCH as usize);
         assert!(upload.one_time_kyber.is_empty());
         // Every uploaded key's private half is stored.
         for key in &upload.one_time_prekeys {
-            let stored = store.read(|tx| Ok(tx.one_time_prekey(key.id.into())?)).unwrap().unwrap();
+            let stored = store
+                .read(|tx| Ok(tx.one_time_prekey(key.id.into())?))
+                .unwrap()
+                .unwrap();
             assert_eq!(stored.public_key().serialize().to_vec(), key.public_key);
         }
         // Unconfirmed: the same keys again, less one used up meanwhile.
         let used = upload.one_time_prekeys[0].id;
-        store.write(|tx| Ok(tx.delete_one_time_prekey(used.into())?)).unwrap();
-        let again = store.write(|tx| prepare_top_up(tx, &identity, low_ec.clone(), T0)).unwrap().unwrap();
+        store
+            .write(|tx| Ok(tx.delete_one_time_prekey(used.into())?))
+            .unwrap();
+        let again = store
+            .write(|tx| prepare_top_up(tx, &identity, low_ec.clone(), T0))
+            .unwrap()
+            .unwrap();
         assert_eq!(again.one_time_prekeys[..], upload.one_time_prekeys[1..]);
 
         store.write(finish_top_up).unwrap();
-        let low_kyber = PrekeyCounts { one_time: 120, one_time_kyber: 0 };
-        let upload = store.write(|tx| prepare_top_up(tx, &identity, low_kyber, T0)).unwrap().unwrap();
+        let low_kyber = PrekeyCounts {
+            one_time: 120,
+            one_time_kyber: 0,
+        };
+        let upload = store
+            .write(|tx| prepare_top_up(tx, &identity, low_kyber, T0))
+            .unwrap()
+            .unwrap();
         assert!(upload.one_time_prekeys.is_empty());
         assert_eq!(upload.one_time_kyber.len(), PREKEY_BATCH as usize);
         // Kyber one-time ids do not collide with the last-resort key's.

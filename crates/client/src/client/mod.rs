@@ -12,7 +12,10 @@ use std::sync::{Arc, Weak};
 
 use sotto_api::{request, response, validate_username, Push, Register};
 use sotto_channel::{PublicKey, StaticKeypair};
-use sotto_protocol::{Fingerprint, IdentityKeyPair, FINGERPRINT_ITERATIONS, MAX_VALID_DEVICE_ID, VALID_REGISTRATION_ID_MASK};
+use sotto_protocol::{
+    Fingerprint, IdentityKeyPair, FINGERPRINT_ITERATIONS, MAX_VALID_DEVICE_ID,
+    VALID_REGISTRATION_ID_MASK,
+};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
@@ -155,7 +158,8 @@ impl NewDevice {
         state.current_signed_id = signed.id().into();
         state.current_last_resort_id = last_resort.id().into();
         let one_time = keys::one_time(&mut state, PREKEY_BATCH, &mut rng);
-        let one_time_kyber = keys::one_time_kyber(&mut state, &identity, PREKEY_BATCH, now_ms, &mut rng);
+        let one_time_kyber =
+            keys::one_time_kyber(&mut state, &identity, PREKEY_BATCH, now_ms, &mut rng);
         Self {
             identity,
             registration_id,
@@ -226,7 +230,9 @@ impl Client {
                 return Err(e);
             }
         };
-        if registered.username != username || !(1..=MAX_VALID_DEVICE_ID).contains(&registered.device_id) {
+        if registered.username != username
+            || !(1..=MAX_VALID_DEVICE_ID).contains(&registered.device_id)
+        {
             transport.close().await;
             return Err(ConnectionError::UnexpectedResponse("Register").into());
         }
@@ -261,17 +267,29 @@ impl Client {
         let store = match store {
             Ok(store) => store,
             Err(e) => {
-                tracing::error!(error = %e, "registered on the server but the profile could not be written");
+                tracing::warn!(error = %e, "registered on the server but the profile could not be written");
                 transport.close().await;
                 return Err(e);
             }
         };
-        Ok(Self::start(username.to_owned(), registered.device_id, registration_id, identity, store, transport, pushes))
+        Ok(Self::start(
+            username.to_owned(),
+            registered.device_id,
+            registration_id,
+            identity,
+            store,
+            transport,
+            pushes,
+        ))
     }
 
     /// Opens an existing profile and connects to the server it registered with (`server`
     /// overrides the stored URL and key if given; a given key replaces the pinned one).
-    pub async fn open(dir: &Path, key: StoreKey, server: Option<ServerInfo>) -> Result<Client, ClientError> {
+    pub async fn open(
+        dir: &Path,
+        key: StoreKey,
+        server: Option<ServerInfo>,
+    ) -> Result<Client, ClientError> {
         let dir = dir.to_owned();
         let (store, account, identity, noise) = blocking(move || {
             let store = Store::open(&dir, &key)?;
@@ -285,9 +303,15 @@ impl Client {
             Some(server) => (server.url.trim().to_owned(), server.key.or(pinned)),
             None => (account.server_url.clone(), pinned),
         };
-        let (transport, server_key, pushes) =
-            Transport::connect(Target { url: url.clone(), noise, server_key: expected }).await?;
-        let store = if url != account.server_url || pinned.is_none_or(|pinned| !pinned.ct_eq(&server_key)) {
+        let (transport, server_key, pushes) = Transport::connect(Target {
+            url: url.clone(),
+            noise,
+            server_key: expected,
+        })
+        .await?;
+        let store = if url != account.server_url
+            || pinned.is_none_or(|pinned| !pinned.ct_eq(&server_key))
+        {
             let updated = AccountRecord {
                 server_url: url,
                 server_key: server_key.as_bytes().to_vec(),
@@ -344,7 +368,12 @@ impl Client {
             identity,
             store,
             transport,
-            inbox: tokio::sync::Mutex::new(Inbox { pushes, side, ready: VecDeque::new(), in_flight: None }),
+            inbox: tokio::sync::Mutex::new(Inbox {
+                pushes,
+                side,
+                ready: VecDeque::new(),
+                in_flight: None,
+            }),
             side_events,
             maintenance: tokio::sync::Mutex::new(()),
             maintenance_wanted: Arc::clone(&maintenance_wanted),
@@ -384,7 +413,11 @@ impl Client {
         let contacts = self.inner.store.read(|tx| Ok(tx.contacts()?))?;
         Ok(contacts
             .into_iter()
-            .map(|c| Contact { username: c.username, verified: c.verified, identity_key_changed: c.key_changed })
+            .map(|c| Contact {
+                username: c.username,
+                verified: c.verified,
+                identity_key_changed: c.key_changed,
+            })
             .collect())
     }
 
@@ -422,7 +455,12 @@ impl Client {
         let messages = self.inner.store.read(|tx| Ok(tx.history(user, limit)?))?;
         Ok(messages
             .into_iter()
-            .map(|m| HistoryEntry { outgoing: m.outgoing, peer: m.peer, text: m.text, timestamp_ms: m.timestamp_ms })
+            .map(|m| HistoryEntry {
+                outgoing: m.outgoing,
+                peer: m.peer,
+                text: m.text,
+                timestamp_ms: m.timestamp_ms,
+            })
             .collect())
     }
 

@@ -106,9 +106,13 @@ impl Inner {
 
     /// Stores a batch in one transaction, then acknowledges it.
     async fn process(self: Arc<Self>, batch: Vec<Push>) -> Result<Vec<Event>, ClientError> {
-        let processed = self.blocking(move |inner| inner.store.write(|tx| inner.store_batch(tx, batch))).await?;
+        let processed = self
+            .blocking(move |inner| inner.store.write(|tx| inner.store_batch(tx, batch)))
+            .await?;
         if !processed.acks.is_empty() {
-            let ack = Ack { envelope_ids: processed.acks };
+            let ack = Ack {
+                envelope_ids: processed.acks,
+            };
             match self.transport.request(request::Body::Ack(ack)).await {
                 Ok(response::Body::Ok(_)) => {}
                 // Stored already: if the acknowledgement is lost, the server delivers the
@@ -124,10 +128,16 @@ impl Inner {
     }
 
     fn store_batch(&self, tx: &Tx<'_>, batch: Vec<Push>) -> Result<Processed, ClientError> {
-        let mut out = Processed { events: Vec::new(), acks: Vec::new(), started_sessions: false };
+        let mut out = Processed {
+            events: Vec::new(),
+            acks: Vec::new(),
+            started_sessions: false,
+        };
         for push in batch {
             match push.kind {
-                Some(push::Kind::Envelope(envelope)) => self.store_envelope(tx, envelope, &mut out)?,
+                Some(push::Kind::Envelope(envelope)) => {
+                    self.store_envelope(tx, envelope, &mut out)?
+                }
                 Some(push::Kind::QueueEmpty(_)) => out.events.push(Event::QueueEmpty),
                 None => {}
             }
@@ -135,14 +145,21 @@ impl Inner {
         Ok(out)
     }
 
-    fn store_envelope(&self, tx: &Tx<'_>, envelope: Envelope, out: &mut Processed) -> Result<(), ClientError> {
+    fn store_envelope(
+        &self,
+        tx: &Tx<'_>,
+        envelope: Envelope,
+        out: &mut Processed,
+    ) -> Result<(), ClientError> {
         let id = envelope.id;
         if tx.is_processed(id)? {
             out.acks.push(id);
             return Ok(());
         }
         let from = envelope.source.clone();
-        let result = if validate_username(&from).is_err() || !(1..=MAX_VALID_DEVICE_ID).contains(&envelope.source_device) {
+        let result = if validate_username(&from).is_err()
+            || !(1..=MAX_VALID_DEVICE_ID).contains(&envelope.source_device)
+        {
             Err(Failure::Failed("invalid sender address".into()))
         } else {
             self.decrypt(tx, &envelope)
@@ -168,7 +185,9 @@ impl Inner {
             Ok(EnvelopeType::PrekeyMessage) => {
                 let message = PreKeySignalMessage::try_from(&envelope.content[..])
                     .map_err(|_| Failure::Failed("malformed message".into()))?;
-                let signed = tx.signed_prekey(message.signed_pre_key_id()).map_err(local_failure)?;
+                let signed = tx
+                    .signed_prekey(message.signed_pre_key_id())
+                    .map_err(local_failure)?;
                 let one_time = match message.pre_key_id() {
                     Some(id) => tx.one_time_prekey(id).map_err(local_failure)?,
                     None => None,
@@ -185,7 +204,9 @@ impl Inner {
                     kyber_pre_key: kyber.as_ref().map(|(record, _)| record),
                 };
                 let mut session = session.unwrap_or_default();
-                let decrypted = session.decrypt_prekey(&message, &keys, &mut rng).map_err(ratchet_failure)?;
+                let decrypted = session
+                    .decrypt_prekey(&message, &keys, &mut rng)
+                    .map_err(ratchet_failure)?;
                 let started = decrypted.used_pre_keys.is_some();
                 Ok(Decrypted {
                     plaintext: Zeroizing::new(decrypted.plaintext),
@@ -198,8 +219,11 @@ impl Inner {
             Ok(EnvelopeType::Message) => {
                 let message = SignalMessage::try_from(&envelope.content[..])
                     .map_err(|_| Failure::Failed("malformed message".into()))?;
-                let mut session = session.ok_or(Failure::Failed(DecryptError::NoSession.to_string()))?;
-                let plaintext = session.decrypt(&message, &mut rng).map_err(ratchet_failure)?;
+                let mut session =
+                    session.ok_or(Failure::Failed(DecryptError::NoSession.to_string()))?;
+                let plaintext = session
+                    .decrypt(&message, &mut rng)
+                    .map_err(ratchet_failure)?;
                 Ok(Decrypted {
                     plaintext: Zeroizing::new(plaintext),
                     session,
@@ -208,14 +232,22 @@ impl Inner {
                     identity: None,
                 })
             }
-            Ok(EnvelopeType::SealedSender) => Err(Failure::Failed("sealed sender is not supported".into())),
+            Ok(EnvelopeType::SealedSender) => {
+                Err(Failure::Failed("sealed sender is not supported".into()))
+            }
             _ => Err(Failure::Failed("unknown envelope type".into())),
         }
     }
 
     /// Stores what a decrypted envelope changes: the identity (trust on first use), the
     /// session, spent prekeys and the message.
-    fn accept(&self, tx: &Tx<'_>, envelope: &Envelope, decrypted: Decrypted, out: &mut Processed) -> Result<(), ClientError> {
+    fn accept(
+        &self,
+        tx: &Tx<'_>,
+        envelope: &Envelope,
+        decrypted: Decrypted,
+        out: &mut Processed,
+    ) -> Result<(), ClientError> {
         let from = envelope.source.as_str();
         let device = envelope.source_device;
         let own = from == self.username;
@@ -235,7 +267,9 @@ impl Inner {
                         tx.delete_session(from, other)?;
                     }
                 }
-                out.events.push(Event::IdentityChanged { username: from.to_owned() });
+                out.events.push(Event::IdentityChanged {
+                    username: from.to_owned(),
+                });
             }
         }
         tx.put_session(from, device, &decrypted.session)?;
@@ -251,7 +285,10 @@ impl Inner {
         let content = match Content::from_padded(&decrypted.plaintext) {
             Ok(content) => content,
             Err(reason) => {
-                out.events.push(Event::DecryptFailed { from: from.to_owned(), reason: reason.to_string() });
+                out.events.push(Event::DecryptFailed {
+                    from: from.to_owned(),
+                    reason: reason.to_string(),
+                });
                 return Ok(());
             }
         };
@@ -308,7 +345,9 @@ fn ratchet_failure(error: DecryptError) -> Failure {
 /// with what we have); any other store failure fails the batch.
 fn local_failure(error: StoreError) -> Failure {
     match error {
-        StoreError::Corrupt { table } => Failure::Failed(format!("local {table} entry is unreadable")),
+        StoreError::Corrupt { table } => {
+            Failure::Failed(format!("local {table} entry is unreadable"))
+        }
         other => Failure::Local(other),
     }
 }

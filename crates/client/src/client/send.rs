@@ -68,17 +68,31 @@ struct Plan {
 }
 
 impl Inner {
-    pub(super) async fn send_text(self: &Arc<Self>, to: &str, text: &str) -> Result<(), ClientError> {
+    pub(super) async fn send_text(
+        self: &Arc<Self>,
+        to: &str,
+        text: &str,
+    ) -> Result<(), ClientError> {
         validate_username(to)?;
         if to == self.username {
             return Err(ClientError::SendToSelf);
         }
         if text.len() > MAX_TEXT_BYTES {
-            return Err(ClientError::TextTooLong { max: MAX_TEXT_BYTES, actual: text.len() });
+            return Err(ClientError::TextTooLong {
+                max: MAX_TEXT_BYTES,
+                actual: text.len(),
+            });
         }
         let now = now_ms();
-        let content = Content { text: Some(text.to_owned()), timestamp_ms: now, sync_destination: None };
-        let own_content = Content { sync_destination: Some(to.to_owned()), ..content.clone() };
+        let content = Content {
+            text: Some(text.to_owned()),
+            timestamp_ms: now,
+            sync_destination: None,
+        };
+        let own_content = Content {
+            sync_destination: Some(to.to_owned()),
+            ..content.clone()
+        };
         let plan = Plan {
             to: to.to_owned(),
             padded: content.to_padded(),
@@ -96,7 +110,10 @@ impl Inner {
                 return result;
             }
             // The message was not accepted: it leaves the history again.
-            if let Err(e) = self.blocking(move |inner| inner.store.write(|tx| Ok(tx.delete_message(seq)?))).await {
+            if let Err(e) = self
+                .blocking(move |inner| inner.store.write(|tx| Ok(tx.delete_message(seq)?)))
+                .await
+            {
                 tracing::warn!(error = %e, "removing an unsent message from the history failed");
             }
         }
@@ -104,7 +121,10 @@ impl Inner {
     }
 
     /// The rounds of one send; returns the result and the history entry written, if any.
-    async fn send_rounds(self: &Arc<Self>, mut plan: Plan) -> (Result<(), ClientError>, Option<i64>) {
+    async fn send_rounds(
+        self: &Arc<Self>,
+        mut plan: Plan,
+    ) -> (Result<(), ClientError>, Option<i64>) {
         let mut fetch: Vec<Fetch> = Vec::new();
         let mut attempts = 0;
         // Every round either fetches bundles or sends; a send follows at most one fetch.
@@ -119,7 +139,9 @@ impl Inner {
             let (prepared, returned, events) = match self
                 .blocking(move |inner| {
                     let mut events = Vec::new();
-                    let prepared = inner.store.write(|tx| inner.prepare(tx, &mut plan, &mut events));
+                    let prepared = inner
+                        .store
+                        .write(|tx| inner.prepare(tx, &mut plan, &mut events));
                     Ok((prepared, plan, events))
                 })
                 .await
@@ -137,7 +159,11 @@ impl Inner {
             }
             plan = returned;
             let (envelopes, own_envelopes) = match prepared {
-                Prepared::Ready { envelopes, own_envelopes, history_seq } => {
+                Prepared::Ready {
+                    envelopes,
+                    own_envelopes,
+                    history_seq,
+                } => {
                     plan.history_seq = Some(history_seq);
                     (envelopes, own_envelopes)
                 }
@@ -146,69 +172,71 @@ impl Inner {
                     continue;
                 }
                 Prepared::Untrusted => {
-                    return (Err(ClientError::UntrustedIdentity { username: plan.to.clone() }), plan.history_seq)
+                    return (
+                        Err(ClientError::UntrustedIdentity {
+                            username: plan.to.clone(),
+                        }),
+                        plan.history_seq,
+                    )
                 }
             };
             attempts += 1;
-            let send = SendMessage { destination: plan.to.clone(), envelopes, own_envelopes };
+            let send = SendMessage {
+                destination: plan.to.clone(),
+                envelopes,
+                own_envelopes,
+            };
             match self.transport.request(request::Body::Send(send)).await {
                 Ok(response::Body::Sent(_)) => return (Ok(()), plan.history_seq),
                 Ok(_) => {
-                    return (Err(ConnectionError::UnexpectedResponse("Send").into()), plan.history_seq)
+                    return (
+                        Err(ConnectionError::UnexpectedResponse("Send").into()),
+                        plan.history_seq,
+                    )
                 }
                 Err(ClientError::Server(error)) if error.code() == ErrorCode::DeviceMismatch => {
                     if attempts >= MAX_SEND_ATTEMPTS {
                         break;
                     }
-                    match self.corrections(&plan.to, &error) {
+                    match corrections(&self.username, self.device_id, &plan.to, &error) {
                         Some((drops, refetch)) => {
                             plan.drops = drops;
                             fetch = refetch;
                         }
                         None => {
                             return (
-                                Err(ConnectionError::UnexpectedResponse("Send (empty mismatch)").into()),
+                                Err(ConnectionError::UnexpectedResponse("Send (empty mismatch)")
+                                    .into()),
                                 plan.history_seq,
                             )
                         }
                     }
                 }
                 Err(ClientError::Server(error)) if error.code() == ErrorCode::NotFound => {
-                    return (Err(ClientError::UnknownUser(plan.to.clone())), plan.history_seq)
+                    return (
+                        Err(ClientError::UnknownUser(plan.to.clone())),
+                        plan.history_seq,
+                    )
                 }
                 Err(e) => return (Err(e), plan.history_seq),
             }
         }
-        (Err(ClientError::SendRetriesExhausted { attempts }), plan.history_seq)
-    }
-
-    /// What a device-mismatch answer asks for: sessions to drop and bundles to fetch. `None`
-    /// if it asks for nothing we can do.
-    fn corrections(&self, to: &str, error: &sotto_api::Error) -> Option<(Vec<Device>, Vec<Fetch>)> {
-        let mut drops = Vec::new();
-        let mut fetch = Vec::new();
-        for mismatch in &error.mismatch {
-            let user = if mismatch.own { self.username.as_str() } else { to };
-            let valid = |device: &u32| {
-                (1..=MAX_VALID_DEVICE_ID).contains(device) && !(mismatch.own && *device == self.device_id)
-            };
-            for &device in mismatch.extra.iter().filter(|d| valid(d)) {
-                drops.push((user.to_owned(), device));
-            }
-            for &device in mismatch.stale.iter().filter(|d| valid(d)) {
-                drops.push((user.to_owned(), device));
-                fetch.push((user.to_owned(), Some(device)));
-            }
-            for &device in mismatch.missing.iter().filter(|d| valid(d)) {
-                fetch.push((user.to_owned(), Some(device)));
-            }
-        }
-        (!drops.is_empty() || !fetch.is_empty()).then_some((drops, fetch))
+        (
+            Err(ClientError::SendRetriesExhausted { attempts }),
+            plan.history_seq,
+        )
     }
 
     /// Fetches and checks bundles (signatures are checked when sessions start from them).
-    async fn fetch_bundles(&self, user: &str, device: Option<u32>) -> Result<Vec<(u32, PreKeyBundle)>, ClientError> {
-        let get = GetBundles { username: user.to_owned(), device_id: device };
+    async fn fetch_bundles(
+        &self,
+        user: &str,
+        device: Option<u32>,
+    ) -> Result<Vec<(u32, PreKeyBundle)>, ClientError> {
+        let get = GetBundles {
+            username: user.to_owned(),
+            device_id: device,
+        };
         let bundles = match self.transport.request(request::Body::GetBundles(get)).await {
             Ok(response::Body::Bundles(bundles)) => bundles,
             Ok(_) => return Err(ConnectionError::UnexpectedResponse("GetBundles").into()),
@@ -218,12 +246,17 @@ impl Inner {
             Err(e) => return Err(e),
         };
         let bad = |device_id: u32, reason: BundleError| {
-            ClientError::Protocol(ProtocolError::BadBundle { username: user.to_owned(), device_id, reason })
+            ClientError::Protocol(ProtocolError::BadBundle {
+                username: user.to_owned(),
+                device_id,
+                reason,
+            })
         };
         if bundles.username != user {
             return Err(bad(device.unwrap_or(0), BundleError::Mismatch));
         }
-        let parsed = super::keys::parse_bundles(device, &bundles.bundles).map_err(|(d, reason)| bad(d, reason))?;
+        let parsed = super::keys::parse_bundles(device, &bundles.bundles)
+            .map_err(|(d, reason)| bad(d, reason))?;
         if parsed.is_empty() {
             return Err(ClientError::UnknownUser(user.to_owned()));
         }
@@ -234,13 +267,20 @@ impl Inner {
     /// sessions from fetched bundles (recording identity keys, trust on first use), and
     /// encrypts for every device, saving the advanced sessions and (the first time) the
     /// history entry.
-    fn prepare(&self, tx: &Tx<'_>, plan: &mut Plan, events: &mut Vec<Event>) -> Result<Prepared, ClientError> {
+    fn prepare(
+        &self,
+        tx: &Tx<'_>,
+        plan: &mut Plan,
+        events: &mut Vec<Event>,
+    ) -> Result<Prepared, ClientError> {
         let mut rng = rand::rng();
         for (user, device) in std::mem::take(&mut plan.drops) {
             tx.delete_session(&user, device)?;
         }
         for (user, bundles) in std::mem::take(&mut plan.bundles) {
-            let Some((_, first)) = bundles.first() else { continue };
+            let Some((_, first)) = bundles.first() else {
+                continue;
+            };
             let identity = *first.identity_key();
             if user == self.username {
                 if !identity.ct_eq(self.identity.identity_key()) {
@@ -255,12 +295,21 @@ impl Inner {
                 // Sessions with the old key go; the devices not in this fetch are fetched
                 // again when the server reports them missing.
                 tx.delete_sessions_of(&user)?;
-                events.push(Event::IdentityChanged { username: user.clone() });
+                events.push(Event::IdentityChanged {
+                    username: user.clone(),
+                });
             }
             for (device, bundle) in bundles {
                 let mut record = tx.session(&user, device)?.unwrap_or_default();
                 record
-                    .initiate(&self.identity, self.registration_id, &bundle, PqPolicy::RequireKyber, plan.now_ms, &mut rng)
+                    .initiate(
+                        &self.identity,
+                        self.registration_id,
+                        &bundle,
+                        PqPolicy::RequireKyber,
+                        plan.now_ms,
+                        &mut rng,
+                    )
                     .map_err(|e| ProtocolError::BadBundle {
                         username: user.clone(),
                         device_id: device,
@@ -274,7 +323,8 @@ impl Inner {
         }
         let theirs = trust::trusted_key(tx, &plan.to)?;
         let mut recipient = self.usable_sessions(tx, &plan.to, theirs.as_ref())?;
-        let mut own = self.usable_sessions(tx, &self.username, Some(self.identity.identity_key()))?;
+        let mut own =
+            self.usable_sessions(tx, &self.username, Some(self.identity.identity_key()))?;
         own.sessions.retain(|(device, _)| *device != self.device_id);
         if recipient.sessions.is_empty() && recipient.fetch.is_empty() {
             recipient.fetch.push((plan.to.clone(), None));
@@ -283,8 +333,10 @@ impl Inner {
         if !fetch.is_empty() {
             return Ok(Prepared::Fetch(fetch));
         }
-        let (envelopes, mut expired) = encrypt_all(&plan.to, recipient.sessions, &plan.padded, plan.now_ms)?;
-        let (own_envelopes, own_expired) = encrypt_all(&self.username, own.sessions, &plan.own_padded, plan.now_ms)?;
+        let (envelopes, mut expired) =
+            encrypt_all(&plan.to, recipient.sessions, &plan.padded, plan.now_ms)?;
+        let (own_envelopes, own_expired) =
+            encrypt_all(&self.username, own.sessions, &plan.own_padded, plan.now_ms)?;
         expired.extend(own_expired);
         if !expired.is_empty() {
             // Sessions never answered for too long: start new ones. The ratchet steps just
@@ -317,7 +369,11 @@ impl Inner {
                 sent_timestamp_ms: plan.now_ms,
             })?,
         };
-        Ok(Prepared::Ready { envelopes, own_envelopes, history_seq })
+        Ok(Prepared::Ready {
+            envelopes,
+            own_envelopes,
+            history_seq,
+        })
     }
 
     /// `user`'s sessions whose current session is with the trusted identity key, and the
@@ -329,14 +385,19 @@ impl Inner {
         user: &str,
         trusted: Option<&IdentityKey>,
     ) -> Result<Usable, ClientError> {
-        let mut usable = Usable { sessions: Vec::new(), fetch: Vec::new() };
+        let mut usable = Usable {
+            sessions: Vec::new(),
+            fetch: Vec::new(),
+        };
         for (device, mut record) in tx.sessions_of(user)? {
             if user == self.username && device == self.device_id {
                 continue;
             }
             // No current session (all archived): the server reports the device missing and
             // a new session is started then.
-            let Some(remote) = record.remote_identity() else { continue };
+            let Some(remote) = record.remote_identity() else {
+                continue;
+            };
             if trusted.is_some_and(|trusted| trusted.ct_eq(remote)) {
                 usable.sessions.push((device, record));
             } else {
@@ -356,6 +417,35 @@ struct Usable {
 
 /// One device's session after encrypting, and its envelope.
 type Encrypted = (String, u32, SessionRecord, OutgoingEnvelope);
+
+/// What a device-mismatch answer asks for: sessions to drop and bundles to fetch. `None` if
+/// it asks for nothing we can do. Device ids out of range, and our own device, are ignored.
+fn corrections(
+    own_username: &str,
+    own_device: u32,
+    to: &str,
+    error: &sotto_api::Error,
+) -> Option<(Vec<Device>, Vec<Fetch>)> {
+    let mut drops = Vec::new();
+    let mut fetch = Vec::new();
+    for mismatch in &error.mismatch {
+        let user = if mismatch.own { own_username } else { to };
+        let valid = |device: &u32| {
+            (1..=MAX_VALID_DEVICE_ID).contains(device) && !(mismatch.own && *device == own_device)
+        };
+        for &device in mismatch.extra.iter().filter(|d| valid(d)) {
+            drops.push((user.to_owned(), device));
+        }
+        for &device in mismatch.stale.iter().filter(|d| valid(d)) {
+            drops.push((user.to_owned(), device));
+            fetch.push((user.to_owned(), Some(device)));
+        }
+        for &device in mismatch.missing.iter().filter(|d| valid(d)) {
+            fetch.push((user.to_owned(), Some(device)));
+        }
+    }
+    (!drops.is_empty() || !fetch.is_empty()).then_some((drops, fetch))
+}
 
 /// A session that expired unanswered.
 type Expired = (String, u32, SessionRecord);
@@ -377,7 +467,13 @@ fn encrypt_all(
                 expired.push((user.to_owned(), device, record));
                 continue;
             }
-            Err(reason) => return Err(ProtocolError::Encrypt { device_id: device, reason }.into()),
+            Err(reason) => {
+                return Err(ProtocolError::Encrypt {
+                    device_id: device,
+                    reason,
+                }
+                .into())
+            }
         };
         let kind = match message {
             CiphertextMessage::PreKey(_) => EnvelopeType::PrekeyMessage,
@@ -392,4 +488,68 @@ fn encrypt_all(
         encrypted.push((user.to_owned(), device, record, envelope));
     }
     Ok((encrypted, expired))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sotto_api::DeviceMismatch;
+
+    fn mismatch(list: Vec<DeviceMismatch>) -> sotto_api::Error {
+        sotto_api::Error {
+            code: ErrorCode::DeviceMismatch as i32,
+            message: String::new(),
+            mismatch: list,
+            retry_after_ms: None,
+        }
+    }
+
+    #[test]
+    fn mismatches_become_drops_and_fetches() {
+        let error = mismatch(vec![
+            DeviceMismatch {
+                own: false,
+                missing: vec![2],
+                extra: vec![5],
+                stale: vec![1],
+            },
+            DeviceMismatch {
+                own: true,
+                missing: vec![3, 1],
+                extra: vec![],
+                stale: vec![],
+            },
+        ]);
+        let (drops, fetch) = corrections("alice", 1, "bob", &error).unwrap();
+        assert_eq!(drops, [("bob".to_owned(), 5), ("bob".to_owned(), 1)]);
+        assert_eq!(
+            fetch,
+            [
+                ("bob".to_owned(), Some(1)),
+                ("bob".to_owned(), Some(2)),
+                ("alice".to_owned(), Some(3))
+            ]
+        );
+    }
+
+    #[test]
+    fn mismatches_asking_for_nothing_possible_are_refused() {
+        // Our own device, and ids no device can have.
+        let error = mismatch(vec![
+            DeviceMismatch {
+                own: true,
+                missing: vec![1],
+                extra: vec![],
+                stale: vec![],
+            },
+            DeviceMismatch {
+                own: false,
+                missing: vec![0, MAX_VALID_DEVICE_ID + 1],
+                extra: vec![],
+                stale: vec![],
+            },
+        ]);
+        assert!(corrections("alice", 1, "bob", &error).is_none());
+        assert!(corrections("alice", 1, "bob", &mismatch(vec![])).is_none());
+    }
 }

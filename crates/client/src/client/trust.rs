@@ -20,7 +20,12 @@ pub(crate) enum Seen {
 /// Records `key` as `username`'s identity key: trusted on first use; a different key than
 /// the stored one replaces it, resets verification and marks the change (and, if the old key
 /// was verified, blocks sending until the new one is verified).
-pub(crate) fn observe(tx: &Tx<'_>, username: &str, key: &IdentityKey, now_ms: u64) -> Result<Seen, ClientError> {
+pub(crate) fn observe(
+    tx: &Tx<'_>,
+    username: &str,
+    key: &IdentityKey,
+    now_ms: u64,
+) -> Result<Seen, ClientError> {
     let serialized = key.serialize();
     match tx.contact(username)? {
         None => {
@@ -60,16 +65,18 @@ pub(crate) fn trusted_key(tx: &Tx<'_>, username: &str) -> Result<Option<Identity
 /// Refuses sending to a contact whose verified key changed and was not verified again.
 pub(crate) fn check_sendable(tx: &Tx<'_>, username: &str) -> Result<(), ClientError> {
     match tx.contact(username)? {
-        Some(contact) if contact.verified_key_changed => {
-            Err(ClientError::UntrustedIdentity { username: username.to_owned() })
-        }
+        Some(contact) if contact.verified_key_changed => Err(ClientError::UntrustedIdentity {
+            username: username.to_owned(),
+        }),
         _ => Ok(()),
     }
 }
 
 /// Marks the current key of `username` verified.
 pub(crate) fn verify(tx: &Tx<'_>, username: &str) -> Result<(), ClientError> {
-    let mut contact = tx.contact(username)?.ok_or_else(|| ClientError::UnknownUser(username.to_owned()))?;
+    let mut contact = tx
+        .contact(username)?
+        .ok_or_else(|| ClientError::UnknownUser(username.to_owned()))?;
     contact.verified = true;
     contact.key_changed = false;
     contact.verified_key_changed = false;
@@ -132,7 +139,10 @@ mod tests {
                 check_sendable(tx, "bob")?;
                 let contact = tx.contact("bob")?.unwrap();
                 assert!(contact.verified && !contact.key_changed);
-                assert!(matches!(verify(tx, "carol"), Err(ClientError::UnknownUser(_))));
+                assert!(matches!(
+                    verify(tx, "carol"),
+                    Err(ClientError::UnknownUser(_))
+                ));
                 Ok(())
             })
             .unwrap();

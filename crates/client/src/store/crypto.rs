@@ -76,11 +76,21 @@ impl StoreKey {
             Self::KeyFile(path) => (read_or_create_key_file(path)?, KDF_KEY_FILE),
         };
         let (keys, check) = derive(&master, &salt);
-        Ok(NewProfileKeys { keys, salt, kdf, check })
+        Ok(NewProfileKeys {
+            keys,
+            salt,
+            kdf,
+            check,
+        })
     }
 
     /// Derives the keys of an existing profile and checks them against its key-check value.
-    pub(crate) fn open(&self, salt: &[u8], kdf: &str, check: &[u8]) -> Result<StoreKeys, ClientError> {
+    pub(crate) fn open(
+        &self,
+        salt: &[u8],
+        kdf: &str,
+        check: &[u8],
+    ) -> Result<StoreKeys, ClientError> {
         let master = match (self, kdf) {
             (Self::Passphrase(passphrase), KDF_ARGON2ID) => argon2id(passphrase, salt)?,
             (Self::KeyFile(path), KDF_KEY_FILE) => read_key_file(path)?,
@@ -114,9 +124,10 @@ fn argon2id(passphrase: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>, Client
 
 fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, ClientError> {
     let bytes = Zeroizing::new(std::fs::read(path)?);
-    let key: [u8; KEY_FILE_LEN] = bytes[..]
-        .try_into()
-        .map_err(|_| ClientError::BadKeyFile { expected: KEY_FILE_LEN, actual: bytes.len() })?;
+    let key: [u8; KEY_FILE_LEN] = bytes[..].try_into().map_err(|_| ClientError::BadKeyFile {
+        expected: KEY_FILE_LEN,
+        actual: bytes.len(),
+    })?;
     Ok(Zeroizing::new(key))
 }
 
@@ -146,7 +157,8 @@ fn derive(master: &[u8; 32], salt: &[u8]) -> (StoreKeys, [u8; 32]) {
     let mut check = [0u8; 32];
     // Output lengths of 32 bytes are always within HKDF-SHA256's limit.
     let expand = |info: &[u8], out: &mut [u8]| {
-        hkdf.expand(info, out).unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF length"))
+        hkdf.expand(info, out)
+            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF length"))
     };
     expand(b"sotto-client store v1: value key", &mut value[..]);
     expand(b"sotto-client store v1: lookup key", &mut lookup[..]);
@@ -164,7 +176,13 @@ impl StoreKeys {
         let aad = associated_data(table, row);
         let ciphertext = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: &aad,
+                },
+            )
             // AES-GCM only fails for inputs beyond 64 GiB.
             .unwrap_or_else(|_| unreachable!("stored values are far below AES-GCM's limit"));
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
@@ -189,7 +207,13 @@ impl StoreKeys {
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         let aad = associated_data(table, row);
         self.cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| corrupt())
     }
@@ -230,7 +254,10 @@ mod tests {
     fn sealed_values_open_only_in_their_row() {
         let keys = keys();
         let sealed = keys.seal("contacts", b"row-a", b"hello");
-        assert_eq!(&keys.open("contacts", b"row-a", &sealed).unwrap()[..], b"hello");
+        assert_eq!(
+            &keys.open("contacts", b"row-a", &sealed).unwrap()[..],
+            b"hello"
+        );
         assert!(keys.open("contacts", b"row-b", &sealed).is_err());
         assert!(keys.open("sessions", b"row-a", &sealed).is_err());
         let mut tampered = sealed.clone();
@@ -246,11 +273,20 @@ mod tests {
     #[test]
     fn lookup_keys_separate_domains_and_parts() {
         let keys = keys();
-        assert_eq!(keys.lookup("user", &[b"bob"]), keys.lookup("user", &[b"bob"]));
+        assert_eq!(
+            keys.lookup("user", &[b"bob"]),
+            keys.lookup("user", &[b"bob"])
+        );
         assert_ne!(keys.lookup("user", &[b"bob"]), keys.lookup("kv", &[b"bob"]));
-        assert_ne!(keys.lookup("user", &[b"ab", b"c"]), keys.lookup("user", &[b"a", b"bc"]));
+        assert_ne!(
+            keys.lookup("user", &[b"ab", b"c"]),
+            keys.lookup("user", &[b"a", b"bc"])
+        );
         let other = derive(&[8u8; 32], &[1u8; SALT_LEN]).0;
-        assert_ne!(keys.lookup("user", &[b"bob"]), other.lookup("user", &[b"bob"]));
+        assert_ne!(
+            keys.lookup("user", &[b"bob"]),
+            other.lookup("user", &[b"bob"])
+        );
     }
 
     #[test]
@@ -261,9 +297,15 @@ mod tests {
         assert!(file.open(&new.salt, new.kdf, &new.check).is_ok());
         let other = StoreKey::KeyFile(dir.path().join("other"));
         other.create().unwrap();
-        assert!(matches!(other.open(&new.salt, new.kdf, &new.check), Err(ClientError::WrongKey)));
+        assert!(matches!(
+            other.open(&new.salt, new.kdf, &new.check),
+            Err(ClientError::WrongKey)
+        ));
         let pass = StoreKey::Passphrase(Zeroizing::new("x".into()));
-        assert!(matches!(pass.open(&new.salt, new.kdf, &new.check), Err(ClientError::WrongKey)));
+        assert!(matches!(
+            pass.open(&new.salt, new.kdf, &new.check),
+            Err(ClientError::WrongKey)
+        ));
         assert!(matches!(
             file.open(&new.salt, "scrypt", &new.check),
             Err(ClientError::Store(StoreError::UnknownKdf))
@@ -282,7 +324,10 @@ mod tests {
         assert_eq!(new.kdf, KDF_ARGON2ID);
         assert!(right.open(&new.salt, new.kdf, &new.check).is_ok());
         let wrong = StoreKey::Passphrase(Zeroizing::new("correct horse!".into()));
-        assert!(matches!(wrong.open(&new.salt, new.kdf, &new.check), Err(ClientError::WrongKey)));
+        assert!(matches!(
+            wrong.open(&new.salt, new.kdf, &new.check),
+            Err(ClientError::WrongKey)
+        ));
         let empty = StoreKey::Passphrase(Zeroizing::new(String::new()));
         assert!(matches!(empty.create(), Err(ClientError::EmptyPassphrase)));
         assert!(!format!("{right:?}").contains("horse"));

@@ -75,8 +75,13 @@ fn db_path(dir: &Path) -> PathBuf {
     dir.join(PROFILE_DB_FILE)
 }
 
+/// Prepared statements kept per connection: more than the store's distinct statements, so
+/// that none is parsed again.
+const STATEMENT_CACHE: usize = 64;
+
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // Durable commits: a message is acknowledged to the server only after its commit, so the
     // commit must survive a power cut.
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -120,11 +125,17 @@ impl Store {
                 let mut meta = tx
                     .prepare("INSERT INTO meta (name, value) VALUES (?1, ?2)")
                     .map_err(StoreError::from)?;
-                meta.execute(params!["salt", &new.salt[..]]).map_err(StoreError::from)?;
-                meta.execute(params!["kdf", new.kdf.as_bytes()]).map_err(StoreError::from)?;
-                meta.execute(params!["key_check", &new.check[..]]).map_err(StoreError::from)?;
+                meta.execute(params!["salt", &new.salt[..]])
+                    .map_err(StoreError::from)?;
+                meta.execute(params!["kdf", new.kdf.as_bytes()])
+                    .map_err(StoreError::from)?;
+                meta.execute(params!["key_check", &new.check[..]])
+                    .map_err(StoreError::from)?;
                 drop(meta);
-                let mut scoped = Tx { tx, keys: &new.keys };
+                let mut scoped = Tx {
+                    tx,
+                    keys: &new.keys,
+                };
                 init(&mut scoped)?;
                 scoped.tx.commit().map_err(StoreError::from)?;
             }
@@ -157,13 +168,19 @@ impl Store {
             return Err(ClientError::NoProfile);
         }
         if found > schema::SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema { found, supported: schema::SCHEMA_VERSION }.into());
+            return Err(StoreError::NewerSchema {
+                found,
+                supported: schema::SCHEMA_VERSION,
+            }
+            .into());
         }
         let meta = |name: &'static str| -> Result<Vec<u8>, ClientError> {
-            conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| row.get(0))
-                .optional()
-                .map_err(StoreError::from)?
-                .ok_or(ClientError::Store(StoreError::Missing(name)))
+            conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(StoreError::from)?
+            .ok_or(ClientError::Store(StoreError::Missing(name)))
         };
         let (salt, kdf, check) = (meta("salt")?, meta("kdf")?, meta("key_check")?);
         let kdf = std::str::from_utf8(&kdf).map_err(|_| StoreError::UnknownKdf)?;
@@ -179,9 +196,13 @@ impl Store {
         )
         .map_err(StoreError::from)?;
         configure(&conn)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(StoreError::from)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(StoreError::from)?;
         schema::migrate(&mut conn)?;
-        Ok(Store { conn: Mutex::new(conn), keys })
+        Ok(Store {
+            conn: Mutex::new(conn),
+            keys,
+        })
     }
 
     /// Runs `f` in a write transaction, committed if `f` succeeds and rolled back otherwise.
@@ -195,7 +216,10 @@ impl Store {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
-        let mut scoped = Tx { tx, keys: &self.keys };
+        let mut scoped = Tx {
+            tx,
+            keys: &self.keys,
+        };
         let out = f(&mut scoped)?;
         scoped.tx.commit().map_err(StoreError::from)?;
         Ok(out)
@@ -208,7 +232,10 @@ impl Store {
     ) -> Result<T, ClientError> {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn.transaction().map_err(StoreError::from)?;
-        let mut scoped = Tx { tx, keys: &self.keys };
+        let mut scoped = Tx {
+            tx,
+            keys: &self.keys,
+        };
         f(&mut scoped)
     }
 }
@@ -246,19 +273,54 @@ fn with_replaced(replaced_at_ms: Option<u64>, record: &[u8]) -> Zeroizing<Vec<u8
 }
 
 impl Tx<'_> {
+    // -- statements (cached: the same few statements run for every message) -----------------
+
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+        Ok(self.tx.prepare_cached(sql)?.execute(params)?)
+    }
+
+    fn query_row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(sql)?
+            .query_row(params, f)
+            .optional()?)
+    }
+
+    fn query_row_required<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        Ok(self.tx.prepare_cached(sql)?.query_row(params, f)?)
+    }
+
     // -- generic keyed tables ------------------------------------------------------------------
 
-    fn get(&self, table: &'static str, key: &[u8; 32]) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        let sealed: Option<Vec<u8>> = self
-            .tx
-            .query_row(&format!("SELECT v FROM {table} WHERE k = ?1"), [&key[..]], |row| row.get(0))
-            .optional()?;
-        sealed.map(|sealed| self.keys.open(table, key, &sealed)).transpose()
+    fn get(
+        &self,
+        table: &'static str,
+        key: &[u8; 32],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let sealed: Option<Vec<u8>> = self.query_row(
+            &format!("SELECT v FROM {table} WHERE k = ?1"),
+            [&key[..]],
+            |row| row.get(0),
+        )?;
+        sealed
+            .map(|sealed| self.keys.open(table, key, &sealed))
+            .transpose()
     }
 
     fn put(&self, table: &'static str, key: &[u8; 32], value: &[u8]) -> Result<(), StoreError> {
         let sealed = self.keys.seal(table, key, value);
-        self.tx.execute(
+        self.exec(
             &format!("INSERT INTO {table} (k, v) VALUES (?1, ?2) ON CONFLICT (k) DO UPDATE SET v = excluded.v"),
             params![&key[..], sealed],
         )?;
@@ -266,12 +328,19 @@ impl Tx<'_> {
     }
 
     fn delete(&self, table: &'static str, key: &[u8; 32]) -> Result<bool, StoreError> {
-        Ok(self.tx.execute(&format!("DELETE FROM {table} WHERE k = ?1"), [&key[..]])? > 0)
+        Ok(self
+            .tx
+            .execute(&format!("DELETE FROM {table} WHERE k = ?1"), [&key[..]])?
+            > 0)
     }
 
     fn all(&self, table: &'static str) -> Result<Vec<Zeroizing<Vec<u8>>>, StoreError> {
-        let mut statement = self.tx.prepare(&format!("SELECT k, v FROM {table}"))?;
-        let rows = statement.query_map([], |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
+        let mut statement = self
+            .tx
+            .prepare_cached(&format!("SELECT k, v FROM {table}"))?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (key, sealed) = row?;
@@ -289,7 +358,8 @@ impl Tx<'_> {
     }
 
     fn kv_get(&self, name: &'static str) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        self.get(table::KV, &self.kv_key(name))?.ok_or(StoreError::Missing(name))
+        self.get(table::KV, &self.kv_key(name))?
+            .ok_or(StoreError::Missing(name))
     }
 
     fn kv_put(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
@@ -319,7 +389,10 @@ impl Tx<'_> {
             .map_err(|_| corrupt(table::KV))
     }
 
-    pub(crate) fn put_noise_key(&self, key: &sotto_channel::StaticKeypair) -> Result<(), StoreError> {
+    pub(crate) fn put_noise_key(
+        &self,
+        key: &sotto_channel::StaticKeypair,
+    ) -> Result<(), StoreError> {
         self.kv_put(kv::NOISE, key.private_bytes())
     }
 
@@ -340,33 +413,46 @@ impl Tx<'_> {
     pub(crate) fn one_time_prekey(&self, id: PreKeyId) -> Result<Option<PreKeyRecord>, StoreError> {
         let key = self.prekey_key(table::ONE_TIME_PREKEYS, id.into());
         self.get(table::ONE_TIME_PREKEYS, &key)?
-            .map(|bytes| PreKeyRecord::try_from(&bytes[..]).map_err(|_| corrupt(table::ONE_TIME_PREKEYS)))
+            .map(|bytes| {
+                PreKeyRecord::try_from(&bytes[..]).map_err(|_| corrupt(table::ONE_TIME_PREKEYS))
+            })
             .transpose()
     }
 
     pub(crate) fn put_one_time_prekey(&self, record: &PreKeyRecord) -> Result<(), StoreError> {
         let key = self.prekey_key(table::ONE_TIME_PREKEYS, record.id().into());
-        self.put(table::ONE_TIME_PREKEYS, &key, &Zeroizing::new(record.serialize()))
+        self.put(
+            table::ONE_TIME_PREKEYS,
+            &key,
+            &Zeroizing::new(record.serialize()),
+        )
     }
 
     pub(crate) fn delete_one_time_prekey(&self, id: PreKeyId) -> Result<(), StoreError> {
-        self.delete(table::ONE_TIME_PREKEYS, &self.prekey_key(table::ONE_TIME_PREKEYS, id.into()))?;
+        self.delete(
+            table::ONE_TIME_PREKEYS,
+            &self.prekey_key(table::ONE_TIME_PREKEYS, id.into()),
+        )?;
         Ok(())
     }
 
     /// A Kyber prekey by id: a one-time key (`true`) or a last-resort one (`false`).
-    pub(crate) fn kyber_prekey(&self, id: KyberPreKeyId) -> Result<Option<(KyberPreKeyRecord, bool)>, StoreError> {
+    pub(crate) fn kyber_prekey(
+        &self,
+        id: KyberPreKeyId,
+    ) -> Result<Option<(KyberPreKeyRecord, bool)>, StoreError> {
         let key = self.prekey_key(table::ONE_TIME_KYBER, id.into());
         if let Some(bytes) = self.get(table::ONE_TIME_KYBER, &key)? {
-            let record = KyberPreKeyRecord::try_from(&bytes[..]).map_err(|_| corrupt(table::ONE_TIME_KYBER))?;
+            let record = KyberPreKeyRecord::try_from(&bytes[..])
+                .map_err(|_| corrupt(table::ONE_TIME_KYBER))?;
             return Ok(Some((record, true)));
         }
         let key = self.prekey_key(table::LAST_RESORT_KYBER, id.into());
         match self.get(table::LAST_RESORT_KYBER, &key)? {
             Some(bytes) => {
                 let (_, record) = split_replaced(table::LAST_RESORT_KYBER, &bytes)?;
-                let record =
-                    KyberPreKeyRecord::try_from(record).map_err(|_| corrupt(table::LAST_RESORT_KYBER))?;
+                let record = KyberPreKeyRecord::try_from(record)
+                    .map_err(|_| corrupt(table::LAST_RESORT_KYBER))?;
                 Ok(Some((record, false)))
             }
             None => Ok(None),
@@ -375,11 +461,18 @@ impl Tx<'_> {
 
     pub(crate) fn put_one_time_kyber(&self, record: &KyberPreKeyRecord) -> Result<(), StoreError> {
         let key = self.prekey_key(table::ONE_TIME_KYBER, record.id().into());
-        self.put(table::ONE_TIME_KYBER, &key, &Zeroizing::new(record.serialize()))
+        self.put(
+            table::ONE_TIME_KYBER,
+            &key,
+            &Zeroizing::new(record.serialize()),
+        )
     }
 
     pub(crate) fn delete_one_time_kyber(&self, id: KyberPreKeyId) -> Result<(), StoreError> {
-        self.delete(table::ONE_TIME_KYBER, &self.prekey_key(table::ONE_TIME_KYBER, id.into()))?;
+        self.delete(
+            table::ONE_TIME_KYBER,
+            &self.prekey_key(table::ONE_TIME_KYBER, id.into()),
+        )?;
         Ok(())
     }
 
@@ -390,33 +483,47 @@ impl Tx<'_> {
         replaced_at_ms: Option<u64>,
     ) -> Result<(), StoreError> {
         let key = self.prekey_key(table::LAST_RESORT_KYBER, record.id().into());
-        self.put(table::LAST_RESORT_KYBER, &key, &with_replaced(replaced_at_ms, &record.serialize()))
+        self.put(
+            table::LAST_RESORT_KYBER,
+            &key,
+            &with_replaced(replaced_at_ms, &record.serialize()),
+        )
     }
 
     /// Every last-resort Kyber prekey with the time it was replaced (`None`: current).
-    pub(crate) fn last_resort_kybers(&self) -> Result<Vec<(KyberPreKeyRecord, Option<u64>)>, StoreError> {
+    pub(crate) fn last_resort_kybers(
+        &self,
+    ) -> Result<Vec<(KyberPreKeyRecord, Option<u64>)>, StoreError> {
         self.all(table::LAST_RESORT_KYBER)?
             .iter()
             .map(|bytes| {
                 let (at, record) = split_replaced(table::LAST_RESORT_KYBER, bytes)?;
-                let record =
-                    KyberPreKeyRecord::try_from(record).map_err(|_| corrupt(table::LAST_RESORT_KYBER))?;
+                let record = KyberPreKeyRecord::try_from(record)
+                    .map_err(|_| corrupt(table::LAST_RESORT_KYBER))?;
                 Ok((record, (at != 0).then_some(at)))
             })
             .collect()
     }
 
     pub(crate) fn delete_last_resort_kyber(&self, id: KyberPreKeyId) -> Result<(), StoreError> {
-        self.delete(table::LAST_RESORT_KYBER, &self.prekey_key(table::LAST_RESORT_KYBER, id.into()))?;
+        self.delete(
+            table::LAST_RESORT_KYBER,
+            &self.prekey_key(table::LAST_RESORT_KYBER, id.into()),
+        )?;
         Ok(())
     }
 
-    pub(crate) fn signed_prekey(&self, id: SignedPreKeyId) -> Result<Option<SignedPreKeyRecord>, StoreError> {
+    pub(crate) fn signed_prekey(
+        &self,
+        id: SignedPreKeyId,
+    ) -> Result<Option<SignedPreKeyRecord>, StoreError> {
         let key = self.prekey_key(table::SIGNED_PREKEYS, id.into());
         match self.get(table::SIGNED_PREKEYS, &key)? {
             Some(bytes) => {
                 let (_, record) = split_replaced(table::SIGNED_PREKEYS, &bytes)?;
-                SignedPreKeyRecord::try_from(record).map(Some).map_err(|_| corrupt(table::SIGNED_PREKEYS))
+                SignedPreKeyRecord::try_from(record)
+                    .map(Some)
+                    .map_err(|_| corrupt(table::SIGNED_PREKEYS))
             }
             None => Ok(None),
         }
@@ -429,31 +536,41 @@ impl Tx<'_> {
         replaced_at_ms: Option<u64>,
     ) -> Result<(), StoreError> {
         let key = self.prekey_key(table::SIGNED_PREKEYS, record.id().into());
-        self.put(table::SIGNED_PREKEYS, &key, &with_replaced(replaced_at_ms, &Zeroizing::new(record.serialize())))
+        self.put(
+            table::SIGNED_PREKEYS,
+            &key,
+            &with_replaced(replaced_at_ms, &Zeroizing::new(record.serialize())),
+        )
     }
 
     /// Every signed prekey with the time it was replaced (`None`: current).
-    pub(crate) fn signed_prekeys(&self) -> Result<Vec<(SignedPreKeyRecord, Option<u64>)>, StoreError> {
+    pub(crate) fn signed_prekeys(
+        &self,
+    ) -> Result<Vec<(SignedPreKeyRecord, Option<u64>)>, StoreError> {
         self.all(table::SIGNED_PREKEYS)?
             .iter()
             .map(|bytes| {
                 let (at, record) = split_replaced(table::SIGNED_PREKEYS, bytes)?;
-                let record =
-                    SignedPreKeyRecord::try_from(record).map_err(|_| corrupt(table::SIGNED_PREKEYS))?;
+                let record = SignedPreKeyRecord::try_from(record)
+                    .map_err(|_| corrupt(table::SIGNED_PREKEYS))?;
                 Ok((record, (at != 0).then_some(at)))
             })
             .collect()
     }
 
     pub(crate) fn delete_signed_prekey(&self, id: SignedPreKeyId) -> Result<(), StoreError> {
-        self.delete(table::SIGNED_PREKEYS, &self.prekey_key(table::SIGNED_PREKEYS, id.into()))?;
+        self.delete(
+            table::SIGNED_PREKEYS,
+            &self.prekey_key(table::SIGNED_PREKEYS, id.into()),
+        )?;
         Ok(())
     }
 
     // -- sessions ------------------------------------------------------------------------------
 
     fn session_key(&self, username: &str, device_id: u32) -> [u8; 32] {
-        self.keys.lookup("session", &[username.as_bytes(), &device_id.to_be_bytes()])
+        self.keys
+            .lookup("session", &[username.as_bytes(), &device_id.to_be_bytes()])
     }
 
     fn session_row(owner: &[u8; 32], key: &[u8; 32]) -> [u8; 64] {
@@ -464,20 +581,23 @@ impl Tx<'_> {
     }
 
     /// The session with one device of `username`.
-    pub(crate) fn session(&self, username: &str, device_id: u32) -> Result<Option<SessionRecord>, StoreError> {
+    pub(crate) fn session(
+        &self,
+        username: &str,
+        device_id: u32,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let owner = self.user_key(username);
         let key = self.session_key(username, device_id);
-        let sealed: Option<Vec<u8>> = self
-            .tx
-            .query_row(
-                "SELECT v FROM sessions WHERE owner = ?1 AND k = ?2",
-                params![&owner[..], &key[..]],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let sealed: Option<Vec<u8>> = self.query_row(
+            "SELECT v FROM sessions WHERE owner = ?1 AND k = ?2",
+            params![&owner[..], &key[..]],
+            |row| row.get(0),
+        )?;
         match sealed {
             Some(sealed) => {
-                let bytes = self.keys.open(table::SESSIONS, &Self::session_row(&owner, &key), &sealed)?;
+                let bytes =
+                    self.keys
+                        .open(table::SESSIONS, &Self::session_row(&owner, &key), &sealed)?;
                 Ok(Some(decode_session(&bytes)?.1))
             }
             None => Ok(None),
@@ -485,9 +605,14 @@ impl Tx<'_> {
     }
 
     /// Every session with `username`'s devices, ordered by device id.
-    pub(crate) fn sessions_of(&self, username: &str) -> Result<Vec<(u32, SessionRecord)>, StoreError> {
+    pub(crate) fn sessions_of(
+        &self,
+        username: &str,
+    ) -> Result<Vec<(u32, SessionRecord)>, StoreError> {
         let owner = self.user_key(username);
-        let mut statement = self.tx.prepare("SELECT k, v FROM sessions WHERE owner = ?1")?;
+        let mut statement = self
+            .tx
+            .prepare("SELECT k, v FROM sessions WHERE owner = ?1")?;
         let rows = statement.query_map([&owner[..]], |row| {
             Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?))
         })?;
@@ -495,7 +620,9 @@ impl Tx<'_> {
         for row in rows {
             let (key, sealed) = row?;
             let key: [u8; 32] = key.try_into().map_err(|_| corrupt(table::SESSIONS))?;
-            let bytes = self.keys.open(table::SESSIONS, &Self::session_row(&owner, &key), &sealed)?;
+            let bytes =
+                self.keys
+                    .open(table::SESSIONS, &Self::session_row(&owner, &key), &sealed)?;
             let (device_id, record) = decode_session(&bytes)?;
             // The key names the device too: a row whose contents claim another device was
             // written by someone else.
@@ -508,14 +635,21 @@ impl Tx<'_> {
         Ok(out)
     }
 
-    pub(crate) fn put_session(&self, username: &str, device_id: u32, record: &SessionRecord) -> Result<(), StoreError> {
+    pub(crate) fn put_session(
+        &self,
+        username: &str,
+        device_id: u32,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
         let owner = self.user_key(username);
         let key = self.session_key(username, device_id);
         let mut value = Zeroizing::new(Vec::new());
         value.extend_from_slice(&device_id.to_be_bytes());
         value.extend_from_slice(&Zeroizing::new(record.serialize()));
-        let sealed = self.keys.seal(table::SESSIONS, &Self::session_row(&owner, &key), &value);
-        self.tx.execute(
+        let sealed = self
+            .keys
+            .seal(table::SESSIONS, &Self::session_row(&owner, &key), &value);
+        self.exec(
             "INSERT INTO sessions (owner, k, v) VALUES (?1, ?2, ?3)
              ON CONFLICT (owner, k) DO UPDATE SET v = excluded.v",
             params![&owner[..], &key[..], sealed],
@@ -526,12 +660,18 @@ impl Tx<'_> {
     pub(crate) fn delete_session(&self, username: &str, device_id: u32) -> Result<(), StoreError> {
         let owner = self.user_key(username);
         let key = self.session_key(username, device_id);
-        self.tx.execute("DELETE FROM sessions WHERE owner = ?1 AND k = ?2", params![&owner[..], &key[..]])?;
+        self.exec(
+            "DELETE FROM sessions WHERE owner = ?1 AND k = ?2",
+            params![&owner[..], &key[..]],
+        )?;
         Ok(())
     }
 
     pub(crate) fn delete_sessions_of(&self, username: &str) -> Result<(), StoreError> {
-        self.tx.execute("DELETE FROM sessions WHERE owner = ?1", [&self.user_key(username)[..]])?;
+        self.exec(
+            "DELETE FROM sessions WHERE owner = ?1",
+            [&self.user_key(username)[..]],
+        )?;
         Ok(())
     }
 
@@ -549,7 +689,11 @@ impl Tx<'_> {
     }
 
     pub(crate) fn put_contact(&self, contact: &ContactRecord) -> Result<(), StoreError> {
-        self.put(table::CONTACTS, &self.user_key(&contact.username), &contact.encode_to_vec())
+        self.put(
+            table::CONTACTS,
+            &self.user_key(&contact.username),
+            &contact.encode_to_vec(),
+        )
     }
 
     /// Every contact, by username.
@@ -575,10 +719,17 @@ impl Tx<'_> {
     /// Appends a message to the history; returns its sequence number.
     pub(crate) fn add_message(&self, message: &MessageRecord) -> Result<i64, StoreError> {
         let owner = self.user_key(&message.peer);
-        let seq: i64 =
-            self.tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages", [], |row| row.get(0))?;
-        let sealed = self.keys.seal(table::MESSAGES, &Self::message_row(seq, &owner), &message.encode_to_vec());
-        self.tx.execute(
+        let seq: i64 = self.query_row_required(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages",
+            [],
+            |row| row.get(0),
+        )?;
+        let sealed = self.keys.seal(
+            table::MESSAGES,
+            &Self::message_row(seq, &owner),
+            &message.encode_to_vec(),
+        );
+        self.exec(
             "INSERT INTO messages (seq, owner, v) VALUES (?1, ?2, ?3)",
             params![seq, &owner[..], sealed],
         )?;
@@ -586,23 +737,31 @@ impl Tx<'_> {
     }
 
     pub(crate) fn delete_message(&self, seq: i64) -> Result<(), StoreError> {
-        self.tx.execute("DELETE FROM messages WHERE seq = ?1", [seq])?;
+        self.tx
+            .execute("DELETE FROM messages WHERE seq = ?1", [seq])?;
         Ok(())
     }
 
     /// The last `limit` messages with `peer`, oldest first.
-    pub(crate) fn history(&self, peer: &str, limit: usize) -> Result<Vec<MessageRecord>, StoreError> {
+    pub(crate) fn history(
+        &self,
+        peer: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
         let owner = self.user_key(peer);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut statement =
-            self.tx.prepare("SELECT seq, v FROM messages WHERE owner = ?1 ORDER BY seq DESC LIMIT ?2")?;
+        let mut statement = self
+            .tx
+            .prepare("SELECT seq, v FROM messages WHERE owner = ?1 ORDER BY seq DESC LIMIT ?2")?;
         let rows = statement.query_map(params![&owner[..], limit], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (seq, sealed) = row?;
-            let bytes = self.keys.open(table::MESSAGES, &Self::message_row(seq, &owner), &sealed)?;
+            let bytes =
+                self.keys
+                    .open(table::MESSAGES, &Self::message_row(seq, &owner), &sealed)?;
             let message: MessageRecord = decode(table::MESSAGES, &bytes)?;
             if message.peer != peer {
                 return Err(corrupt(table::MESSAGES));
@@ -622,17 +781,20 @@ impl Tx<'_> {
     pub(crate) fn is_processed(&self, envelope_id: u64) -> Result<bool, StoreError> {
         let key = self.envelope_key(envelope_id);
         Ok(self
-            .tx
-            .query_row("SELECT 1 FROM processed WHERE k = ?1", [&key[..]], |_| Ok(()))
-            .optional()?
+            .query_row("SELECT 1 FROM processed WHERE k = ?1", [&key[..]], |_| {
+                Ok(())
+            })?
             .is_some())
     }
 
     /// Records an envelope as processed, forgetting the oldest beyond [`PROCESSED_IDS_KEPT`].
     pub(crate) fn mark_processed(&self, envelope_id: u64) -> Result<(), StoreError> {
         let key = self.envelope_key(envelope_id);
-        self.tx.execute("INSERT OR IGNORE INTO processed (k) VALUES (?1)", [&key[..]])?;
-        self.tx.execute(
+        self.exec(
+            "INSERT OR IGNORE INTO processed (k) VALUES (?1)",
+            [&key[..]],
+        )?;
+        self.exec(
             "DELETE FROM processed WHERE seq <= (SELECT MAX(seq) FROM processed) - ?1",
             [PROCESSED_IDS_KEPT],
         )?;

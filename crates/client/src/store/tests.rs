@@ -45,7 +45,9 @@ fn raw_files(dir: &Path) -> Vec<u8> {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 #[test]
@@ -53,7 +55,10 @@ fn a_wrong_key_is_refused_before_anything_is_read_or_written() {
     let dir = tempfile::tempdir().unwrap();
     let right = StoreKey::KeyFile(dir.path().join("right"));
     let store = Store::create(dir.path(), right.create().unwrap(), |tx| {
-        tx.put_contact(&contact("carol", &IdentityKeyPair::generate(&mut rand::rng())))?;
+        tx.put_contact(&contact(
+            "carol",
+            &IdentityKeyPair::generate(&mut rand::rng()),
+        ))?;
         Ok(())
     })
     .unwrap();
@@ -61,10 +66,20 @@ fn a_wrong_key_is_refused_before_anything_is_read_or_written() {
     let before = raw_files(dir.path());
     let wrong = StoreKey::KeyFile(dir.path().join("wrong"));
     wrong.create().unwrap();
-    assert!(matches!(Store::open(dir.path(), &wrong), Err(ClientError::WrongKey)));
+    assert!(matches!(
+        Store::open(dir.path(), &wrong),
+        Err(ClientError::WrongKey)
+    ));
     let passphrase = StoreKey::Passphrase(Zeroizing::new("guess".into()));
-    assert!(matches!(Store::open(dir.path(), &passphrase), Err(ClientError::WrongKey)));
-    assert_eq!(raw_files(dir.path()), before, "a refused open changed the files");
+    assert!(matches!(
+        Store::open(dir.path(), &passphrase),
+        Err(ClientError::WrongKey)
+    ));
+    assert_eq!(
+        raw_files(dir.path()),
+        before,
+        "a refused open changed the files"
+    );
     let store = Store::open(dir.path(), &right).unwrap();
     assert_eq!(store.read(|tx| Ok(tx.contacts()?)).unwrap().len(), 1);
 }
@@ -73,9 +88,14 @@ fn a_wrong_key_is_refused_before_anything_is_read_or_written() {
 fn profiles_are_created_once_and_opened_only_where_they_exist() {
     let dir = tempfile::tempdir().unwrap();
     let key = StoreKey::KeyFile(dir.path().join("key"));
-    assert!(matches!(Store::open(dir.path(), &key), Err(ClientError::NoProfile)));
+    assert!(matches!(
+        Store::open(dir.path(), &key),
+        Err(ClientError::NoProfile)
+    ));
     // A failed creation leaves nothing behind.
-    let failed = Store::create(dir.path(), key.create().unwrap(), |_| Err(ClientError::SendToSelf));
+    let failed = Store::create(dir.path(), key.create().unwrap(), |_| {
+        Err(ClientError::SendToSelf)
+    });
     assert!(failed.is_err());
     assert!(!Store::exists(dir.path()));
     let _store = Store::create(dir.path(), key.create().unwrap(), |_| Ok(())).unwrap();
@@ -90,7 +110,8 @@ fn a_profile_from_a_newer_version_is_refused() {
     let (dir, store) = temp_store();
     drop(store);
     let conn = Connection::open(dir.path().join(PROFILE_DB_FILE)).unwrap();
-    conn.pragma_update(None, "user_version", schema::SCHEMA_VERSION + 1).unwrap();
+    conn.pragma_update(None, "user_version", schema::SCHEMA_VERSION + 1)
+        .unwrap();
     drop(conn);
     let key = StoreKey::KeyFile(dir.path().join("key"));
     assert!(matches!(
@@ -140,7 +161,10 @@ fn tamper(dir: &Path, sql: &str) {
 fn rows_cannot_be_swapped_or_moved() {
     let (dir, store) = temp_store();
     let mut rng = rand::rng();
-    let (bob, carol) = (IdentityKeyPair::generate(&mut rng), IdentityKeyPair::generate(&mut rng));
+    let (bob, carol) = (
+        IdentityKeyPair::generate(&mut rng),
+        IdentityKeyPair::generate(&mut rng),
+    );
     store
         .write(|tx| {
             tx.put_contact(&contact("bob", &bob))?;
@@ -158,13 +182,20 @@ fn rows_cannot_be_swapped_or_moved() {
     );
     assert!(matches!(
         store.read(|tx| Ok(tx.contact("bob")?)),
-        Err(ClientError::Store(StoreError::Corrupt { table: "contacts" }))
+        Err(ClientError::Store(StoreError::Corrupt {
+            table: "contacts"
+        }))
     ));
     // Move carol's message into bob's conversation.
-    tamper(dir.path(), "UPDATE messages SET owner = (SELECT owner FROM messages WHERE seq = 1) WHERE seq = 2;");
+    tamper(
+        dir.path(),
+        "UPDATE messages SET owner = (SELECT owner FROM messages WHERE seq = 1) WHERE seq = 2;",
+    );
     assert!(matches!(
         store.read(|tx| Ok(tx.history("bob", 10)?)),
-        Err(ClientError::Store(StoreError::Corrupt { table: "messages" }))
+        Err(ClientError::Store(StoreError::Corrupt {
+            table: "messages"
+        }))
     ));
     // Reorder the history.
     let (dir2, store2) = temp_store();
@@ -175,7 +206,10 @@ fn rows_cannot_be_swapped_or_moved() {
             Ok(())
         })
         .unwrap();
-    tamper(dir2.path(), "UPDATE messages SET seq = -seq; UPDATE messages SET seq = 3 + seq;");
+    tamper(
+        dir2.path(),
+        "UPDATE messages SET seq = -seq; UPDATE messages SET seq = 3 + seq;",
+    );
     assert!(store2.read(|tx| Ok(tx.history("bob", 10)?)).is_err());
 }
 
@@ -194,8 +228,14 @@ fn sessions_and_prekeys_are_bound_to_their_rows() {
             Ok(())
         })
         .unwrap();
-    assert_eq!(store.read(|tx| Ok(tx.sessions_of("bob")?)).unwrap().len(), 2);
-    assert!(store.read(|tx| Ok(tx.sessions_of("carol")?)).unwrap().is_empty());
+    assert_eq!(
+        store.read(|tx| Ok(tx.sessions_of("bob")?)).unwrap().len(),
+        2
+    );
+    assert!(store
+        .read(|tx| Ok(tx.sessions_of("carol")?))
+        .unwrap()
+        .is_empty());
     tamper(
         dir.path(),
         "CREATE TEMP TABLE p AS SELECT k, v FROM one_time_prekeys;
@@ -220,9 +260,16 @@ fn processed_ids_are_bounded() {
         })
         .unwrap();
     let count: i64 = store
-        .read(|tx| Ok(tx.tx.query_row("SELECT COUNT(*) FROM processed", [], |r| r.get(0)).map_err(StoreError::from)?))
+        .read(|tx| {
+            Ok(tx
+                .tx
+                .query_row("SELECT COUNT(*) FROM processed", [], |r| r.get(0))
+                .map_err(StoreError::from)?)
+        })
         .unwrap();
     assert_eq!(count, PROCESSED_IDS_KEPT);
     assert!(!store.read(|tx| Ok(tx.is_processed(0)?)).unwrap());
-    assert!(store.read(|tx| Ok(tx.is_processed(PROCESSED_IDS_KEPT as u64 + 4)?)).unwrap());
+    assert!(store
+        .read(|tx| Ok(tx.is_processed(PROCESSED_IDS_KEPT as u64 + 4)?))
+        .unwrap());
 }

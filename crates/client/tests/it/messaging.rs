@@ -17,7 +17,10 @@ async fn messages_flow_both_ways_and_land_in_the_history() {
     alice.send_text("bob", "hello Bob").await.unwrap();
     alice.send_text("bob", "are you there?").await.unwrap();
     let first = next_message(&bob).await;
-    assert_eq!((first.from.as_str(), first.from_device, first.text.as_str()), ("alice", 1, "hello Bob"));
+    assert_eq!(
+        (first.from.as_str(), first.from_device, first.text.as_str()),
+        ("alice", 1, "hello Bob")
+    );
     assert_eq!(next_message(&bob).await.text, "are you there?");
 
     bob.send_text("alice", "hi Alice").await.unwrap();
@@ -26,8 +29,19 @@ async fn messages_flow_both_ways_and_land_in_the_history() {
     assert_eq!(next_message(&bob).await.text, "good");
 
     let history = alice.history("bob", 10).unwrap();
-    let lines: Vec<(bool, &str)> = history.iter().map(|h| (h.outgoing, h.text.as_str())).collect();
-    assert_eq!(lines, [(true, "hello Bob"), (true, "are you there?"), (false, "hi Alice"), (true, "good")]);
+    let lines: Vec<(bool, &str)> = history
+        .iter()
+        .map(|h| (h.outgoing, h.text.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (true, "hello Bob"),
+            (true, "are you there?"),
+            (false, "hi Alice"),
+            (true, "good")
+        ]
+    );
     assert!(history.iter().all(|h| h.peer == "bob"));
     assert_eq!(alice.history("bob", 1).unwrap()[0].text, "good");
 
@@ -41,20 +55,35 @@ async fn messages_flow_both_ways_and_land_in_the_history() {
     assert_eq!(ours.digits, theirs.digits);
     assert_eq!(ours.digits.len(), 60);
     assert!(ours.digits.bytes().all(|b| b.is_ascii_digit()));
-    assert_ne!(ours.scannable, theirs.scannable, "each side's QR code lists its own key first");
+    assert_ne!(
+        ours.scannable, theirs.scannable,
+        "each side's QR code lists its own key first"
+    );
     alice.verify("bob").unwrap();
     assert!(alice.contacts().unwrap()[0].verified);
 
     // Refusals that never reach the network.
-    assert!(matches!(alice.send_text("alice", "me").await, Err(sotto_client::ClientError::SendToSelf)));
+    assert!(matches!(
+        alice.send_text("alice", "me").await,
+        Err(sotto_client::ClientError::SendToSelf)
+    ));
     assert!(matches!(
         alice.send_text("nobody", "hello").await,
         Err(sotto_client::ClientError::UnknownUser(name)) if name == "nobody"
     ));
-    assert!(alice.history("nobody", 10).unwrap().is_empty(), "a failed send leaves no history");
+    assert!(
+        alice.history("nobody", 10).unwrap().is_empty(),
+        "a failed send leaves no history"
+    );
     let long = "x".repeat(sotto_client::MAX_TEXT_BYTES + 1);
-    assert!(matches!(alice.send_text("bob", &long).await, Err(sotto_client::ClientError::TextTooLong { .. })));
-    assert!(matches!(alice.safety_number("carol"), Err(sotto_client::ClientError::UnknownUser(_))));
+    assert!(matches!(
+        alice.send_text("bob", &long).await,
+        Err(sotto_client::ClientError::TextTooLong { .. })
+    ));
+    assert!(matches!(
+        alice.safety_number("carol"),
+        Err(sotto_client::ClientError::UnknownUser(_))
+    ));
 
     alice.close().await;
     bob.close().await;
@@ -75,7 +104,10 @@ async fn an_offline_recipient_gets_everything_on_reconnect_stored_before_acknowl
 
     // More than one receive batch.
     for i in 0..120 {
-        alice.send_text("bob", &format!("message {i}")).await.unwrap();
+        alice
+            .send_text("bob", &format!("message {i}"))
+            .await
+            .unwrap();
     }
     let bob = bob_profile.open().await;
     let events = until_queue_empty(&bob).await;
@@ -86,16 +118,26 @@ async fn an_offline_recipient_gets_everything_on_reconnect_stored_before_acknowl
             _ => None,
         })
         .collect();
-    assert_eq!(texts, (0..120).map(|i| format!("message {i}")).collect::<Vec<_>>());
+    assert_eq!(
+        texts,
+        (0..120).map(|i| format!("message {i}")).collect::<Vec<_>>()
+    );
     bob.close().await;
     drop(bob);
 
     // The server deleted them only after they were stored: the mailbox is empty, and the
     // reopened profile has them.
-    let waiting: i64 = server.database().query_row("SELECT COUNT(*) FROM envelopes", [], |r| r.get(0)).unwrap();
+    let waiting: i64 = server
+        .database()
+        .query_row("SELECT COUNT(*) FROM envelopes", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(waiting, 0);
     let bob = bob_profile.open().await;
-    assert_eq!(until_queue_empty(&bob).await, vec![Event::QueueEmpty], "nothing is delivered twice");
+    assert_eq!(
+        until_queue_empty(&bob).await,
+        vec![Event::QueueEmpty],
+        "nothing is delivered twice"
+    );
     let history = bob.history("alice", 1000).unwrap();
     assert_eq!(history.len(), 120);
     assert!(history.iter().all(|h| !h.outgoing && h.peer == "alice"));
@@ -127,8 +169,11 @@ async fn redelivered_envelopes_produce_no_second_message() {
 
     // The operator keeps a copy of the envelope while it waits in Bob's mailbox.
     let db = server.database();
-    db.execute_batch("CREATE TABLE saved AS SELECT * FROM envelopes;").unwrap();
-    let saved: i64 = db.query_row("SELECT COUNT(*) FROM saved", [], |r| r.get(0)).unwrap();
+    db.execute_batch("CREATE TABLE saved AS SELECT * FROM envelopes;")
+        .unwrap();
+    let saved: i64 = db
+        .query_row("SELECT COUNT(*) FROM saved", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(saved, 1);
 
     let bob = bob_profile.open().await;
@@ -139,18 +184,27 @@ async fn redelivered_envelopes_produce_no_second_message() {
 
     // Redelivered twice over: under its own id (as after a lost acknowledgement) and under a
     // new id (a replay the ratchet recognises).
-    db.execute_batch(
-        "INSERT INTO envelopes SELECT * FROM saved;
-         UPDATE saved SET seq = seq + 1000;
-         INSERT INTO envelopes SELECT * FROM saved;
-         UPDATE devices SET mailbox_count = mailbox_count + 2
-           WHERE account = (SELECT account FROM saved) AND device_id = (SELECT device_id FROM saved);",
-    )
-    .unwrap();
+    drop(db);
+    let server = server
+        .edit_offline(|db| {
+            db.execute_batch(
+                "INSERT INTO envelopes SELECT * FROM saved;
+                 UPDATE saved SET seq = seq + 1000;
+                 INSERT INTO envelopes SELECT * FROM saved;
+                 UPDATE devices SET mailbox_count = mailbox_count + 2, next_seq = next_seq + 2000
+                   WHERE account = (SELECT account FROM saved)
+                     AND device_id = (SELECT device_id FROM saved);",
+            )
+            .unwrap();
+        })
+        .await;
+    let db = server.database();
     let bob = bob_profile.open().await;
     assert_eq!(until_queue_empty(&bob).await, vec![Event::QueueEmpty]);
     assert_eq!(bob.history("alice", 10).unwrap().len(), 1);
-    let waiting: i64 = db.query_row("SELECT COUNT(*) FROM envelopes", [], |r| r.get(0)).unwrap();
+    let waiting: i64 = db
+        .query_row("SELECT COUNT(*) FROM envelopes", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(waiting, 0, "both copies were acknowledged");
     bob.close().await;
     alice.close().await;
@@ -189,36 +243,57 @@ async fn an_envelope_that_does_not_decrypt_is_reported_acknowledged_and_dropped(
     let bob = bob_profile.register(server.info(), "bob").await;
     alice.send_text("bob", "first").await.unwrap();
     assert_eq!(next_message(&bob).await.text, "first");
+    // Bob answers, so that Alice's next message is a plain ratchet message whose last bytes
+    // are its MAC.
+    bob.send_text("alice", "ok").await.unwrap();
+    assert_eq!(next_message(&alice).await.text, "ok");
     bob.close().await;
     drop(bob);
 
     alice.send_text("bob", "second").await.unwrap();
     // The operator forges envelopes "from alice" next to the real one: garbage, a flipped
-    // bit in the real ciphertext, and an unknown type.
+    // bit in the real ciphertext, and a type this client does not read.
+    let server = server
+        .edit_offline(|db| {
+            db.execute_batch(
+                "CREATE TABLE saved AS SELECT * FROM envelopes;
+                 CREATE TABLE forged AS SELECT * FROM saved;
+                 UPDATE forged SET seq = seq + 1000, content = x'0102030405';
+                 INSERT INTO forged SELECT * FROM saved;
+                 UPDATE forged SET seq = seq + 3000, envelope_type = 3 WHERE seq < 1000;
+                 INSERT INTO forged SELECT * FROM saved;
+                 UPDATE forged SET seq = seq + 1500 WHERE seq < 1000;
+                 UPDATE envelopes SET seq = seq + 4000;",
+            )
+            .unwrap();
+            let mut content: Vec<u8> = db
+                .query_row("SELECT content FROM saved", [], |r| r.get(0))
+                .unwrap();
+            let last = content.len() - 1;
+            content[last] ^= 1;
+            // Delivered before the real one (moved to the end): a copy after it would be
+            // recognised as a duplicate without a word.
+            db.execute(
+                "UPDATE forged SET content = ?1 WHERE seq > 1500 AND seq < 2000",
+                [&content],
+            )
+            .unwrap();
+            db.execute_batch(
+                "INSERT INTO envelopes SELECT * FROM forged;
+                 UPDATE devices SET mailbox_count = mailbox_count + 3, next_seq = next_seq + 5000
+                   WHERE account = (SELECT account FROM saved)
+                     AND device_id = (SELECT device_id FROM saved);",
+            )
+            .unwrap();
+        })
+        .await;
     let db = server.database();
-    db.execute_batch(
-        "CREATE TABLE saved AS SELECT * FROM envelopes;
-         CREATE TABLE forged AS SELECT * FROM saved;
-         UPDATE forged SET seq = seq + 1000, content = x'0102030405';
-         INSERT INTO forged SELECT * FROM saved;
-         UPDATE forged SET seq = seq + 3000, envelope_type = 3 WHERE seq < 1000;
-         INSERT INTO forged SELECT * FROM saved;
-         UPDATE forged SET seq = seq + 2000 WHERE seq < 1000;",
-    )
-    .unwrap();
-    let mut content: Vec<u8> = db.query_row("SELECT content FROM saved", [], |r| r.get(0)).unwrap();
-    let last = content.len() - 1;
-    content[last] ^= 1;
-    db.execute("UPDATE forged SET content = ?1 WHERE seq > 2000 AND seq < 3000", [&content]).unwrap();
-    db.execute_batch(
-        "INSERT INTO envelopes SELECT * FROM forged;
-         UPDATE devices SET mailbox_count = mailbox_count + 3
-           WHERE account = (SELECT account FROM saved) AND device_id = (SELECT device_id FROM saved);",
-    )
-    .unwrap();
     let bob = bob_profile.open().await;
     let events = until_queue_empty(&bob).await;
-    let failures = events.iter().filter(|e| matches!(e, Event::DecryptFailed { from, .. } if from == "alice")).count();
+    let failures = events
+        .iter()
+        .filter(|e| matches!(e, Event::DecryptFailed { from, .. } if from == "alice"))
+        .count();
     let messages: Vec<&str> = events
         .iter()
         .filter_map(|e| match e {
@@ -228,14 +303,52 @@ async fn an_envelope_that_does_not_decrypt_is_reported_acknowledged_and_dropped(
         .collect();
     assert_eq!(messages, ["second"]);
     assert_eq!(failures, 3, "{events:?}");
-    let waiting: i64 = db.query_row("SELECT COUNT(*) FROM envelopes", [], |r| r.get(0)).unwrap();
+    let waiting: i64 = db
+        .query_row("SELECT COUNT(*) FROM envelopes", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(waiting, 0, "failures are acknowledged too");
-    assert_eq!(bob.history("alice", 10).unwrap().len(), 2);
+    assert_eq!(bob.history("alice", 10).unwrap().len(), 3);
     // The session survived the forgeries.
     alice.send_text("bob", "third").await.unwrap();
     assert_eq!(next_message(&bob).await.text, "third");
     bob.send_text("alice", "fine").await.unwrap();
     assert_eq!(next_message(&alice).await.text, "fine");
+    alice.close().await;
+    bob.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_event_loses_nothing_when_cancelled() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start_new(data.path()).await;
+    let (alice_profile, bob_profile) = (Profile::new(), Profile::new());
+    let alice = alice_profile.register(server.info(), "alice").await;
+    let bob = bob_profile.register(server.info(), "bob").await;
+    bob.close().await;
+    drop(bob);
+    for i in 0..30 {
+        alice.send_text("bob", &format!("m{i}")).await.unwrap();
+    }
+    let bob = bob_profile.open().await;
+    // Every call is dropped after its first poll unless it is ready at once, as a UI's
+    // `select!` would drop it.
+    let mut texts = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events stopped coming"
+        );
+        match tokio::time::timeout(std::time::Duration::ZERO, bob.next_event()).await {
+            Ok(Some(Event::Message(message))) => texts.push(message.text),
+            Ok(Some(Event::QueueEmpty)) => break,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+    assert_eq!(texts, (0..30).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    assert_eq!(bob.history("alice", 100).unwrap().len(), 30);
     alice.close().await;
     bob.close().await;
     server.stop().await;

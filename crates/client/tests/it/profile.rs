@@ -12,7 +12,9 @@ async fn a_passphrase_profile_opens_only_with_its_passphrase() {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("dave");
     let passphrase = |p: &str| StoreKey::Passphrase(Zeroizing::new(p.to_owned()));
-    let dave = Client::register(&profile, passphrase("open sesame"), server.info(), "dave").await.unwrap();
+    let dave = Client::register(&profile, passphrase("open sesame"), server.info(), "dave")
+        .await
+        .unwrap();
     dave.close().await;
     drop(dave);
 
@@ -34,7 +36,9 @@ async fn a_passphrase_profile_opens_only_with_its_passphrase() {
         Client::open(&dir.path().join("nobody"), passphrase("x"), None).await,
         Err(ClientError::NoProfile)
     ));
-    let dave = Client::open(&profile, passphrase("open sesame"), None).await.unwrap();
+    let dave = Client::open(&profile, passphrase("open sesame"), None)
+        .await
+        .unwrap();
     assert_eq!((dave.username(), dave.device_id()), ("dave", 1));
     dave.close().await;
     server.stop().await;
@@ -48,8 +52,14 @@ async fn a_refused_registration_leaves_no_profile() {
     let erin = first.register(server.info(), "erin").await;
     // The name is taken: the server refuses, and nothing is written locally.
     let refused = Client::register(&second.dir, second.key(), server.info(), "erin").await;
-    assert!(matches!(&refused, Err(ClientError::Server(e)) if e.code() == sotto_api::ErrorCode::Conflict), "{refused:?}");
-    assert!(matches!(Client::open(&second.dir, second.key(), None).await, Err(ClientError::NoProfile)));
+    assert!(
+        matches!(&refused, Err(ClientError::Server(e)) if e.code() == sotto_api::ErrorCode::Conflict),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        Client::open(&second.dir, second.key(), None).await,
+        Err(ClientError::NoProfile)
+    ));
     // A name the server would refuse is refused before connecting.
     assert!(matches!(
         Client::register(&second.dir, second.key(), server.info(), "Erin").await,

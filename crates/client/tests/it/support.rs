@@ -25,7 +25,10 @@ pub(crate) struct TestServer {
 impl TestServer {
     /// Starts a server with its data in `data_dir`, on `addr` (port 0: any free port).
     pub(crate) async fn start(data_dir: &Path, addr: SocketAddr) -> TestServer {
-        let config = Config { data_dir: data_dir.to_owned(), ..Config::default() };
+        let config = Config {
+            data_dir: data_dir.to_owned(),
+            ..Config::default()
+        };
         let server = Server::open(config).await.expect("server opens");
         let key = server.public_key();
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
@@ -39,7 +42,13 @@ impl TestServer {
                 .await
                 .expect("server runs");
         });
-        TestServer { data_dir: data_dir.to_owned(), addr, key, stop: Some(stop), task: Some(task) }
+        TestServer {
+            data_dir: data_dir.to_owned(),
+            addr,
+            key,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// Starts a server on any free port.
@@ -49,12 +58,18 @@ impl TestServer {
 
     /// Where clients connect, with the server's key (IK).
     pub(crate) fn info(&self) -> ServerInfo {
-        ServerInfo { url: self.url(), key: Some(self.key) }
+        ServerInfo {
+            url: self.url(),
+            key: Some(self.key),
+        }
     }
 
     /// Where clients connect, without the key (XX, trust on first use).
     pub(crate) fn info_unpinned(&self) -> ServerInfo {
-        ServerInfo { url: self.url(), key: None }
+        ServerInfo {
+            url: self.url(),
+            key: None,
+        }
     }
 
     pub(crate) fn url(&self) -> String {
@@ -67,15 +82,32 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(PATIENCE, task).await.expect("server stops").expect("server task");
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("server stops")
+                .expect("server task");
         }
     }
 
-    /// A connection to the server's database, to play the part of its operator.
+    /// A connection to the server's database, to read it.
     pub(crate) fn database(&self) -> rusqlite::Connection {
-        let conn = rusqlite::Connection::open(self.data_dir.join("sotto.db")).expect("server database");
-        conn.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+        let conn =
+            rusqlite::Connection::open(self.data_dir.join("sotto.db")).expect("server database");
+        conn.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
         conn
+    }
+
+    /// Plays the server's operator: stops the server, changes its database with `edit`, and
+    /// starts it again on the same address (the server caches what it reads, so the database
+    /// is changed only while it is down). Connected clients reconnect on their own.
+    pub(crate) async fn edit_offline(self, edit: impl FnOnce(&rusqlite::Connection)) -> TestServer {
+        let (data_dir, addr) = (self.data_dir.clone(), self.addr);
+        self.stop().await;
+        let conn = rusqlite::Connection::open(data_dir.join("sotto.db")).expect("server database");
+        edit(&conn);
+        drop(conn);
+        TestServer::start(&data_dir, addr).await
     }
 }
 
@@ -91,7 +123,11 @@ impl Profile {
         let root = tempfile::tempdir().expect("temp dir");
         let dir = root.path().join("profile");
         let key_file = root.path().join("profile.key");
-        Profile { _root: root, dir, key_file }
+        Profile {
+            _root: root,
+            dir,
+            key_file,
+        }
     }
 
     pub(crate) fn key(&self) -> StoreKey {
@@ -99,11 +135,15 @@ impl Profile {
     }
 
     pub(crate) async fn register(&self, server: ServerInfo, username: &str) -> Client {
-        Client::register(&self.dir, self.key(), server, username).await.expect("registers")
+        Client::register(&self.dir, self.key(), server, username)
+            .await
+            .expect("registers")
     }
 
     pub(crate) async fn open(&self) -> Client {
-        Client::open(&self.dir, self.key(), None).await.expect("opens")
+        Client::open(&self.dir, self.key(), None)
+            .await
+            .expect("opens")
     }
 
     /// Every byte of the profile's database files.
@@ -124,6 +164,16 @@ pub(crate) async fn next_event(client: &Client) -> Event {
         .await
         .expect("an event in time")
         .expect("the client is open")
+}
+
+/// The next event other than "queue empty" (which every reconnection brings).
+pub(crate) async fn next_notable_event(client: &Client) -> Event {
+    loop {
+        match next_event(client).await {
+            Event::QueueEmpty => continue,
+            other => return other,
+        }
+    }
 }
 
 /// The next message, skipping "queue empty"; any other event fails the test.
@@ -151,5 +201,7 @@ pub(crate) async fn until_queue_empty(client: &Client) -> Vec<Event> {
 }
 
 pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
