@@ -14,7 +14,9 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
-use sotto_api::{push, request, server_frame, Empty, FrameError, Push, Request, ServerFrame};
+use sotto_api::{
+    push, request, server_frame, Empty, FrameError, Push, Request, Response, ServerFrame,
+};
 use sotto_channel::{Accepted, Channel, ChannelReceiver, ChannelSender, StaticKeypair};
 use tokio::time::timeout;
 
@@ -61,7 +63,7 @@ impl End {
             End::Handshake => (close_code::PROTOCOL, "Noise handshake failed"),
             End::HandshakeTimeout => (close_code::POLICY, "Noise handshake timed out"),
             End::Text => (close_code::UNSUPPORTED, "text messages are not accepted"),
-            End::Channel => (close_code::PROTOCOL, "channel message did not decrypt"),
+            End::Channel => (close_code::PROTOCOL, "invalid channel message"),
             End::Unreadable => (close_code::PROTOCOL, "unreadable WebSocket message"),
             End::Replaced => (
                 CLOSE_REPLACED,
@@ -288,7 +290,11 @@ impl Connection {
         if end.is_orderly() {
             let _ = timeout(SHUTDOWN_GRACE, async {
                 while let Some(outcome) = self.in_flight.next().await {
-                    if self.write(&[response_frame(outcome)]).await.is_err() {
+                    if self
+                        .write(&[response_frame(outcome.response)])
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -343,7 +349,9 @@ impl Connection {
             frames.push(push_frame(push::Kind::Envelope(envelope)));
         }
         let pushed = frames.len();
-        if full_page {
+        // A full page means more may follow (unless it brought nothing new, which a store
+        // keeping its guarantees never does: then wait for the next wake rather than spin).
+        if full_page && pushed > 0 {
             self.push.dirty = true;
         } else if !self.push.drained {
             self.push.drained = true;
@@ -359,8 +367,11 @@ impl Connection {
 
     /// Answers a finished request; a registration binds the connection to the new device.
     async fn finish(&mut self, outcome: Outcome) -> Result<(), End> {
-        let registered = outcome.registered.clone();
-        self.write(&[response_frame(outcome)]).await?;
+        let Outcome {
+            response,
+            registered,
+        } = outcome;
+        self.write(&[response_frame(response)]).await?;
         if let Some(device) = registered {
             if self.device.is_none() {
                 self.bind(device).await;
@@ -381,7 +392,7 @@ impl Connection {
         match self.shared.delivery.classify(handle, &message.payload) {
             Signal::Wake => self.push.dirty = true,
             Signal::Replaced => return Err(End::Replaced),
-            Signal::Ignore => {}
+            Signal::Own | Signal::Ignore => {}
         }
         Ok(())
     }
@@ -420,7 +431,7 @@ impl Connection {
                     _ => "not a request frame",
                 };
                 let outcome = requests::malformed(&self.shared, id, why);
-                self.write(&[response_frame(outcome)]).await
+                self.write(&[response_frame(outcome.response)]).await
             }
         }
     }
@@ -448,9 +459,9 @@ impl Connection {
     }
 }
 
-fn response_frame(outcome: Outcome) -> ServerFrame {
+fn response_frame(response: Response) -> ServerFrame {
     ServerFrame {
-        kind: Some(server_frame::Kind::Response(outcome.response)),
+        kind: Some(server_frame::Kind::Response(response)),
     }
 }
 

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use tokio::sync::Notify;
 
+use crate::limits::NATS_SUBSCRIBE_TIMEOUT;
 use crate::store::DeviceAddress;
 
 /// A wake: `WAKE || publishing instance (8 bytes)`.
@@ -57,8 +59,10 @@ pub(crate) enum Signal {
     Wake,
     /// A newer connection of this device exists: close.
     Replaced,
-    /// Nothing for this connection (its own announcement, an older connection's, its own
-    /// instance's wake, which arrived locally already, or garbage).
+    /// This connection's own take-over announcement, back from NATS: the subscription is live.
+    Own,
+    /// Nothing for this connection (an older connection's announcement, its own instance's
+    /// wake, which arrived locally already, or garbage).
     Ignore,
 }
 
@@ -160,10 +164,42 @@ impl Delivery {
             if let Err(e) = nats.client.publish(subject, payload.into()).await {
                 tracing::warn!(error = %e, "NATS publish failed");
             }
+            if let Some(subscription) = &mut subscription {
+                self.await_own_take_over(&handle, subscription).await;
+            }
         }
         Attached {
             handle,
             subscription,
+        }
+    }
+
+    /// Waits until the connection's own take-over comes back through its subscription: then
+    /// the NATS server has the subscription, and a wake published after the mailbox is first
+    /// read reaches it. (Without this, a send committed on another instance just then would
+    /// wait for the next wake.)
+    async fn await_own_take_over(
+        &self,
+        handle: &ConnectionHandle,
+        subscription: &mut async_nats::Subscriber,
+    ) {
+        let confirmed = tokio::time::timeout(NATS_SUBSCRIBE_TIMEOUT, async {
+            while let Some(message) = subscription.next().await {
+                match self.classify(handle, &message.payload) {
+                    Signal::Own => return true,
+                    Signal::Replaced => {
+                        handle.replace();
+                        return true;
+                    }
+                    // The mailbox is read after this anyway.
+                    Signal::Wake | Signal::Ignore => {}
+                }
+            }
+            false
+        })
+        .await;
+        if confirmed != Ok(true) {
+            tracing::warn!("NATS subscription not confirmed; wakes from other instances may lag");
         }
     }
 
@@ -209,6 +245,7 @@ impl Delivery {
             Some((&WAKE, _)) => Signal::Wake,
             Some((&TAKE_OVER, stamp)) => match Stamp::from_bytes(stamp) {
                 Some(stamp) if stamp > handle.stamp => Signal::Replaced,
+                Some(stamp) if stamp == handle.stamp => Signal::Own,
                 _ => Signal::Ignore,
             },
             _ => Signal::Ignore,

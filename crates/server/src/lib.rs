@@ -28,6 +28,7 @@ mod batcher;
 mod config;
 mod connection;
 mod delivery;
+mod directory;
 mod error;
 mod expiry;
 mod http;

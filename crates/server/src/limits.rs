@@ -73,3 +73,16 @@ pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Largest accepted [`crate::Config::max_connections`]: beyond any file-descriptor limit, and
 /// it must fit the semaphore that counts connections.
 pub(crate) const MAX_MAX_CONNECTIONS: usize = 1 << 20;
+
+/// Accounts whose device lists are cached (see `directory`): a few MiB at most; when full,
+/// expired entries go, and if none has expired, all.
+pub(crate) const DEVICE_CACHE_ENTRIES: usize = 65_536;
+
+/// A cached device list is used for this long, bounding staleness should devices ever change
+/// without the cache being told (today they never change).
+pub(crate) const DEVICE_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// A new connection waits this long for NATS to confirm its device subscription (its own
+/// take-over announcement coming back) before reading its mailbox; on timeout it goes on, and
+/// wakes from other instances may lag until the subscription is active.
+pub(crate) const NATS_SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);

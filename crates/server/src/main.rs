@@ -34,9 +34,9 @@ struct Args {
     /// Delete undelivered messages this many seconds after they were stored.
     #[arg(long, default_value_t = sotto_api::DEFAULT_MESSAGE_TTL_SECS)]
     message_ttl_secs: u64,
-    /// Most connections open at once.
-    #[arg(long)]
-    max_connections: Option<usize>,
+    /// Most connections open at once; more wait until one closes.
+    #[arg(long, default_value_t = Config::default().max_connections)]
+    max_connections: usize,
 }
 
 #[tokio::main]
@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
         database_url: args.database_url,
         nats_url: args.nats_url,
         message_ttl: Duration::from_secs(args.message_ttl_secs),
-        max_connections: args.max_connections.unwrap_or(defaults.max_connections),
+        max_connections: args.max_connections,
         ..defaults
     };
     let server = Server::open(config).await.context("starting the server")?;

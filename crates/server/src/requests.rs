@@ -54,31 +54,16 @@ pub(crate) async fn handle(
     let kind = kind(&body);
     let mut registered = None;
     let result = match (body, &device) {
-        (Body::Register(register), None) => match validate::register(register, auth_key) {
-            Ok((username, identity_key, new_device)) => {
-                match shared
-                    .store
-                    .create_account(&username, &identity_key, new_device)
-                    .await
-                {
-                    Ok(record) => {
-                        tracing::info!(
-                            account = record.address.account.0,
-                            device = record.address.device_id,
-                            "registered"
-                        );
-                        let body = response::Body::Registered(Registered {
-                            username: record.username.clone(),
-                            device_id: record.address.device_id,
-                        });
-                        registered = Some(record);
-                        Ok(body)
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            }
-            Err(e) => Err(e),
-        },
+        (Body::Register(request), None) => {
+            register(&shared, auth_key, request).await.map(|record| {
+                let body = response::Body::Registered(Registered {
+                    username: record.username.clone(),
+                    device_id: record.address.device_id,
+                });
+                registered = Some(record);
+                body
+            })
+        }
         (Body::Register(_), Some(_)) => Err(RequestError::AlreadyRegistered),
         (_, None) => Err(RequestError::Unauthenticated),
         (Body::UploadPrekeys(upload), Some(device)) => {
@@ -121,6 +106,25 @@ pub(crate) fn malformed(shared: &Shared, id: u64, why: &str) -> Outcome {
     }
 }
 
+/// Creates the account and its first device, whose authentication key is the connection's.
+async fn register(
+    shared: &Shared,
+    auth_key: [u8; 32],
+    request: sotto_api::Register,
+) -> Result<DeviceRecord, RequestError> {
+    let (username, identity_key, device) = validate::register(request, auth_key)?;
+    let record = shared
+        .store
+        .create_account(&username, &identity_key, device)
+        .await?;
+    tracing::info!(
+        account = record.address.account.0,
+        device = record.address.device_id,
+        "registered"
+    );
+    Ok(record)
+}
+
 fn counts(counts: PrekeyCounts) -> response::Body {
     response::Body::PrekeyCounts(sotto_api::PrekeyCounts {
         one_time: counts.one_time,
@@ -147,8 +151,8 @@ async fn get_bundles(
     validate_username(&get.username)
         .map_err(|_| RequestError::bad("the account asked for is not a valid username"))?;
     let target = shared
-        .store
-        .account_devices(&get.username)
+        .directory
+        .devices(shared.store.as_ref(), &get.username)
         .await?
         .ok_or(RequestError::NotFound)?;
     shared
@@ -289,8 +293,8 @@ async fn send_message(
     validate_username(&send.destination)
         .map_err(|_| RequestError::bad("the destination is not a valid username"))?;
     let destination = shared
-        .store
-        .account_devices(&send.destination)
+        .directory
+        .devices(shared.store.as_ref(), &send.destination)
         .await?
         .ok_or(RequestError::NotFound)?;
     let others = |devices: &[(u32, u32)]| -> Vec<(u32, u32)> {
@@ -304,8 +308,8 @@ async fn send_message(
         (others(&destination.devices), Vec::new())
     } else {
         let own = shared
-            .store
-            .account_devices(&sender.username)
+            .directory
+            .devices(shared.store.as_ref(), &sender.username)
             .await?
             .ok_or(RequestError::Store(crate::store::StoreError::NotFound))?;
         (destination.devices.clone(), others(&own.devices))

@@ -13,6 +13,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::batcher::{self, CommitQueue};
 use crate::delivery::Delivery;
+use crate::directory::DeviceDirectory;
 use crate::limits::{
     ACCEPT_ERROR_BACKOFF, CLOSE_TIMEOUT, MAX_MAX_CONNECTIONS, NATS_SUBSCRIPTION_CAPACITY,
     SHUTDOWN_GRACE,
@@ -50,6 +51,7 @@ pub(crate) struct Shared {
     pub(crate) delivery: Arc<Delivery>,
     pub(crate) commits: CommitQueue,
     pub(crate) bundle_limiter: BundleRateLimiter,
+    pub(crate) directory: DeviceDirectory,
     /// Becomes `true` when the server starts shutting down.
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -138,7 +140,7 @@ impl Server {
 
     /// Serves `/health`, `/metrics` and the WebSocket at `/v1/ws` on `listener` until
     /// `shutdown` completes. Then it stops accepting, closes every connection (requests in
-    /// progress get [`SHUTDOWN_GRACE`] to be answered), commits the sends still queued and
+    /// progress get ten seconds to be answered), commits the sends still queued and
     /// returns.
     pub async fn serve(
         self,
@@ -177,6 +179,7 @@ impl Server {
                 config.bundle_fetch_refill,
                 sotto_api::BUNDLE_FETCH_BURST,
             ),
+            directory: DeviceDirectory::default(),
             shutdown: shutdown_rx,
         });
         let permits = Arc::new(Semaphore::new(config.max_connections));

@@ -2,7 +2,7 @@
 //! protocol by hand (tokio-tungstenite + sotto-channel + api frames), so that tests can send
 //! exactly what they mean, well-formed or not.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -236,6 +236,7 @@ pub(crate) struct TestClient {
     rx: ChannelReceiver,
     next_id: u64,
     pushes: VecDeque<push::Kind>,
+    responses: HashMap<u64, response::Body>,
 }
 
 impl TestClient {
@@ -254,6 +255,7 @@ impl TestClient {
             rx,
             next_id: 1,
             pushes: VecDeque::new(),
+            responses: HashMap::new(),
         }
     }
 
@@ -275,6 +277,7 @@ impl TestClient {
             rx,
             next_id: 1,
             pushes: VecDeque::new(),
+            responses: HashMap::new(),
         }
     }
 
@@ -348,13 +351,18 @@ impl TestClient {
         }
     }
 
-    /// Waits for the response to request `id`, keeping pushes that arrive meanwhile.
+    /// Waits for the response to request `id`, keeping pushes and other responses (requests
+    /// in flight together may be answered in any order) that arrive meanwhile.
     pub(crate) async fn response(&mut self, id: u64) -> response::Body {
+        if let Some(body) = self.responses.remove(&id) {
+            return body;
+        }
         loop {
             match self.next_frame().await.kind.unwrap() {
                 server_frame::Kind::Response(r) if r.id == id => return r.body.unwrap(),
                 server_frame::Kind::Response(r) => {
-                    panic!("response to {} while waiting for {id}", r.id)
+                    let earlier = self.responses.insert(r.id, r.body.unwrap());
+                    assert!(earlier.is_none(), "two responses to request {}", r.id);
                 }
                 server_frame::Kind::Push(p) => self.pushes.push_back(p.kind.unwrap()),
             }
