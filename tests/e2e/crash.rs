@@ -39,8 +39,12 @@ async fn acknowledged_sends_survive_sigkill_and_arrive_exactly_once() {
     let acked_count = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let sending = {
-        let (alice, acked, acked_count, stop) =
-            (alice.clone(), Arc::clone(&acked), Arc::clone(&acked_count), Arc::clone(&stop));
+        let (alice, acked, acked_count, stop) = (
+            alice.clone(),
+            Arc::clone(&acked),
+            Arc::clone(&acked_count),
+            Arc::clone(&stop),
+        );
         tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
@@ -83,14 +87,27 @@ async fn acknowledged_sends_survive_sigkill_and_arrive_exactly_once() {
         *counts.entry(text.clone()).or_insert(0) += 1;
     }
     for text in &acked {
-        assert_eq!(counts.get(text), Some(&1), "{text} was acknowledged: it arrives exactly once");
+        assert_eq!(
+            counts.get(text),
+            Some(&1),
+            "{text} was acknowledged: it arrives exactly once"
+        );
     }
-    assert!(counts.values().all(|&n| n == 1), "no message arrives twice: {counts:?}");
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "no message arrives twice: {counts:?}"
+    );
     // And Bob's stored history agrees with what he was told.
     let bob = world.open("bob").await;
     let history = bob.history("alice", 10_000).unwrap();
     for text in &acked {
-        assert_eq!(history.iter().filter(|e| !e.outgoing && &e.text == text).count(), 1);
+        assert_eq!(
+            history
+                .iter()
+                .filter(|e| !e.outgoing && &e.text == text)
+                .count(),
+            1
+        );
     }
     bob.close().await;
     drop(server);

@@ -20,8 +20,14 @@ impl World {
     pub(crate) fn new() -> Self {
         // A free port, released at once, so that a restarted server listens where the
         // clients' profiles say it is.
-        let listen = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        Self { dir: tempfile::tempdir().unwrap(), listen }
+        let listen = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            listen,
+        }
     }
 
     pub(crate) fn data_dir(&self) -> PathBuf {
@@ -47,7 +53,10 @@ impl World {
 
     fn profile(&self, name: &str) -> (PathBuf, StoreKey) {
         let dir = self.dir.path().join("profiles");
-        (dir.join(name), StoreKey::KeyFile(dir.join(format!("{name}.key"))))
+        (
+            dir.join(name),
+            StoreKey::KeyFile(dir.join(format!("{name}.key"))),
+        )
     }
 
     pub(crate) async fn register(&self, server: &ServerProcess, name: &str) -> Client {

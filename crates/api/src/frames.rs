@@ -8,7 +8,10 @@ use crate::{ErrorCode, FrameError, MAX_FRAME_BYTES};
 
 fn decode_checked<M: Message + Default>(bytes: &[u8]) -> Result<M, FrameError> {
     if bytes.len() > MAX_FRAME_BYTES {
-        return Err(FrameError::TooLarge { max: MAX_FRAME_BYTES, actual: bytes.len() });
+        return Err(FrameError::TooLarge {
+            max: MAX_FRAME_BYTES,
+            actual: bytes.len(),
+        });
     }
     M::decode(bytes).map_err(|e| FrameError::Malformed(e.to_string()))
 }
@@ -478,16 +481,33 @@ mod tests {
 
     #[test]
     fn refuses_bad_frames() {
-        assert_eq!(Request::decode_frame(&[]), Err(FrameError::Missing("request body")));
-        assert!(matches!(Request::decode_frame(&[0xff, 0xff]), Err(FrameError::Malformed(_))));
+        assert_eq!(
+            Request::decode_frame(&[]),
+            Err(FrameError::Missing("request body"))
+        );
+        assert!(matches!(
+            Request::decode_frame(&[0xff, 0xff]),
+            Err(FrameError::Malformed(_))
+        ));
         let big = vec![0u8; MAX_FRAME_BYTES + 1];
-        assert!(matches!(ServerFrame::decode_frame(&big), Err(FrameError::TooLarge { .. })));
-        assert_eq!(ServerFrame::decode_frame(&[]), Err(FrameError::Missing("server frame kind")));
+        assert!(matches!(
+            ServerFrame::decode_frame(&big),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert_eq!(
+            ServerFrame::decode_frame(&[]),
+            Err(FrameError::Missing("server frame kind"))
+        );
     }
 
     #[test]
     fn unknown_error_code_reads_as_unspecified() {
-        let error = Error { code: 999, message: String::new(), mismatch: vec![], retry_after_ms: None };
+        let error = Error {
+            code: 999,
+            message: String::new(),
+            mismatch: vec![],
+            retry_after_ms: None,
+        };
         assert_eq!(error.code(), ErrorCode::Unspecified);
     }
 }

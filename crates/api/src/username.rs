@@ -56,8 +56,14 @@ mod tests {
     fn accepts_and_refuses() {
         assert_eq!(validate_username("alice"), Ok(()));
         assert_eq!(validate_username("bob_2.x-y"), Ok(()));
-        assert!(matches!(validate_username("al"), Err(UsernameError::Length { actual: 2, .. })));
-        assert!(matches!(validate_username(&"a".repeat(33)), Err(UsernameError::Length { .. })));
+        assert!(matches!(
+            validate_username("al"),
+            Err(UsernameError::Length { actual: 2, .. })
+        ));
+        assert!(matches!(
+            validate_username(&"a".repeat(33)),
+            Err(UsernameError::Length { .. })
+        ));
         assert_eq!(validate_username("Alice"), Err(UsernameError::Character));
         assert_eq!(validate_username("al ice"), Err(UsernameError::Character));
         assert_eq!(validate_username("ålice"), Err(UsernameError::Character));

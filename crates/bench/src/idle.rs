@@ -12,7 +12,9 @@ use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
 use sotto_api::{request, response, server_frame, Register, Request, ServerFrame, SignedPrekey};
 use sotto_channel::{ChannelReceiver, ChannelSender, ClientHandshake, PublicKey, StaticKeypair};
-use sotto_protocol::{IdentityKeyPair, KyberPreKeyId, KyberPreKeyRecord, SignedPreKeyId, SignedPreKeyRecord};
+use sotto_protocol::{
+    IdentityKeyPair, KyberPreKeyId, KyberPreKeyRecord, SignedPreKeyId, SignedPreKeyRecord,
+};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
@@ -56,14 +58,23 @@ impl Connection {
         socket.send(Message::Binary(first.into())).await?;
         let reply = next_binary(&mut socket).await?;
         let (sender, receiver) = handshake.finish(&reply)?.channel.split();
-        Ok(Self { socket, sender, receiver, next_id: 1 })
+        Ok(Self {
+            socket,
+            sender,
+            receiver,
+            next_id: 1,
+        })
     }
 
     /// Sends a request and returns its response, skipping pushes.
     async fn call(&mut self, body: request::Body) -> anyhow::Result<response::Body> {
         let id = self.next_id;
         self.next_id += 1;
-        let frame = Request { id, body: Some(body) }.encode_to_vec();
+        let frame = Request {
+            id,
+            body: Some(body),
+        }
+        .encode_to_vec();
         for message in self.sender.seal(&frame)? {
             self.socket.send(Message::Binary(message.into())).await?;
         }
@@ -132,7 +143,11 @@ fn mib(bytes: u64) -> f64 {
 }
 
 pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
-    let Options { connections, backend, hold_secs } = options;
+    let Options {
+        connections,
+        backend,
+        hold_secs,
+    } = options;
     let server = TestServer::start(backend).await?;
     let url = Arc::new(server.process.ws_url());
     let server_key = PublicKey::from_hex(server.process.key_hex())?;
@@ -148,7 +163,9 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
             let _permit = setup.acquire().await?;
             let device = StaticKeypair::generate();
             let mut first = Connection::open(&url, &server_key, &device).await?;
-            first.call(request::Body::Register(registration(format!("idle{i}")))).await?;
+            first
+                .call(request::Body::Register(registration(format!("idle{i}"))))
+                .await?;
             drop(first);
             // Reconnect as the registered device, as a client does after a restart.
             Connection::open(&url, &server_key, &device).await
@@ -165,7 +182,9 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     let mut probes = Vec::with_capacity(connections);
     for mut connection in open {
         probes.push(tokio::spawn(async move {
-            connection.call(request::Body::PrekeyCount(sotto_api::PrekeyCount {})).await?;
+            connection
+                .call(request::Body::PrekeyCount(sotto_api::PrekeyCount {}))
+                .await?;
             anyhow::Ok(connection)
         }));
     }
@@ -175,7 +194,11 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     }
 
     println!("backend {backend:?}, {connections} idle authenticated connections");
-    println!("set up in {:.1} s; all {} answered a request after {hold_secs} s idle", setup_time.as_secs_f64(), open.len());
+    println!(
+        "set up in {:.1} s; all {} answered a request after {hold_secs} s idle",
+        setup_time.as_secs_f64(),
+        open.len()
+    );
     println!(
         "server resident memory: {:.1} MiB at start, {:.1} MiB with all connections open ({:.1} KiB per connection)",
         mib(rss_start),

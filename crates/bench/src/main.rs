@@ -65,9 +65,14 @@ impl TestServer {
         };
         let data = dir.path().join("data");
         let log = dir.path().join("server.log");
-        let process = tokio::task::spawn_blocking(move || ServerProcess::start(&data, &log, &options))
-            .await?;
-        Ok(Self { process, _database: database, _dir: dir })
+        let process =
+            tokio::task::spawn_blocking(move || ServerProcess::start(&data, &log, &options))
+                .await?;
+        Ok(Self {
+            process,
+            _database: database,
+            _dir: dir,
+        })
     }
 }
 

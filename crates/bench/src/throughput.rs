@@ -43,7 +43,9 @@ async fn next_message(client: &Client) -> anyhow::Result<sotto_client::ReceivedM
     loop {
         match client.next_event().await {
             Some(Event::Message(message)) => return Ok(message),
-            Some(Event::DecryptFailed { reason, .. }) => anyhow::bail!("decryption failed: {reason}"),
+            Some(Event::DecryptFailed { reason, .. }) => {
+                anyhow::bail!("decryption failed: {reason}")
+            }
             Some(_) => continue,
             None => anyhow::bail!("connection closed"),
         }
@@ -51,12 +53,22 @@ async fn next_message(client: &Client) -> anyhow::Result<sotto_client::ReceivedM
 }
 
 pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
-    let Options { senders, messages, backend, rate } = options;
-    anyhow::ensure!(senders > 0 && messages > 0, "need at least one sender and one message");
+    let Options {
+        senders,
+        messages,
+        backend,
+        rate,
+    } = options;
+    anyhow::ensure!(
+        senders > 0 && messages > 0,
+        "need at least one sender and one message"
+    );
     let server = TestServer::start(backend).await?;
     let info = ServerInfo {
         url: server.process.ws_url(),
-        key: Some(sotto_channel::PublicKey::from_hex(server.process.key_hex())?),
+        key: Some(sotto_channel::PublicKey::from_hex(
+            server.process.key_hex(),
+        )?),
     };
     let profiles = tempfile::tempdir()?;
 

@@ -27,7 +27,10 @@ pub struct Channel {
 
 impl Channel {
     pub(crate) fn new(transport: snow::StatelessTransportState, remote: PublicKey) -> Self {
-        Self { transport: Arc::new(transport), remote }
+        Self {
+            transport: Arc::new(transport),
+            remote,
+        }
     }
 
     /// The peer's static key: for the server, the device's authentication key.
@@ -38,15 +41,24 @@ impl Channel {
     /// The sending and receiving halves.
     pub fn split(self) -> (ChannelSender, ChannelReceiver) {
         (
-            ChannelSender { transport: Arc::clone(&self.transport), nonce: 0 },
-            ChannelReceiver { transport: self.transport, nonce: 0, partial: Vec::new() },
+            ChannelSender {
+                transport: Arc::clone(&self.transport),
+                nonce: 0,
+            },
+            ChannelReceiver {
+                transport: self.transport,
+                nonce: 0,
+                partial: Vec::new(),
+            },
         )
     }
 }
 
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Channel").field("remote", &self.remote).finish_non_exhaustive()
+        f.debug_struct("Channel")
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,7 +72,9 @@ impl ChannelSender {
     /// Encrypts one frame into the Noise messages to send, in order, one WebSocket message each.
     pub fn seal(&mut self, frame: &[u8]) -> Result<Vec<Vec<u8>>, ChannelError> {
         if frame.len() > MAX_FRAME_BYTES {
-            return Err(ChannelError::FrameTooLarge { max: MAX_FRAME_BYTES });
+            return Err(ChannelError::FrameTooLarge {
+                max: MAX_FRAME_BYTES,
+            });
         }
         let mut chunks: Vec<&[u8]> = frame.chunks(CHUNK_LEN).collect();
         if chunks.is_empty() {
@@ -88,7 +102,9 @@ impl ChannelSender {
 
 impl std::fmt::Debug for ChannelSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChannelSender").field("nonce", &self.nonce).finish_non_exhaustive()
+        f.debug_struct("ChannelSender")
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
     }
 }
 
@@ -117,7 +133,9 @@ impl ChannelReceiver {
         let (&flag, chunk) = plain[..len].split_first().ok_or(ChannelError::Decrypt)?;
         if self.partial.len() + chunk.len() > MAX_FRAME_BYTES {
             self.partial = Vec::new();
-            return Err(ChannelError::FrameTooLarge { max: MAX_FRAME_BYTES });
+            return Err(ChannelError::FrameTooLarge {
+                max: MAX_FRAME_BYTES,
+            });
         }
         self.partial.extend_from_slice(chunk);
         match flag {
@@ -130,7 +148,9 @@ impl ChannelReceiver {
 
 impl std::fmt::Debug for ChannelReceiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChannelReceiver").field("nonce", &self.nonce).finish_non_exhaustive()
+        f.debug_struct("ChannelReceiver")
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
     }
 }
 
@@ -139,14 +159,20 @@ mod tests {
     use super::{CHUNK_LEN, MAX_FRAME_BYTES};
     use crate::*;
 
-    fn pair() -> ((ChannelSender, ChannelReceiver), (ChannelSender, ChannelReceiver)) {
+    fn pair() -> (
+        (ChannelSender, ChannelReceiver),
+        (ChannelSender, ChannelReceiver),
+    ) {
         let server = StaticKeypair::generate();
         let device = StaticKeypair::generate();
         let (client, first) = ClientHandshake::start(&device, Some(&server.public())).unwrap();
         let Accepted::Established { channel, reply } = accept(&server, &first).unwrap() else {
             panic!()
         };
-        (client.finish(&reply).unwrap().channel.split(), channel.split())
+        (
+            client.finish(&reply).unwrap().channel.split(),
+            channel.split(),
+        )
     }
 
     fn deliver(messages: Vec<Vec<u8>>, rx: &mut ChannelReceiver) -> Option<Vec<u8>> {
@@ -161,9 +187,20 @@ mod tests {
     #[test]
     fn frames_of_every_size_round_trip_both_ways() {
         let ((mut c_tx, mut c_rx), (mut s_tx, mut s_rx)) = pair();
-        for len in [0, 1, CHUNK_LEN - 1, CHUNK_LEN, CHUNK_LEN + 1, 3 * CHUNK_LEN + 7, MAX_FRAME_BYTES] {
+        for len in [
+            0,
+            1,
+            CHUNK_LEN - 1,
+            CHUNK_LEN,
+            CHUNK_LEN + 1,
+            3 * CHUNK_LEN + 7,
+            MAX_FRAME_BYTES,
+        ] {
             let frame: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            assert_eq!(deliver(c_tx.seal(&frame).unwrap(), &mut s_rx), Some(frame.clone()));
+            assert_eq!(
+                deliver(c_tx.seal(&frame).unwrap(), &mut s_rx),
+                Some(frame.clone())
+            );
             assert_eq!(deliver(s_tx.seal(&frame).unwrap(), &mut c_rx), Some(frame));
         }
         assert!(matches!(
@@ -180,10 +217,17 @@ mod tests {
         let mut bad = first.clone();
         bad[3] ^= 1;
         assert_eq!(s_rx.open(&bad), Err(ChannelError::Decrypt));
-        assert_eq!(s_rx.open(&second), Err(ChannelError::Decrypt), "out of order");
+        assert_eq!(
+            s_rx.open(&second),
+            Err(ChannelError::Decrypt),
+            "out of order"
+        );
         assert_eq!(s_rx.open(&first).unwrap().as_deref(), Some(&b"one"[..]));
         assert_eq!(s_rx.open(&first), Err(ChannelError::Decrypt), "replay");
         assert_eq!(s_rx.open(&[]), Err(ChannelError::Decrypt));
-        assert_eq!(s_rx.open(&vec![0; NOISE_MAX_MESSAGE + 1]), Err(ChannelError::Decrypt));
+        assert_eq!(
+            s_rx.open(&vec![0; NOISE_MAX_MESSAGE + 1]),
+            Err(ChannelError::Decrypt)
+        );
     }
 }

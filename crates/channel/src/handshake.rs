@@ -30,7 +30,9 @@ pub(crate) fn builder(pattern: Pattern) -> snow::Builder<'static> {
 
 fn write(state: &mut snow::HandshakeState) -> Result<Vec<u8>, ChannelError> {
     let mut out = vec![0u8; NOISE_MAX_MESSAGE];
-    let len = state.write_message(&[], &mut out).map_err(|_| ChannelError::Handshake)?;
+    let len = state
+        .write_message(&[], &mut out)
+        .map_err(|_| ChannelError::Handshake)?;
     out.truncate(len);
     Ok(out)
 }
@@ -40,7 +42,9 @@ fn read(state: &mut snow::HandshakeState, message: &[u8]) -> Result<(), ChannelE
         return Err(ChannelError::Handshake);
     }
     let mut payload = vec![0u8; NOISE_MAX_MESSAGE];
-    let len = state.read_message(message, &mut payload).map_err(|_| ChannelError::Handshake)?;
+    let len = state
+        .read_message(message, &mut payload)
+        .map_err(|_| ChannelError::Handshake)?;
     // Handshake payloads are empty in this protocol; anything else is not ours.
     if len != 0 {
         return Err(ChannelError::Handshake);
@@ -49,12 +53,17 @@ fn read(state: &mut snow::HandshakeState, message: &[u8]) -> Result<(), ChannelE
 }
 
 fn remote_key(state: &snow::HandshakeState) -> Result<PublicKey, ChannelError> {
-    state.get_remote_static().ok_or(ChannelError::Handshake)?.try_into()
+    state
+        .get_remote_static()
+        .ok_or(ChannelError::Handshake)?
+        .try_into()
 }
 
 fn into_channel(state: snow::HandshakeState) -> Result<Channel, ChannelError> {
     let remote = remote_key(&state)?;
-    let transport = state.into_stateless_transport_mode().map_err(|_| ChannelError::Handshake)?;
+    let transport = state
+        .into_stateless_transport_mode()
+        .map_err(|_| ChannelError::Handshake)?;
     Ok(Channel::new(transport, remote))
 }
 
@@ -83,13 +92,19 @@ impl ClientHandshake {
         local: &StaticKeypair,
         server: Option<&PublicKey>,
     ) -> Result<(Self, Vec<u8>), ChannelError> {
-        let pattern = if server.is_some() { Pattern::Ik } else { Pattern::Xx };
+        let pattern = if server.is_some() {
+            Pattern::Ik
+        } else {
+            Pattern::Xx
+        };
         let builder = builder(pattern).local_private_key(local.private_bytes());
         let builder = match server {
             Some(key) => builder.remote_public_key(key.as_bytes()),
             None => builder,
         };
-        let mut state = builder.build_initiator().map_err(|_| ChannelError::Handshake)?;
+        let mut state = builder
+            .build_initiator()
+            .map_err(|_| ChannelError::Handshake)?;
         let mut first = vec![pattern as u8];
         first.extend_from_slice(&write(&mut state)?);
         Ok((Self { state, pattern }, first))
@@ -103,13 +118,19 @@ impl ClientHandshake {
             Pattern::Ik => None,
             Pattern::Xx => Some(write(&mut self.state)?),
         };
-        Ok(ClientEstablished { channel: into_channel(self.state)?, server_key, final_message })
+        Ok(ClientEstablished {
+            channel: into_channel(self.state)?,
+            server_key,
+            final_message,
+        })
     }
 }
 
 impl std::fmt::Debug for ClientHandshake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientHandshake").field("pattern", &self.pattern).finish_non_exhaustive()
+        f.debug_struct("ClientHandshake")
+            .field("pattern", &self.pattern)
+            .finish_non_exhaustive()
     }
 }
 
@@ -153,7 +174,9 @@ impl std::fmt::Debug for PendingXx {
 
 /// The server reads a client's first message.
 pub fn accept(local: &StaticKeypair, first: &[u8]) -> Result<Accepted, ChannelError> {
-    let (&tag, message) = first.split_first().ok_or(ChannelError::Malformed("empty handshake"))?;
+    let (&tag, message) = first
+        .split_first()
+        .ok_or(ChannelError::Malformed("empty handshake"))?;
     let pattern = match tag {
         1 => Pattern::Ik,
         2 => Pattern::Xx,
@@ -166,8 +189,16 @@ pub fn accept(local: &StaticKeypair, first: &[u8]) -> Result<Accepted, ChannelEr
     read(&mut state, message)?;
     let reply = write(&mut state)?;
     Ok(match pattern {
-        Pattern::Ik => Accepted::Established { channel: into_channel(state)?, reply },
-        Pattern::Xx => Accepted::Pending { handshake: PendingXx { state: Box::new(state) }, reply },
+        Pattern::Ik => Accepted::Established {
+            channel: into_channel(state)?,
+            reply,
+        },
+        Pattern::Xx => Accepted::Pending {
+            handshake: PendingXx {
+                state: Box::new(state),
+            },
+            reply,
+        },
     })
 }
 
@@ -184,8 +215,15 @@ mod tests {
         };
         let established = client.finish(&reply).unwrap();
         assert_eq!(established.server_key, server.public());
-        let server_side = handshake.finish(&established.final_message.unwrap()).unwrap();
-        (established.channel, server_side, server.public(), device.public())
+        let server_side = handshake
+            .finish(&established.final_message.unwrap())
+            .unwrap();
+        (
+            established.channel,
+            server_side,
+            server.public(),
+            device.public(),
+        )
     }
 
     #[test]
@@ -201,21 +239,39 @@ mod tests {
         let impostor = StaticKeypair::generate();
         let device = StaticKeypair::generate();
         let (_, first) = ClientHandshake::start(&device, Some(&impostor.public())).unwrap();
-        assert!(matches!(accept(&server, &first), Err(ChannelError::Handshake)));
+        assert!(matches!(
+            accept(&server, &first),
+            Err(ChannelError::Handshake)
+        ));
     }
 
     #[test]
     fn garbage_handshakes_are_refused() {
         let server = StaticKeypair::generate();
-        assert!(matches!(accept(&server, &[]), Err(ChannelError::Malformed(_))));
-        assert!(matches!(accept(&server, &[9, 1, 2]), Err(ChannelError::Malformed(_))));
-        assert!(matches!(accept(&server, &[1, 1, 2]), Err(ChannelError::Handshake)));
-        assert!(matches!(accept(&server, &[2]), Err(ChannelError::Handshake)));
+        assert!(matches!(
+            accept(&server, &[]),
+            Err(ChannelError::Malformed(_))
+        ));
+        assert!(matches!(
+            accept(&server, &[9, 1, 2]),
+            Err(ChannelError::Malformed(_))
+        ));
+        assert!(matches!(
+            accept(&server, &[1, 1, 2]),
+            Err(ChannelError::Handshake)
+        ));
+        assert!(matches!(
+            accept(&server, &[2]),
+            Err(ChannelError::Handshake)
+        ));
         let device = StaticKeypair::generate();
         let (_, mut first) = ClientHandshake::start(&device, Some(&server.public())).unwrap();
         let last = first.len() - 1;
         first[last] ^= 1;
-        assert!(matches!(accept(&server, &first), Err(ChannelError::Handshake)));
+        assert!(matches!(
+            accept(&server, &first),
+            Err(ChannelError::Handshake)
+        ));
     }
 
     #[test]
@@ -227,6 +283,9 @@ mod tests {
             panic!()
         };
         reply[5] ^= 0x40;
-        assert!(matches!(client.finish(&reply), Err(ChannelError::Handshake)));
+        assert!(matches!(
+            client.finish(&reply),
+            Err(ChannelError::Handshake)
+        ));
     }
 }

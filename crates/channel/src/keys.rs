@@ -24,7 +24,9 @@ impl PublicKey {
     pub fn from_hex(hex: &str) -> Result<Self, ChannelError> {
         let hex = hex.trim();
         if hex.len() != 64 || !hex.is_ascii() {
-            return Err(ChannelError::KeyLength { actual: hex.len() / 2 });
+            return Err(ChannelError::KeyLength {
+                actual: hex.len() / 2,
+            });
         }
         let mut out = [0u8; 32];
         for (i, byte) in out.iter_mut().enumerate() {
@@ -44,8 +46,9 @@ impl TryFrom<&[u8]> for PublicKey {
     type Error = ChannelError;
 
     fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
-        let bytes: [u8; 32] =
-            bytes.try_into().map_err(|_| ChannelError::KeyLength { actual: bytes.len() })?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| ChannelError::KeyLength {
+            actual: bytes.len(),
+        })?;
         Ok(Self(bytes))
     }
 }
@@ -89,8 +92,9 @@ impl StaticKeypair {
 
     /// The key pair with this private key (as stored by [`StaticKeypair::private_bytes`]).
     pub fn from_private_bytes(bytes: &[u8]) -> Result<Self, ChannelError> {
-        let bytes: [u8; 32] =
-            bytes.try_into().map_err(|_| ChannelError::KeyLength { actual: bytes.len() })?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| ChannelError::KeyLength {
+            actual: bytes.len(),
+        })?;
         Ok(Self::from_private(Zeroizing::new(bytes)))
     }
 
@@ -112,7 +116,9 @@ impl StaticKeypair {
 
 impl std::fmt::Debug for StaticKeypair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticKeypair").field("public", &self.public).finish_non_exhaustive()
+        f.debug_struct("StaticKeypair")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
     }
 }
 

@@ -20,7 +20,10 @@ pub fn server_binary() -> PathBuf {
         .get_or_init(|| {
             // Test binaries live in target/<profile>/deps, binaries in target/<profile>.
             let exe = std::env::current_exe().expect("the running executable has a path");
-            let mut dir = exe.parent().expect("an executable lives in a directory").to_path_buf();
+            let mut dir = exe
+                .parent()
+                .expect("an executable lives in a directory")
+                .to_path_buf();
             if dir.ends_with("deps") {
                 dir.pop();
             }
@@ -69,7 +72,9 @@ impl ServerProcess {
     /// Starts the server with its data in `data_dir` and its log (stderr) appended to
     /// `data_dir/../server.log`-style file `log_path`, and waits until it listens.
     pub fn start(data_dir: &Path, log_path: &Path, options: &ServerOptions) -> Self {
-        let listen = options.listen.unwrap_or_else(|| "127.0.0.1:0".parse().expect("an address"));
+        let listen = options
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:0".parse().expect("an address"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -117,7 +122,11 @@ impl ServerProcess {
             if let Some(key) = line.strip_prefix("server key: ") {
                 key_hex = Some(key.trim().to_owned());
             } else if let Some(a) = line.strip_prefix("listening on ") {
-                addr = Some(a.trim().parse().expect("the server prints a socket address"));
+                addr = Some(
+                    a.trim()
+                        .parse()
+                        .expect("the server prints a socket address"),
+                );
             }
         }
         Self {
@@ -169,7 +178,10 @@ impl ServerProcess {
 
     /// Asks it to shut down (SIGTERM) and waits; returns whether it exited successfully.
     pub fn stop(mut self) -> bool {
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
         match self.child.wait() {
             Ok(status) => status.success(),
             Err(_) => false,
