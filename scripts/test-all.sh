@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check of the project: the test suite (nextest, then doc tests, then the protocol's
-# tests again with the pure-Rust crypto provider), the WebAssembly build of the protocol crate,
-# clippy, rustfmt, rustdoc, and each fuzz target briefly.
+# tests again with the pure-Rust crypto provider), the load generator briefly on SQLite and
+# PostgreSQL, the WebAssembly build of the protocol crate, clippy, rustfmt, rustdoc, and each
+# fuzz target briefly.
 # Needs: cargo-nextest, the wasm32-unknown-unknown target, a nightly toolchain with cargo-fuzz
-# (`.ci/run` installs all of them). FUZZ_SECONDS (default 10) sets the time per fuzz target;
+# (`.ci/run` installs all of them), PostgreSQL on 127.0.0.1:5432 and NATS on 127.0.0.1:4222
+# (`.ci/run` starts them when they are down). FUZZ_SECONDS (default 10) sets the time per fuzz target;
 # 0 skips fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,13 @@ cargo nextest run -p sotto-protocol --no-default-features --no-fail-fast 2>&1 | 
 
 echo "== benchmarks run once each (figures: cargo bench -p sotto-protocol --bench protocol)"
 cargo bench -p sotto-protocol --bench protocol -- --test
+
+echo "== load generator briefly (figures: README, Benchmarks)"
+# The test profile reuses the binaries the test run just built, sotto-server among them.
+bench() { cargo run -q --profile test -p sotto-bench -- "$@"; }
+bench throughput --senders 2 --messages 20
+bench throughput --senders 2 --messages 20 --backend postgres
+bench idle --connections 200 --hold-secs 1
 
 echo "== sotto-protocol for wasm32-unknown-unknown"
 cargo build -p sotto-protocol --target wasm32-unknown-unknown

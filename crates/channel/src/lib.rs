@@ -6,7 +6,7 @@
 //! reveals its own). The client's static key is the device's authentication key: after the
 //! handshake the server knows which key it talks to, and nothing else proves a device.
 //!
-//! After the handshake, [`Channel::seal`] turns one `sotto-api` frame into one or more Noise
+//! After the handshake, [`ChannelSender::seal`] turns one `sotto-api` frame into one or more Noise
 //! messages (a frame may be larger than Noise's 65,535-byte message limit) and
 //! [`ChannelReceiver::open`] reassembles them.
 //!

@@ -45,6 +45,15 @@ pub(crate) const SIGNED_PREKEY_ROTATION: Duration = Duration::from_secs(2 * 24 *
 pub(crate) const REPLACED_PREKEY_GRACE: Duration =
     Duration::from_secs(sotto_api::DEFAULT_MESSAGE_TTL_SECS);
 
+/// One-time prekey batches (of each kind) whose upload outcome stayed unknown that are kept
+/// locally. Such a batch is never offered again: the server may have published it and handed
+/// some keys out, and offering those again would let the server hand one key to two senders.
+/// So its keys stay until used, for messages naming them; one-time keys have no replacement
+/// time to age out by, so instead only this many batches are kept, as many as the server holds
+/// at once ([`sotto_api::MAX_STORED_PREKEYS`]); older ones are deleted.
+pub(crate) const UNCONFIRMED_TOP_UPS_KEPT: usize =
+    sotto_api::MAX_STORED_PREKEYS / sotto_api::MAX_PREKEYS_PER_UPLOAD;
+
 /// Maintenance (prekey count, rotation) also runs this often on a long-lived connection, so
 /// that rotation happens on a client that stays connected for days.
 pub(crate) const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60 * 60);
@@ -68,6 +77,23 @@ pub(crate) const PROCESSED_IDS_KEPT: i64 = 2 * sotto_api::MAX_MAILBOX_ENVELOPES 
 /// one disk sync for a burst of messages instead of one each. Within
 /// [`sotto_api::MAX_ACKS_PER_REQUEST`].
 pub(crate) const RECEIVE_BATCH: usize = 100;
+
+/// Envelope ids whose acknowledgement failed that are kept to send again (with the next
+/// acknowledgement, or on their own after [`ACK_RETRY_DELAY`]): the server does not push them
+/// again on the same connection, so unsent they would wait in the mailbox until a reconnect.
+/// One request's worth ([`sotto_api::MAX_ACKS_PER_REQUEST`]); beyond it the oldest are
+/// forgotten, and the server redelivers them on the next connection, where they are
+/// recognised as processed and acknowledged again.
+pub(crate) const UNACKED_IDS_KEPT: usize = sotto_api::MAX_ACKS_PER_REQUEST;
+
+/// A failed acknowledgement is tried again after this long (a request already waits for the
+/// connection to come back, so this only paces retries against a server that fails them).
+pub(crate) const ACK_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Closing the client waits at most this long for acknowledgements still being sent, so that
+/// a short-lived client (receive once, then exit) leaves an empty mailbox without hanging on a
+/// dead connection.
+pub(crate) const ACK_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pushed envelopes buffered while the application is not reading events. Beyond it pushes
 /// are dropped unacknowledged (the server redelivers them on the next connection, which the

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::limits::{
-    DEFAULT_EXPIRY_INTERVAL, DEFAULT_MAX_CONNECTIONS, DEFAULT_NATS_SUBJECT_PREFIX,
+    DEFAULT_EXPIRY_INTERVAL, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_NATS_SUBJECT_PREFIX, DEFAULT_REGISTRATION_TIMEOUT,
 };
 
 /// How to run a server. `Config::default()` is what `sotto-server` runs with no arguments.
@@ -31,6 +32,13 @@ pub struct Config {
     /// A requester regains one bundle fetch for a target account this often, up to
     /// [`sotto_api::BUNDLE_FETCH_BURST`] (default [`sotto_api::BUNDLE_FETCH_REFILL_MS`]).
     pub bundle_fetch_refill: Duration,
+    /// A TCP connection from which nothing arrives for this long (no request, no WebSocket
+    /// message, not even a ping) is closed, freeing its slot. Default 90 s; clients ping
+    /// every 20 s.
+    pub idle_timeout: Duration,
+    /// A WebSocket whose key belongs to no device is closed unless it registers within this
+    /// long after the Noise handshake. Default 30 s.
+    pub registration_timeout: Duration,
 }
 
 impl Default for Config {
@@ -44,6 +52,8 @@ impl Default for Config {
             expiry_interval: DEFAULT_EXPIRY_INTERVAL,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             bundle_fetch_refill: Duration::from_millis(sotto_api::BUNDLE_FETCH_REFILL_MS),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            registration_timeout: DEFAULT_REGISTRATION_TIMEOUT,
         }
     }
 }
@@ -60,6 +70,8 @@ impl std::fmt::Debug for Config {
             .field("expiry_interval", &self.expiry_interval)
             .field("max_connections", &self.max_connections)
             .field("bundle_fetch_refill", &self.bundle_fetch_refill)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("registration_timeout", &self.registration_timeout)
             .finish()
     }
 }

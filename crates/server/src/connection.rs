@@ -3,7 +3,9 @@
 //!
 //! The task waits on whatever comes first: a WebSocket message, a finished request, a mailbox
 //! page fetched for pushing, a wake (local or over NATS), or shutdown. An idle connection has
-//! nothing pending but those waits: no timer, no buffer beyond the socket's small ones.
+//! nothing pending but those waits and its socket's idle deadline (see `server`): no buffer
+//! beyond the socket's small ones. A connection whose key has no device also waits on its
+//! registration deadline.
 
 use std::future::{pending, Future};
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use sotto_api::{
     push, request, server_frame, Empty, FrameError, Push, Request, Response, ServerFrame,
 };
 use sotto_channel::{Accepted, Channel, ChannelReceiver, ChannelSender, StaticKeypair};
-use tokio::time::timeout;
+use tokio::time::{sleep, timeout, Sleep};
 
 use crate::batcher::SendTurn;
 use crate::delivery::{ConnectionHandle, Signal};
@@ -39,6 +41,8 @@ enum End {
     Handshake,
     /// The handshake did not finish in time.
     HandshakeTimeout,
+    /// A connection whose key has no device did not register in time.
+    RegistrationTimeout,
     /// A text message: not part of this protocol.
     Text,
     /// A channel message did not decrypt or was too large: the channel is poisoned.
@@ -62,6 +66,7 @@ impl End {
             End::Gone => return None,
             End::Handshake => (close_code::PROTOCOL, "Noise handshake failed"),
             End::HandshakeTimeout => (close_code::POLICY, "Noise handshake timed out"),
+            End::RegistrationTimeout => (close_code::POLICY, "registration timed out"),
             End::Text => (close_code::UNSUPPORTED, "text messages are not accepted"),
             End::Channel => (close_code::PROTOCOL, "invalid channel message"),
             End::Unreadable => (close_code::PROTOCOL, "unreadable WebSocket message"),
@@ -113,6 +118,9 @@ pub(crate) async fn serve_socket(shared: Arc<Shared>, mut ws: WebSocket) {
         }
     };
     let (tx, rx) = channel.split();
+    let registration_deadline = device
+        .is_none()
+        .then(|| Box::pin(sleep(shared.registration_timeout)));
     let mut connection = Connection {
         shared,
         ws,
@@ -120,6 +128,7 @@ pub(crate) async fn serve_socket(shared: Arc<Shared>, mut ws: WebSocket) {
         rx,
         auth_key,
         device: None,
+        registration_deadline,
         handle: None,
         subscription: None,
         push: PushState::default(),
@@ -208,6 +217,8 @@ struct Connection {
     auth_key: [u8; 32],
     /// The device this connection acts as, once known; never changes after that.
     device: Option<DeviceRecord>,
+    /// Until the connection has a device: when it is closed unless it registered.
+    registration_deadline: Option<std::pin::Pin<Box<Sleep>>>,
     /// Its place in the registry of connected devices.
     handle: Option<Arc<ConnectionHandle>>,
     /// Its device's NATS subject.
@@ -224,6 +235,7 @@ struct Connection {
 /// What the connection's task woke up for.
 enum Event {
     Shutdown,
+    Unregistered,
     Done(Outcome),
     Fetched(Result<Vec<StoredEnvelope>, StoreError>),
     Woken,
@@ -249,6 +261,7 @@ impl Connection {
             "device connected"
         );
         self.device = Some(device);
+        self.registration_deadline = None;
     }
 
     async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -261,6 +274,7 @@ impl Connection {
                 Some(outcome) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     Event::Done(outcome)
                 }
+                () = optional(&mut self.registration_deadline) => Event::Unregistered,
                 fetched = optional(&mut self.fetch) => Event::Fetched(fetched),
                 () = woken(&self.handle) => Event::Woken,
                 message = next_nats(&mut self.subscription) => Event::Nats(message),
@@ -268,6 +282,7 @@ impl Connection {
             };
             let result = match event {
                 Event::Shutdown => Err(End::ShuttingDown),
+                Event::Unregistered => Err(End::RegistrationTimeout),
                 Event::Done(outcome) => self.finish(outcome).await,
                 Event::Fetched(fetched) => {
                     self.fetch = None;

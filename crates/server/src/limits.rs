@@ -14,6 +14,18 @@ pub(crate) const DEFAULT_EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
 /// Default NATS subject prefix ([`crate::Config::nats_subject_prefix`]).
 pub(crate) const DEFAULT_NATS_SUBJECT_PREFIX: &str = "sotto";
 
+/// Default for [`crate::Config::idle_timeout`]: a socket from which nothing at all arrives for
+/// this long is closed, so that silent or half-open sockets (before the HTTP request, during the
+/// upgrade, or after it) cannot hold connection slots forever. Clients ping every 20 s
+/// (`sotto-client`'s `PING_INTERVAL`), so a live client sends something at least four times
+/// within it; it is far longer than any pause a working peer makes.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Default for [`crate::Config::registration_timeout`]: a connection whose key belongs to no
+/// device must register within this long after its handshake, or it is closed. Registration is
+/// one request, so this is generous; it keeps unregistered sockets from holding slots.
+pub(crate) const DEFAULT_REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A client has this long to finish the Noise handshake after the WebSocket upgrade, so that
 /// half-open handshakes cannot hold connection slots.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,9 +69,10 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// trying again, rather than spinning.
 pub(crate) const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Most (requester device, target account) pairs whose bundle-fetch rate is tracked. Buckets
-/// that have refilled completely are forgotten first; if all are in use, fetches from new pairs
-/// are refused until some refill, so the limiter's memory stays bounded.
+/// Most (requester device, target account) pairs whose bundle-fetch rate is tracked, so that
+/// the limiter's memory stays bounded (a few MiB). Buckets that have refilled completely are
+/// forgotten as they do; if the table is still full, the bucket nearest to full is forgotten
+/// (the one that loses the least), never a new pair refused.
 pub(crate) const MAX_RATE_LIMIT_BUCKETS: usize = 100_000;
 
 /// Bounded queue of NATS messages per subscription (mailbox wakes): wakes coalesce, so a

@@ -5,11 +5,13 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use sotto_channel::{PublicKey, StaticKeypair};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 
 use crate::batcher::{self, CommitQueue};
 use crate::delivery::Delivery;
@@ -52,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) commits: CommitQueue,
     pub(crate) bundle_limiter: BundleRateLimiter,
     pub(crate) directory: DeviceDirectory,
+    /// How long a connection whose key has no device may stay unregistered.
+    pub(crate) registration_timeout: Duration,
     /// Becomes `true` when the server starts shutting down.
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -67,6 +71,12 @@ fn check(config: &Config) -> Result<(), ServerError> {
     }
     if config.expiry_interval.is_zero() {
         return Err(ServerError::Config("expiry_interval must be positive"));
+    }
+    if config.idle_timeout.is_zero() {
+        return Err(ServerError::Config("idle_timeout must be positive"));
+    }
+    if config.registration_timeout.is_zero() {
+        return Err(ServerError::Config("registration_timeout must be positive"));
     }
     if config.bundle_fetch_refill.is_zero() {
         return Err(ServerError::Config("bundle_fetch_refill must be positive"));
@@ -180,12 +190,14 @@ impl Server {
                 sotto_api::BUNDLE_FETCH_BURST,
             ),
             directory: DeviceDirectory::default(),
+            registration_timeout: config.registration_timeout,
             shutdown: shutdown_rx,
         });
         let permits = Arc::new(Semaphore::new(config.max_connections));
         let listener = LimitedListener {
             inner: listener,
             permits: Arc::clone(&permits),
+            idle_timeout: config.idle_timeout,
         };
         let signal = {
             let shutdown_tx = Arc::clone(&shutdown_tx);
@@ -219,10 +231,12 @@ impl Server {
 }
 
 /// The TCP listener, admitting at most `max_connections` sockets at once: a socket holds a
-/// permit until it is closed, also after a WebSocket upgrade.
+/// permit until it is closed, also after a WebSocket upgrade. A socket from which nothing
+/// arrives for `idle_timeout` fails its reads, which closes it (see [`LimitedStream`]).
 struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
+    idle_timeout: Duration,
 }
 
 impl axum::serve::Listener for LimitedListener {
@@ -239,13 +253,7 @@ impl axum::serve::Listener for LimitedListener {
                 Ok((stream, addr)) => {
                     // Frames are small and latency matters more than packet count.
                     let _ = stream.set_nodelay(true);
-                    return (
-                        LimitedStream {
-                            stream,
-                            _permit: permit,
-                        },
-                        addr,
-                    );
+                    return (LimitedStream::new(stream, permit, self.idle_timeout), addr);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -264,10 +272,33 @@ async fn pending_forever<T>() -> T {
     std::future::pending().await
 }
 
-/// An accepted socket and its connection permit.
+/// An accepted socket and its connection permit, with a read-idle deadline: while its reader
+/// waits, a socket from which nothing has arrived for `idle_timeout` fails the read with
+/// [`io::ErrorKind::TimedOut`]. That covers every stage — before the HTTP request (axum's
+/// server has no header-read timeout), during the upgrade and the Noise handshake, and on an
+/// established WebSocket whose peer went silent (clients ping well within it).
+///
+/// The timer is not reset on every read: reads only record their instant, and when the timer
+/// fires early it is moved to the last read plus `idle_timeout`.
 struct LimitedStream {
     stream: TcpStream,
+    idle_timeout: Duration,
+    last_read: Instant,
+    idle_timer: Pin<Box<Sleep>>,
     _permit: OwnedSemaphorePermit,
+}
+
+impl LimitedStream {
+    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, idle_timeout: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            stream,
+            idle_timeout,
+            last_read: now,
+            idle_timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+            _permit: permit,
+        }
+    }
 }
 
 impl AsyncRead for LimitedStream {
@@ -276,7 +307,24 @@ impl AsyncRead for LimitedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let this = &mut *self;
+        if let Poll::Ready(read) = Pin::new(&mut this.stream).poll_read(cx, buf) {
+            this.last_read = Instant::now();
+            return Poll::Ready(read);
+        }
+        loop {
+            if this.idle_timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let deadline = this.last_read + this.idle_timeout;
+            if deadline <= Instant::now() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "nothing received within the idle timeout",
+                )));
+            }
+            this.idle_timer.as_mut().reset(deadline);
+        }
     }
 }
 
@@ -324,6 +372,14 @@ mod tests {
             },
             Config {
                 message_ttl: std::time::Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                idle_timeout: std::time::Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                registration_timeout: std::time::Duration::ZERO,
                 ..Config::default()
             },
             Config {

@@ -42,6 +42,8 @@ pub(crate) fn initial_state() -> PrekeyState {
         pending_one_time_count: 0,
         pending_kyber_start: 0,
         pending_kyber_count: 0,
+        unconfirmed_one_time: Vec::new(),
+        unconfirmed_kyber: Vec::new(),
     }
 }
 

@@ -2,8 +2,12 @@
 //! signed and Kyber last-resort prekeys, and deleting replaced ones after a grace period.
 //!
 //! New keys are stored locally (marked pending) before they are uploaded, so the server
-//! never hands out a key whose private half we lack; a failed upload is retried with the
-//! same keys, so failures do not pile up unpublished keys.
+//! never hands out a key whose private half we lack. A rotation whose upload failed is retried
+//! with the same keys (the server replaces its signed and last-resort keys, handing them out
+//! again is what they are for). A one-time top-up whose upload outcome is unknown is never
+//! offered again: the server may have published it and handed some keys out meanwhile, and
+//! re-publishing those would let two senders use one key. A retry uses fresh keys; the
+//! unconfirmed ones stay stored (a bounded number of batches) for messages naming them.
 
 use std::sync::{Arc, Weak};
 
@@ -15,9 +19,10 @@ use super::keys;
 use super::{now_ms, Inner};
 use crate::consts::{
     MAINTENANCE_INTERVAL, PREKEY_BATCH, REPLACED_PREKEY_GRACE, SIGNED_PREKEY_ROTATION,
+    UNCONFIRMED_TOP_UPS_KEPT,
 };
 use crate::error::{ClientError, ConnectionError};
-use crate::store::Tx;
+use crate::store::{IdRun, Tx};
 
 /// The background task: maintenance after every (re)connection, when asked, and every
 /// [`MAINTENANCE_INTERVAL`]. Holds the client only weakly, so it ends with it.
@@ -183,7 +188,9 @@ pub(super) fn delete_replaced(tx: &Tx<'_>, now_ms: u64) -> Result<(), ClientErro
 }
 
 /// One-time prekeys to upload when the server holds fewer than [`PREKEY_LOW_WATER`] of a
-/// kind (or a previous top-up's upload is unconfirmed): [`PREKEY_BATCH`] of each low kind.
+/// kind: [`PREKEY_BATCH`] fresh keys of each low kind. A previous top-up still pending had an
+/// unknown outcome (the run that prepared it did not confirm it): it is set aside, never
+/// offered again, and `counts` (asked after it) says whether more keys are needed.
 pub(super) fn prepare_top_up(
     tx: &Tx<'_>,
     identity: &IdentityKeyPair,
@@ -191,45 +198,77 @@ pub(super) fn prepare_top_up(
     now_ms: u64,
 ) -> Result<Option<UploadPrekeys>, ClientError> {
     let mut state = tx.prekey_state()?;
+    set_aside_unconfirmed(tx, &mut state)?;
     let mut rng = rand::rng();
-    if state.pending_one_time_count == 0 && counts.one_time < PREKEY_LOW_WATER {
-        let records = keys::one_time(&mut state, PREKEY_BATCH, &mut rng);
-        for record in &records {
-            tx.put_one_time_prekey(record)?;
-        }
-        state.pending_one_time_start = records.first().map_or(0, |r| r.id().into());
-        state.pending_one_time_count = PREKEY_BATCH;
-    }
-    if state.pending_kyber_count == 0 && counts.one_time_kyber < PREKEY_LOW_WATER {
-        let records = keys::one_time_kyber(&mut state, identity, PREKEY_BATCH, now_ms, &mut rng);
-        for record in &records {
-            tx.put_one_time_kyber(record)?;
-        }
-        state.pending_kyber_start = records.first().map_or(0, |r| r.id().into());
-        state.pending_kyber_count = PREKEY_BATCH;
-    }
-    tx.put_prekey_state(&state)?;
-    if state.pending_one_time_count == 0 && state.pending_kyber_count == 0 {
-        return Ok(None);
-    }
     let mut upload = UploadPrekeys {
         signed_prekey: None,
         last_resort_kyber: None,
         one_time_prekeys: Vec::new(),
         one_time_kyber: Vec::new(),
     };
-    // Keys used up meanwhile (deleted locally) are not offered again.
-    for id in keys::id_run(state.pending_one_time_start, state.pending_one_time_count) {
-        if let Some(record) = tx.one_time_prekey(id.into())? {
-            upload.one_time_prekeys.push(keys::api_one_time(&record));
+    if counts.one_time < PREKEY_LOW_WATER {
+        let records = keys::one_time(&mut state, PREKEY_BATCH, &mut rng);
+        for record in &records {
+            tx.put_one_time_prekey(record)?;
         }
+        state.pending_one_time_start = records.first().map_or(0, |r| r.id().into());
+        state.pending_one_time_count = PREKEY_BATCH;
+        upload.one_time_prekeys = records.iter().map(keys::api_one_time).collect();
     }
-    for id in keys::id_run(state.pending_kyber_start, state.pending_kyber_count) {
-        if let Some((record, true)) = tx.kyber_prekey(id.into())? {
-            upload.one_time_kyber.push(keys::api_kyber(&record));
+    if counts.one_time_kyber < PREKEY_LOW_WATER {
+        let records = keys::one_time_kyber(&mut state, identity, PREKEY_BATCH, now_ms, &mut rng);
+        for record in &records {
+            tx.put_one_time_kyber(record)?;
         }
+        state.pending_kyber_start = records.first().map_or(0, |r| r.id().into());
+        state.pending_kyber_count = PREKEY_BATCH;
+        upload.one_time_kyber = records.iter().map(keys::api_kyber).collect();
+    }
+    tx.put_prekey_state(&state)?;
+    if upload.one_time_prekeys.is_empty() && upload.one_time_kyber.is_empty() {
+        return Ok(None);
     }
     Ok(Some(upload))
+}
+
+/// Moves a pending (unconfirmed) top-up to the unconfirmed batches, keeping its keys, and
+/// deletes the keys of batches beyond [`UNCONFIRMED_TOP_UPS_KEPT`], oldest first. Keys used up
+/// meanwhile are already gone; deleting them again is harmless.
+fn set_aside_unconfirmed(
+    tx: &Tx<'_>,
+    state: &mut crate::store::PrekeyState,
+) -> Result<(), ClientError> {
+    if state.pending_one_time_count != 0 {
+        state.unconfirmed_one_time.push(IdRun {
+            start: std::mem::take(&mut state.pending_one_time_start),
+            count: std::mem::take(&mut state.pending_one_time_count),
+        });
+    }
+    if state.pending_kyber_count != 0 {
+        state.unconfirmed_kyber.push(IdRun {
+            start: std::mem::take(&mut state.pending_kyber_start),
+            count: std::mem::take(&mut state.pending_kyber_count),
+        });
+    }
+    let excess = state
+        .unconfirmed_one_time
+        .len()
+        .saturating_sub(UNCONFIRMED_TOP_UPS_KEPT);
+    for run in state.unconfirmed_one_time.drain(..excess) {
+        for id in keys::id_run(run.start, run.count) {
+            tx.delete_one_time_prekey(id.into())?;
+        }
+    }
+    let excess = state
+        .unconfirmed_kyber
+        .len()
+        .saturating_sub(UNCONFIRMED_TOP_UPS_KEPT);
+    for run in state.unconfirmed_kyber.drain(..excess) {
+        for id in keys::id_run(run.start, run.count) {
+            tx.delete_one_time_kyber(id.into())?;
+        }
+    }
+    Ok(())
 }
 
 /// The top-up's upload was accepted.
@@ -342,14 +381,14 @@ mod tests {
     }
 
     #[test]
-    fn tops_up_low_kinds_and_retries_unconfirmed_uploads_with_the_same_keys() {
+    fn tops_up_low_kinds_and_never_offers_an_unconfirmed_batch_again() {
         let (_dir, store, identity) = device();
         let plenty = PrekeyCounts {
             one_time: 50,
             one_time_kyber: 50,
         };
         assert!(store
-            .write(|tx| prepare_top_up(tx, &identity, plenty, T0))
+            .write(|tx| prepare_top_up(tx, &identity, plenty.clone(), T0))
             .unwrap()
             .is_none());
 
@@ -371,7 +410,9 @@ mod tests {
                 .unwrap();
             assert_eq!(stored.public_key().serialize().to_vec(), key.public_key);
         }
-        // Unconfirmed: the same keys again, less one used up meanwhile.
+        // The outcome stayed unknown and the server still reports few keys: the retry
+        // offers fresh keys under fresh ids, never the unconfirmed ones (the server may have
+        // handed some out already) ...
         let used = upload.one_time_prekeys[0].id;
         store
             .write(|tx| Ok(tx.delete_one_time_prekey(used.into())?))
@@ -380,7 +421,52 @@ mod tests {
             .write(|tx| prepare_top_up(tx, &identity, low_ec.clone(), T0))
             .unwrap()
             .unwrap();
-        assert_eq!(again.one_time_prekeys[..], upload.one_time_prekeys[1..]);
+        assert_eq!(again.one_time_prekeys.len(), PREKEY_BATCH as usize);
+        for key in &again.one_time_prekeys {
+            assert!(upload
+                .one_time_prekeys
+                .iter()
+                .all(|old| old.id != key.id && old.public_key != key.public_key));
+        }
+        // ... while the unconfirmed keys stay stored for messages naming them (less the one
+        // used meanwhile).
+        for key in &upload.one_time_prekeys[1..] {
+            assert!(store
+                .read(|tx| Ok(tx.one_time_prekey(key.id.into())?))
+                .unwrap()
+                .is_some());
+        }
+        // An unconfirmed upload that did land shows in the counts: no new keys.
+        assert!(store
+            .write(|tx| prepare_top_up(tx, &identity, plenty.clone(), T0))
+            .unwrap()
+            .is_none());
+        let state = store.read(|tx| Ok(tx.prekey_state()?)).unwrap();
+        assert_eq!(state.unconfirmed_one_time.len(), 2);
+        assert_eq!(state.pending_one_time_count, 0);
+
+        // Unconfirmed batches are bounded: beyond the limit the oldest one's keys go.
+        for _ in 0..UNCONFIRMED_TOP_UPS_KEPT {
+            store
+                .write(|tx| prepare_top_up(tx, &identity, low_ec.clone(), T0))
+                .unwrap()
+                .unwrap();
+        }
+        store
+            .write(|tx| prepare_top_up(tx, &identity, plenty.clone(), T0))
+            .unwrap();
+        let state = store.read(|tx| Ok(tx.prekey_state()?)).unwrap();
+        assert_eq!(state.unconfirmed_one_time.len(), UNCONFIRMED_TOP_UPS_KEPT);
+        for key in upload
+            .one_time_prekeys
+            .iter()
+            .chain(&again.one_time_prekeys)
+        {
+            assert!(store
+                .read(|tx| Ok(tx.one_time_prekey(key.id.into())?))
+                .unwrap()
+                .is_none());
+        }
 
         store.write(finish_top_up).unwrap();
         let low_kyber = PrekeyCounts {

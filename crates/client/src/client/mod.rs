@@ -1,5 +1,6 @@
 //! The client: an open profile with a live connection.
 
+mod acks;
 mod keys;
 mod maintenance;
 mod receive;
@@ -16,10 +17,10 @@ use sotto_protocol::{
     Fingerprint, IdentityKeyPair, FINGERPRINT_ITERATIONS, MAX_VALID_DEVICE_ID,
     VALID_REGISTRATION_ID_MASK,
 };
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
-use crate::consts::{PREKEY_BATCH, SAFETY_NUMBER_VERSION};
+use crate::consts::{ACK_FLUSH_TIMEOUT, PREKEY_BATCH, SAFETY_NUMBER_VERSION};
 use crate::error::{ClientError, ConnectionError};
 use crate::store::{AccountRecord, Store, StoreKey};
 use crate::transport::{Target, Transport};
@@ -91,9 +92,20 @@ pub(crate) struct Inner {
     maintenance: tokio::sync::Mutex<()>,
     /// Asks the maintenance task for a run (after session-starting messages used prekeys).
     maintenance_wanted: Arc<Notify>,
+    /// To the acknowledgement task: ids of envelopes committed locally.
+    acks: mpsc::UnboundedSender<acks::AckCommand>,
 }
 
 impl Inner {
+    /// Waits (at most [`ACK_FLUSH_TIMEOUT`]) until the acknowledgements queued so far have
+    /// been tried.
+    async fn flush_acks(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.acks.send(acks::AckCommand::Flush(done)).is_ok() {
+            let _ = tokio::time::timeout(ACK_FLUSH_TIMEOUT, wait).await;
+        }
+    }
+
     /// Runs `f` on a blocking thread (store access, which may wait for a disk sync, and the
     /// cryptography around it).
     async fn blocking<T: Send + 'static>(
@@ -361,6 +373,7 @@ impl Client {
         let (side_events, side) = mpsc::unbounded_channel();
         let connections = transport.connections();
         let maintenance_wanted = Arc::new(Notify::new());
+        let (acks, ack_commands) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             username,
             device_id,
@@ -377,8 +390,10 @@ impl Client {
             side_events,
             maintenance: tokio::sync::Mutex::new(()),
             maintenance_wanted: Arc::clone(&maintenance_wanted),
+            acks,
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
+        tokio::spawn(acks::run(weak.clone(), ack_commands));
         tokio::spawn(maintenance::run(weak, connections, maintenance_wanted));
         Client { inner }
     }
@@ -401,8 +416,9 @@ impl Client {
         self.inner.send_text(to, text).await
     }
 
-    /// The next event: messages are decrypted, stored locally, and only then acknowledged to
-    /// the server. `None` when the connection is closed for good. Cancel-safe: dropping the
+    /// The next event: messages are decrypted and stored locally, then handed out while the
+    /// acknowledgement to the server is sent in the background (never before the local
+    /// commit; a failed one is sent again). `None` when the connection is closed for good. Cancel-safe: dropping the
     /// future loses no event.
     pub async fn next_event(&self) -> Option<Event> {
         self.inner.next_event().await
@@ -472,9 +488,11 @@ impl Client {
         self.inner.maintain().await
     }
 
-    /// Closes the connection cleanly; pending and later requests fail, and `next_event`
-    /// returns `None` once what was already processed has been handed out.
+    /// Closes the connection cleanly, after waiting briefly for acknowledgements still being
+    /// sent; pending and later requests fail, and `next_event` returns `None` once what was
+    /// already processed has been handed out.
     pub async fn close(&self) {
+        self.inner.flush_acks().await;
         self.inner.transport.close().await;
     }
 }

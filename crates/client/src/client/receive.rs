@@ -1,5 +1,7 @@
 //! Receiving: pushed envelopes are decrypted and stored in one local transaction per batch,
-//! acknowledged to the server only after that commit, and handed out as events.
+//! then handed out as events while they are acknowledged to the server in the background
+//! (never before that commit: a lost acknowledgement only means a redelivery, recognised by
+//! envelope id).
 //!
 //! An envelope already processed (the server redelivers what it has no acknowledgement for)
 //! is acknowledged again without a new message; so is a message the ratchet reports as a
@@ -8,13 +10,14 @@
 
 use std::sync::Arc;
 
-use sotto_api::{push, request, response, validate_username, Ack, Envelope, EnvelopeType, Push};
+use sotto_api::{push, validate_username, Envelope, EnvelopeType, Push};
 use sotto_protocol::{
     DecryptError, IdentityKey, PreKeySecrets, PreKeySignalMessage, SessionRecord, SignalMessage,
     UsedPreKeys, MAX_VALID_DEVICE_ID,
 };
 use zeroize::Zeroizing;
 
+use super::acks::AckCommand;
 use super::trust::{self, Seen};
 use super::{now_ms, Inbox, Inner};
 use crate::consts::RECEIVE_BATCH;
@@ -104,22 +107,16 @@ impl Inner {
         }
     }
 
-    /// Stores a batch in one transaction, then acknowledges it.
+    /// Stores a batch in one transaction, then queues its acknowledgement: the events do not
+    /// wait for it.
     async fn process(self: Arc<Self>, batch: Vec<Push>) -> Result<Vec<Event>, ClientError> {
         let processed = self
             .blocking(move |inner| inner.store.write(|tx| inner.store_batch(tx, batch)))
             .await?;
+        // Committed: now the server may delete them. If the task is gone (the client is being
+        // dropped), the server delivers them again and they are recognised as processed.
         if !processed.acks.is_empty() {
-            let ack = Ack {
-                envelope_ids: processed.acks,
-            };
-            match self.transport.request(request::Body::Ack(ack)).await {
-                Ok(response::Body::Ok(_)) => {}
-                // Stored already: if the acknowledgement is lost, the server delivers the
-                // envelopes again and they are recognised as processed.
-                Ok(_) => tracing::debug!("unexpected answer to an acknowledgement"),
-                Err(error) => tracing::debug!(%error, "acknowledgement failed"),
-            }
+            let _ = self.acks.send(AckCommand::Ids(processed.acks));
         }
         if processed.started_sessions {
             self.maintenance_wanted.notify_one();

@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 
 pub(crate) use crypto::NewProfileKeys;
 pub use crypto::StoreKey;
-pub(crate) use records::{AccountRecord, ContactRecord, MessageRecord, PrekeyState};
+pub(crate) use records::{AccountRecord, ContactRecord, IdRun, MessageRecord, PrekeyState};
 
 use crate::consts::{PROCESSED_IDS_KEPT, PROFILE_DB_FILE, PROFILE_DB_NEW_FILE};
 use crate::error::{ClientError, StoreError};

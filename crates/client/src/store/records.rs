@@ -60,6 +60,25 @@ pub(crate) struct PrekeyState {
     /// See `pending_kyber_start`.
     #[prost(uint32, tag = "11")]
     pub(crate) pending_kyber_count: u32,
+    /// One-time EC prekey batches whose upload outcome stayed unknown, oldest first (at most
+    /// `UNCONFIRMED_TOP_UPS_KEPT`). Never offered again (the server may have published and
+    /// handed out some of them already), but kept so that a message naming one decrypts.
+    #[prost(message, repeated, tag = "12")]
+    pub(crate) unconfirmed_one_time: Vec<IdRun>,
+    /// The same for one-time Kyber prekeys.
+    #[prost(message, repeated, tag = "13")]
+    pub(crate) unconfirmed_kyber: Vec<IdRun>,
+}
+
+/// A run of consecutive prekey ids (wrapping within the id space).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct IdRun {
+    /// The first id.
+    #[prost(uint32, tag = "1")]
+    pub(crate) start: u32,
+    /// How many.
+    #[prost(uint32, tag = "2")]
+    pub(crate) count: u32,
 }
 
 /// A contact: the identity key trusted for them and its verification state.

@@ -1,7 +1,8 @@
 //! The production backend: PostgreSQL, shared by any number of server instances.
 //!
 //! Every operation is one transaction (READ COMMITTED) on a pooled connection, committed with
-//! `synchronous_commit` at its default, on. Instances coordinate only through row locks, always
+//! `synchronous_commit` on: the store sets it on each of its connections (a startup option),
+//! so durability does not depend on the server's or the database's configuration. Instances coordinate only through row locks, always
 //! taken in one order — device rows first, sorted by account and device id, then envelope or
 //! prekey rows — so that no two transactions deadlock:
 //! - sequence numbers come from `UPDATE devices SET next_seq = next_seq + n … RETURNING`; the
@@ -35,6 +36,9 @@ use super::{
 /// concurrent clients) and leave room under PostgreSQL's default `max_connections` of 100 for
 /// several instances.
 const POOL_SIZE: usize = 16;
+
+/// The startup option every connection of the store is opened with.
+const SYNCHRONOUS_COMMIT: &str = "-c synchronous_commit=on";
 
 /// How long opening a connection may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,6 +168,14 @@ impl PostgresStore {
             .parse()
             .map_err(|_| StoreError::Backend("the PostgreSQL URL is not valid".to_owned()))?;
         config.connect_timeout(CONNECT_TIMEOUT);
+        // A send is answered only once committed durably: never let a `synchronous_commit =
+        // off` in postgresql.conf, the database or the role weaken that. Options in the URL
+        // are kept; this one comes last, so it wins.
+        let options = match config.get_options() {
+            Some(given) if !given.trim().is_empty() => format!("{given} {SYNCHRONOUS_COMMIT}"),
+            _ => SYNCHRONOUS_COMMIT.to_owned(),
+        };
+        config.options(&options);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -1087,5 +1099,33 @@ mod tests {
             .await
             .unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn commits_are_synchronous_whatever_the_database_says() {
+        let db = sotto_test_support::postgres::TestDatabase::create().await;
+        {
+            let (admin, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+            let connection = tokio::spawn(connection);
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {} SET synchronous_commit = off",
+                    db.name()
+                ))
+                .await
+                .unwrap();
+            drop(admin);
+            let _ = connection.await;
+        }
+        let store = PostgresStore::connect(db.url()).await.unwrap();
+        let client = store.client().await.unwrap();
+        let row = client
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "on");
+        drop(client);
+        drop(store);
+        db.drop_database().await;
     }
 }

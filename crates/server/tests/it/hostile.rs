@@ -230,3 +230,61 @@ async fn oversized_requests_are_refused() {
     );
     unchanged(&server, &mut alice, &mut bob).await;
 }
+
+/// Close code "policy violation" (RFC 6455).
+const POLICY_VIOLATION: u16 = 1008;
+
+#[tokio::test]
+async fn silent_sockets_are_closed_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = TestServer::start_with(|config| {
+        config.idle_timeout = std::time::Duration::from_millis(200);
+    })
+    .await;
+    // Nothing sent at all, and a request whose headers never end: both are closed rather
+    // than holding their connection slots.
+    let silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut partial = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    partial
+        .write_all(b"GET /v1/ws HTTP/1.1\r\nHost: test\r\n")
+        .await
+        .unwrap();
+    for mut stream in [silent, partial] {
+        let mut rest = Vec::new();
+        let ended = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest)).await;
+        assert!(ended.is_ok(), "the server closes an idle socket");
+    }
+    // The server still serves.
+    assert_eq!(server.get("/health").await.0, 200);
+}
+
+#[tokio::test]
+async fn unregistered_connections_must_register_in_time() {
+    let server = TestServer::start().await;
+    let mut alice = Device::register(&server, "alice", 1).await;
+    let dir = server.stop().await;
+    let registration_timeout = std::time::Duration::from_millis(100);
+    let server = TestServer::start_in(dir, |config| {
+        config.registration_timeout = registration_timeout;
+    })
+    .await;
+
+    let mut stranger = TestClient::connect(&server, &StaticKeypair::generate()).await;
+    let frame = closed(&mut stranger.ws).await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), POLICY_VIOLATION);
+    assert_eq!(frame.reason.as_str(), "registration timed out");
+
+    // A device's own connection has no such deadline.
+    alice.reconnect(&server).await;
+    assert!(alice.client.drain().await.is_empty());
+    tokio::time::sleep(registration_timeout * 3).await;
+    match alice
+        .client
+        .request(Body::PrekeyCount(PrekeyCount {}))
+        .await
+    {
+        response::Body::PrekeyCounts(c) => assert_eq!(c.one_time, 1),
+        other => panic!("{other:?}"),
+    }
+}
