@@ -1,7 +1,8 @@
 //! Group commit: one task takes the envelopes of every connection's sends and stores whatever
-//! has queued up meanwhile with one durable [`Store::append_envelopes`] call, so that
-//! durability costs one commit per batch rather than per send. A send is answered only after
-//! the commit holding it has returned.
+//! has queued up meanwhile with one durable [`Store::append_batch`] call, so that
+//! durability costs one commit per batch rather than per send. A send refused by the store (a
+//! full mailbox, a vanished device) fails alone, in the same commit as the others. A send is
+//! answered only after the commit holding it has returned.
 
 use std::sync::Arc;
 
@@ -150,73 +151,61 @@ impl Worker {
         }
     }
 
-    async fn commit(&self, mut batch: Vec<Job>) {
-        let result = if batch.len() == 1 {
-            let envelopes = std::mem::take(&mut batch[0].envelopes);
-            let destinations = destinations(&envelopes);
-            let count = envelopes.len();
-            match self.store.append_envelopes(envelopes).await {
-                Ok(_) => Ok((destinations, count)),
-                Err(e) => Err(e),
-            }
-        } else {
-            let all: Vec<NewEnvelope> = batch
-                .iter()
-                .flat_map(|job| job.envelopes.iter().cloned())
-                .collect();
-            let destinations = destinations(&all);
-            let count = all.len();
-            match self.store.append_envelopes(all).await {
-                Ok(_) => Ok((destinations, count)),
-                Err(e) => Err(e),
-            }
-        };
-        match result {
-            Ok((destinations, count)) => {
-                self.metrics.commit(count);
-                self.delivery.wake_local(&destinations);
-                for job in batch {
-                    let _ = job.done.send(Ok(()));
+    async fn commit(&self, batch: Vec<Job>) {
+        let (sends, waiting): (Vec<Vec<NewEnvelope>>, Vec<_>) = batch
+            .into_iter()
+            .map(|job| (job.envelopes, job.done))
+            .unzip();
+        // Only the sends that were stored wake their mailboxes.
+        let mailboxes: Vec<Vec<DeviceAddress>> = sends.iter().map(|s| destinations(s)).collect();
+        let counts: Vec<usize> = sends.iter().map(Vec::len).collect();
+        match self.store.append_batch(sends).await {
+            Ok(results) if results.len() == waiting.len() => {
+                let mut woken = Vec::new();
+                let mut stored = 0;
+                let answers: Vec<Result<(), StoreError>> = results
+                    .into_iter()
+                    .zip(mailboxes.into_iter().zip(counts))
+                    .map(|(result, (mailboxes, count))| {
+                        result.map(|_| {
+                            woken.extend(mailboxes);
+                            stored += count;
+                        })
+                    })
+                    .collect();
+                woken.sort_unstable();
+                woken.dedup();
+                self.metrics.commit(stored);
+                self.delivery.wake_local(&woken);
+                for (done, answer) in waiting.into_iter().zip(answers) {
+                    let _ = done.send(answer);
                 }
-                self.delivery.wake_remote(&destinations).await;
+                self.delivery.wake_remote(&woken).await;
             }
-            // One send's fault (a full mailbox, a vanished device): commit the others one by
-            // one, so that only the offending send fails.
-            Err(StoreError::MailboxFull | StoreError::NotFound) if batch.len() > 1 => {
+            Ok(results) => {
+                // A store bug: whatever it stored, no send can be told it succeeded.
+                tracing::error!(
+                    sends = waiting.len(),
+                    results = results.len(),
+                    "the store answered a batch with the wrong number of results"
+                );
                 self.metrics.commit_failed();
-                for job in batch {
-                    self.commit_one(job).await;
+                for done in waiting {
+                    let _ = done.send(Err(StoreError::Backend(
+                        "the batch was answered wrongly".into(),
+                    )));
                 }
             }
             Err(e) => {
                 // Each sender's request logs the failure with its device.
                 self.metrics.commit_failed();
-                let mut jobs = batch.into_iter();
-                if let Some(job) = jobs.next() {
-                    let _ = job.done.send(Err(e));
+                let mut waiting = waiting.into_iter();
+                if let Some(done) = waiting.next() {
+                    let _ = done.send(Err(e));
                 }
-                for job in jobs {
-                    let _ = job
-                        .done
-                        .send(Err(StoreError::Backend("batch failed".into())));
+                for done in waiting {
+                    let _ = done.send(Err(StoreError::Backend("batch failed".into())));
                 }
-            }
-        }
-    }
-
-    async fn commit_one(&self, job: Job) {
-        let destinations = destinations(&job.envelopes);
-        let count = job.envelopes.len();
-        match self.store.append_envelopes(job.envelopes).await {
-            Ok(_) => {
-                self.metrics.commit(count);
-                self.delivery.wake_local(&destinations);
-                let _ = job.done.send(Ok(()));
-                self.delivery.wake_remote(&destinations).await;
-            }
-            Err(e) => {
-                self.metrics.commit_failed();
-                let _ = job.done.send(Err(e));
             }
         }
     }
@@ -246,8 +235,8 @@ mod tests {
     /// The device whose mailbox is full.
     const FULL: u32 = 99;
 
-    /// Records the size of every append; refuses those with an envelope for [`FULL`]; holds
-    /// the first append until `release` fires.
+    /// Records how many sends every batch has; refuses the sends with an envelope for
+    /// [`FULL`]; holds the first batch until `release` fires.
     #[derive(Default)]
     struct FakeStore {
         appends: Mutex<Vec<usize>>,
@@ -290,19 +279,25 @@ mod tests {
         ) -> Result<Option<Vec<Bundle>>, StoreError> {
             Ok(None)
         }
-        async fn append_envelopes(
+        async fn append_batch(
             &self,
-            envelopes: Vec<NewEnvelope>,
-        ) -> Result<Vec<u64>, StoreError> {
+            sends: Vec<Vec<NewEnvelope>>,
+        ) -> Result<Vec<Result<Vec<u64>, StoreError>>, StoreError> {
             let hold = self.hold_first.lock().unwrap().take();
             if let Some(hold) = hold {
                 let _ = hold.await;
             }
-            self.appends.lock().unwrap().push(envelopes.len());
-            if envelopes.iter().any(|e| e.destination.device_id == FULL) {
-                return Err(StoreError::MailboxFull);
-            }
-            Ok((1..=envelopes.len() as u64).collect())
+            self.appends.lock().unwrap().push(sends.len());
+            Ok(sends
+                .iter()
+                .map(|envelopes| {
+                    if envelopes.iter().any(|e| e.destination.device_id == FULL) {
+                        Err(StoreError::MailboxFull)
+                    } else {
+                        Ok((1..=envelopes.len() as u64).collect())
+                    }
+                })
+                .collect())
         }
         async fn fetch_envelopes(
             &self,
@@ -376,8 +371,8 @@ mod tests {
             Err(RequestError::Store(StoreError::MailboxFull))
         ));
         assert!(b.await.unwrap().is_ok());
-        // One commit of one, one of three that failed, then each of the three alone.
-        assert_eq!(*store.appends.lock().unwrap(), vec![1, 3, 1, 1, 1]);
+        // One commit of one send, then one of the three queued: no send is retried alone.
+        assert_eq!(*store.appends.lock().unwrap(), vec![1, 3]);
         // Device 3's connection was woken by its commit.
         woken.handle.woken().await;
 

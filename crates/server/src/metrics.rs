@@ -131,7 +131,7 @@ impl Metrics {
         }
     }
 
-    /// One commit that failed (and was retried send by send, or answered with an error).
+    /// One commit that failed as a whole (every send of it was answered with an error).
     pub(crate) fn commit_failed(&self) {
         self.commit_failures.fetch_add(1, Relaxed);
     }

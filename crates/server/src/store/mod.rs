@@ -3,7 +3,7 @@
 //!
 //! The server stores only public keys and ciphertexts. Every method is one transaction; a
 //! method that returns an error has changed nothing. Writes that acknowledge a sender
-//! ([`Store::append_envelopes`]) are durable when they return (SQLite WAL with
+//! ([`Store::append_batch`]) are durable when they return (SQLite WAL with
 //! `synchronous=FULL`, PostgreSQL with `synchronous_commit=on`).
 
 mod postgres;
@@ -128,7 +128,7 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
-    /// A mailbox would exceed [`sotto_api::MAX_MAILBOX_ENVELOPES`]; no envelope of the batch
+    /// A mailbox would exceed [`sotto_api::MAX_MAILBOX_ENVELOPES`]; no envelope of the send
     /// was stored.
     #[error("mailbox full")]
     MailboxFull,
@@ -178,11 +178,21 @@ pub trait Store: Send + Sync + 'static {
         device_id: Option<u32>,
     ) -> Result<Option<Vec<Bundle>>, StoreError>;
 
-    /// Appends envelopes to their mailboxes in one durable transaction, all or nothing, and
-    /// returns the per-device sequence number given to each (in the order given). Sequence
-    /// numbers increase per device, start at 1 and are never reused; each device's envelopes
-    /// become visible to [`Store::fetch_envelopes`] in sequence order.
-    async fn append_envelopes(&self, envelopes: Vec<NewEnvelope>) -> Result<Vec<u64>, StoreError>;
+    /// Stores a batch of independent sends in one durable transaction (one commit for all of
+    /// them), each send all or nothing: the result has one entry per send, in the order given,
+    /// either the per-device sequence number given to each of its envelopes (in its order) or
+    /// why that send was refused (such as [`StoreError::NotFound`] for a missing device or
+    /// [`StoreError::MailboxFull`]), in which case it stored nothing and used no sequence
+    /// number, while the other sends are committed. The outer error means the transaction
+    /// failed as a whole and nothing of the batch was stored.
+    ///
+    /// Sends take their sequence numbers in batch order. Sequence numbers increase per device,
+    /// start at 1 and are never reused; each device's envelopes become visible to
+    /// [`Store::fetch_envelopes`] in sequence order.
+    async fn append_batch(
+        &self,
+        sends: Vec<Vec<NewEnvelope>>,
+    ) -> Result<Vec<Result<Vec<u64>, StoreError>>, StoreError>;
 
     /// Envelopes of a mailbox with a sequence number above `after`, in order, at most `limit`.
     async fn fetch_envelopes(

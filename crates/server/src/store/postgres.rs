@@ -5,15 +5,16 @@
 //! so durability does not depend on the server's or the database's configuration. Instances coordinate only through row locks, always
 //! taken in one order — device rows first, sorted by account and device id, then envelope or
 //! prekey rows — so that no two transactions deadlock:
-//! - sequence numbers come from `UPDATE devices SET next_seq = next_seq + n … RETURNING`; the
-//!   device row stays locked until commit, so each device's envelopes commit, and become
+//! - sequence numbers are read from the device rows locked (`FOR NO KEY UPDATE`) at the start
+//!   of the transaction and advanced with `UPDATE devices SET next_seq = next_seq + n`; the
+//!   device rows stay locked until commit, so each device's envelopes commit, and become
 //!   visible, in sequence order;
 //! - one-time prekeys are taken with `FOR UPDATE SKIP LOCKED`: concurrent takers, on any
 //!   instance, each get a different key or none, never the same one, and never wait;
 //! - migrations run under a transaction-scoped advisory lock, so that instances starting at
 //!   once apply each of them once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -132,6 +133,14 @@ CREATE INDEX envelopes_by_time ON envelopes (server_timestamp_ms);
 /// account and device ids, returns the rows that exist.
 const LOCK_DEVICES: &str = "
 SELECT account, device_id FROM devices
+WHERE (account, device_id) IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))
+ORDER BY account, device_id
+FOR NO KEY UPDATE";
+
+/// [`LOCK_DEVICES`] for a batch of sends: also returns each device's next sequence number
+/// and mailbox size.
+const LOCK_MAILBOXES: &str = "
+SELECT account, device_id, next_seq, mailbox_count FROM devices
 WHERE (account, device_id) IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))
 ORDER BY account, device_id
 FOR NO KEY UPDATE";
@@ -560,113 +569,110 @@ impl PostgresStore {
         Ok(Some(bundles))
     }
 
-    async fn append_envelopes_tx(
+    async fn append_batch_tx(
         &self,
-        envelopes: Vec<NewEnvelope>,
-    ) -> Result<Vec<u64>, StoreError> {
-        // How many envelopes each device gets, in lock order.
-        let mut per_device: BTreeMap<(i64, i64), i64> = BTreeMap::new();
-        for envelope in &envelopes {
-            *per_device
-                .entry(device_key(envelope.destination))
-                .or_default() += 1;
-        }
-        let accounts: Vec<i64> = per_device.keys().map(|&(account, _)| account).collect();
-        let device_ids: Vec<i64> = per_device.keys().map(|&(_, device_id)| device_id).collect();
-        let counts: Vec<i64> = per_device.values().copied().collect();
+        sends: Vec<Vec<NewEnvelope>>,
+    ) -> Result<Vec<Result<Vec<u64>, StoreError>>, StoreError> {
+        // Every device of the batch, in lock order.
+        let devices: BTreeSet<(i64, i64)> = sends
+            .iter()
+            .flatten()
+            .map(|envelope| device_key(envelope.destination))
+            .collect();
+        let accounts: Vec<i64> = devices.iter().map(|&(account, _)| account).collect();
+        let device_ids: Vec<i64> = devices.iter().map(|&(_, device_id)| device_id).collect();
 
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let lock = tx.prepare_cached(LOCK_DEVICES).await.map_err(pg)?;
-        let take_seqs = tx
-            .prepare_cached(
-                "UPDATE devices AS d \
-                 SET next_seq = d.next_seq + n.count, mailbox_count = d.mailbox_count + n.count \
-                 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS n(account, device_id, count) \
-                 WHERE d.account = n.account AND d.device_id = n.device_id \
-                 RETURNING d.account, d.device_id, d.next_seq - n.count, d.mailbox_count",
-            )
+        // Every device row of the batch is locked, in lock order, before anything is written;
+        // the rows stay locked until commit, so what is read here stays true meanwhile.
+        let lock = tx.prepare_cached(LOCK_MAILBOXES).await.map_err(pg)?;
+        let mut mailboxes: BTreeMap<(i64, i64), Mailbox> = BTreeMap::new();
+        for row in tx
+            .query(&lock, &[&accounts, &device_ids])
             .await
-            .map_err(pg)?;
-        // Pipelined, one round trip: the lock statement runs to completion (taking the device
-        // rows in lock order) before the update starts, which then finds them locked already.
-        let (locked, rows) = try_join(
-            tx.query(&lock, &[&accounts, &device_ids]),
-            tx.query(&take_seqs, &[&accounts, &device_ids, &counts]),
-        )
-        .await
-        .map_err(pg)?;
-        if locked.len() != per_device.len() || rows.len() != per_device.len() {
-            return Err(StoreError::NotFound);
-        }
-        // The next sequence number to give each device's envelopes.
-        let mut next: BTreeMap<(i64, i64), i64> = BTreeMap::new();
-        for row in &rows {
-            let mailbox_count: i64 = col(row, 3)?;
-            if mailbox_count > MAILBOX_LIMIT {
-                return Err(StoreError::MailboxFull);
-            }
-            next.insert((col(row, 0)?, col(row, 1)?), col(row, 2)?);
+            .map_err(pg)?
+        {
+            mailboxes.insert(
+                (col(&row, 0)?, col(&row, 1)?),
+                Mailbox {
+                    next_seq: col(&row, 2)?,
+                    count: col(&row, 3)?,
+                    added: 0,
+                },
+            );
         }
 
-        let n = envelopes.len();
-        let (mut account_col, mut device_col, mut seq_col) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut source_col, mut source_device_col, mut type_col) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut content_col, mut timestamp_col) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let mut seqs = Vec::with_capacity(n);
-        for envelope in &envelopes {
-            let key = device_key(envelope.destination);
-            let slot = next.get_mut(&key).ok_or(StoreError::NotFound)?;
-            let seq = *slot;
-            *slot += 1;
-            account_col.push(key.0);
-            device_col.push(key.1);
-            seq_col.push(seq);
-            source_col.push(envelope.source.as_str());
-            source_device_col.push(i64::from(envelope.source_device));
-            type_col.push(envelope.envelope_type);
-            content_col.push(envelope.content.as_slice());
-            timestamp_col.push(
-                i64::try_from(envelope.server_timestamp_ms).map_err(|_| {
-                    StoreError::Backend("envelope timestamp out of range".to_owned())
-                })?,
-            );
-            seqs.push(to_u64(seq)?);
+        // Each send, in batch order, is taken whole or refused whole; the accepted ones are
+        // written with one update and one insert.
+        let mut accepted = EnvelopeColumns::default();
+        let mut results = Vec::with_capacity(sends.len());
+        for envelopes in &sends {
+            results.push(match plan_send(&mut mailboxes, envelopes) {
+                Ok(seqs) => {
+                    for (envelope, &seq) in envelopes.iter().zip(&seqs) {
+                        accepted.push(envelope, seq)?;
+                    }
+                    seqs.into_iter().map(to_u64).collect()
+                }
+                Err(refused) => Err(refused),
+            });
         }
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO envelopes (account, device_id, seq, source, source_device, \
-                 envelope_type, content, server_timestamp_ms) \
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], \
-                 $5::bigint[], $6::integer[], $7::bytea[], $8::bigint[])",
+
+        if !accepted.seq.is_empty() {
+            let grown: Vec<(&(i64, i64), &Mailbox)> =
+                mailboxes.iter().filter(|(_, m)| m.added > 0).collect();
+            let grown_accounts: Vec<i64> = grown.iter().map(|(key, _)| key.0).collect();
+            let grown_devices: Vec<i64> = grown.iter().map(|(key, _)| key.1).collect();
+            let added: Vec<i64> = grown.iter().map(|(_, m)| m.added).collect();
+            let take_seqs = tx
+                .prepare_cached(
+                    "UPDATE devices AS d \
+                     SET next_seq = d.next_seq + n.count, \
+                     mailbox_count = d.mailbox_count + n.count \
+                     FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) \
+                     AS n(account, device_id, count) \
+                     WHERE d.account = n.account AND d.device_id = n.device_id",
+                )
+                .await
+                .map_err(pg)?;
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO envelopes (account, device_id, seq, source, source_device, \
+                     envelope_type, content, server_timestamp_ms) \
+                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], \
+                     $5::bigint[], $6::integer[], $7::bytea[], $8::bigint[])",
+                )
+                .await
+                .map_err(pg)?;
+            // Pipelined, one round trip.
+            let (updated, _) = try_join(
+                tx.execute(&take_seqs, &[&grown_accounts, &grown_devices, &added]),
+                tx.execute(
+                    &insert,
+                    &[
+                        &accepted.account,
+                        &accepted.device,
+                        &accepted.seq,
+                        &accepted.source,
+                        &accepted.source_device,
+                        &accepted.envelope_type,
+                        &accepted.content,
+                        &accepted.timestamp,
+                    ],
+                ),
             )
             .await
             .map_err(pg)?;
-        tx.execute(
-            &insert,
-            &[
-                &account_col,
-                &device_col,
-                &seq_col,
-                &source_col,
-                &source_device_col,
-                &type_col,
-                &content_col,
-                &timestamp_col,
-            ],
-        )
-        .await
-        .map_err(pg)?;
+            if updated != grown.len() as u64 {
+                // Locked rows cannot vanish; if they did, nothing of the batch may stay.
+                return Err(StoreError::Backend(
+                    "a locked device row was not updated".to_owned(),
+                ));
+            }
+        }
         tx.commit().await.map_err(pg)?;
-        Ok(seqs)
+        Ok(results)
     }
 
     async fn fetch_envelopes_tx(
@@ -857,13 +863,21 @@ impl Store for PostgresStore {
             .map_err(|e| in_op("take_bundles", e))
     }
 
-    async fn append_envelopes(&self, envelopes: Vec<NewEnvelope>) -> Result<Vec<u64>, StoreError> {
-        if envelopes.is_empty() {
-            return Ok(Vec::new());
+    async fn append_batch(
+        &self,
+        sends: Vec<Vec<NewEnvelope>>,
+    ) -> Result<Vec<Result<Vec<u64>, StoreError>>, StoreError> {
+        if sends.iter().all(Vec::is_empty) {
+            return Ok(sends.iter().map(|_| Ok(Vec::new())).collect());
         }
-        self.append_envelopes_tx(envelopes)
+        let results = self
+            .append_batch_tx(sends)
             .await
-            .map_err(|e| in_op("append_envelopes", e))
+            .map_err(|e| in_op("append_batch", e))?;
+        Ok(results
+            .into_iter()
+            .map(|result| result.map_err(|e| in_op("append_batch", e)))
+            .collect())
     }
 
     async fn fetch_envelopes(
@@ -994,6 +1008,82 @@ fn counts_from(row: &Row) -> Result<PrekeyCounts, StoreError> {
         one_time: col_u32(row, 0)?,
         one_time_kyber: col_u32(row, 1)?,
     })
+}
+
+/// A locked device's mailbox while a batch of sends is planned.
+struct Mailbox {
+    /// The sequence number its next envelope gets.
+    next_seq: i64,
+    /// Envelopes in it, counting those accepted so far.
+    count: i64,
+    /// Envelopes the batch adds to it.
+    added: i64,
+}
+
+/// Gives one send's envelopes their sequence numbers, or refuses the send whole (leaving
+/// `mailboxes` as it was): a device that does not exist, a mailbox it would overfill.
+fn plan_send(
+    mailboxes: &mut BTreeMap<(i64, i64), Mailbox>,
+    envelopes: &[NewEnvelope],
+) -> Result<Vec<i64>, StoreError> {
+    let mut per_device: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    for envelope in envelopes {
+        i64::try_from(envelope.server_timestamp_ms)
+            .map_err(|_| StoreError::Backend("envelope timestamp out of range".to_owned()))?;
+        *per_device
+            .entry(device_key(envelope.destination))
+            .or_default() += 1;
+    }
+    for (key, &n) in &per_device {
+        let mailbox = mailboxes.get(key).ok_or(StoreError::NotFound)?;
+        if mailbox.count.saturating_add(n) > MAILBOX_LIMIT {
+            return Err(StoreError::MailboxFull);
+        }
+        mailbox.next_seq.checked_add(n).ok_or_else(out_of_range)?;
+    }
+    let mut seqs = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        let mailbox = mailboxes
+            .get_mut(&device_key(envelope.destination))
+            .ok_or(StoreError::NotFound)?;
+        // Checked above: none of these overflows.
+        seqs.push(mailbox.next_seq);
+        mailbox.next_seq += 1;
+        mailbox.count += 1;
+        mailbox.added += 1;
+    }
+    Ok(seqs)
+}
+
+/// The accepted envelopes of a batch, as the parallel arrays of one `INSERT … unnest`.
+#[derive(Default)]
+struct EnvelopeColumns<'a> {
+    account: Vec<i64>,
+    device: Vec<i64>,
+    seq: Vec<i64>,
+    source: Vec<&'a str>,
+    source_device: Vec<i64>,
+    envelope_type: Vec<i32>,
+    content: Vec<&'a [u8]>,
+    timestamp: Vec<i64>,
+}
+
+impl<'a> EnvelopeColumns<'a> {
+    fn push(&mut self, envelope: &'a NewEnvelope, seq: i64) -> Result<(), StoreError> {
+        let (account, device) = device_key(envelope.destination);
+        self.account.push(account);
+        self.device.push(device);
+        self.seq.push(seq);
+        self.source.push(&envelope.source);
+        self.source_device.push(i64::from(envelope.source_device));
+        self.envelope_type.push(envelope.envelope_type);
+        self.content.push(&envelope.content);
+        self.timestamp.push(
+            i64::try_from(envelope.server_timestamp_ms)
+                .map_err(|_| StoreError::Backend("envelope timestamp out of range".to_owned()))?,
+        );
+        Ok(())
+    }
 }
 
 fn device_key(device: DeviceAddress) -> (i64, i64) {

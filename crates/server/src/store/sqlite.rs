@@ -266,14 +266,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append_envelopes(&self, envelopes: Vec<NewEnvelope>) -> Result<Vec<u64>, StoreError> {
-        if envelopes.is_empty() {
-            return Ok(Vec::new());
+    async fn append_batch(
+        &self,
+        sends: Vec<Vec<NewEnvelope>>,
+    ) -> Result<Vec<Result<Vec<u64>, StoreError>>, StoreError> {
+        if sends.iter().all(Vec::is_empty) {
+            return Ok(sends.iter().map(|_| Ok(Vec::new())).collect());
         }
-        self.write("append_envelopes", move |conn| {
-            append_envelopes(conn, &envelopes)
-        })
-        .await
+        self.write("append_batch", move |conn| append_batch(conn, &sends))
+            .await
     }
 
     async fn fetch_envelopes(
@@ -490,11 +491,14 @@ fn commit_batch(conn: &Connection, batch: &mut [Box<dyn Write>]) -> Result<(), S
     let outcome = (|| {
         exec(conn, "BEGIN IMMEDIATE")?;
         for write in batch.iter_mut() {
-            exec(conn, "SAVEPOINT write")?;
-            if !write.run(conn) {
-                exec(conn, "ROLLBACK TO write")?;
-            }
-            exec(conn, "RELEASE write")?;
+            // A failed write has been rolled back; its own result tells its caller why.
+            let _ = in_savepoint(conn, Savepoint::Write, |conn| {
+                if write.run(conn) {
+                    Ok(())
+                } else {
+                    Err(())
+                }
+            })?;
         }
         exec(conn, "COMMIT")
     })();
@@ -506,6 +510,34 @@ fn commit_batch(conn: &Connection, batch: &mut [Box<dyn Write>]) -> Result<(), S
         }
         format!("the transaction did not commit: {e}")
     })
+}
+
+/// The savepoints of the writer: one per write, and inside a write of sends one per send.
+#[derive(Clone, Copy)]
+enum Savepoint {
+    Write,
+    Send,
+}
+
+/// Runs `work` inside a savepoint, rolled back to if `work` fails (so that its failure changes
+/// nothing), and returns what `work` returned. The outer error: the savepoint itself failed,
+/// and the transaction with it.
+fn in_savepoint<T, E>(
+    conn: &Connection,
+    savepoint: Savepoint,
+    work: impl FnOnce(&Connection) -> Result<T, E>,
+) -> rusqlite::Result<Result<T, E>> {
+    let (begin, rollback, release) = match savepoint {
+        Savepoint::Write => ("SAVEPOINT write", "ROLLBACK TO write", "RELEASE write"),
+        Savepoint::Send => ("SAVEPOINT send", "ROLLBACK TO send", "RELEASE send"),
+    };
+    exec(conn, begin)?;
+    let result = work(conn);
+    if result.is_err() {
+        exec(conn, rollback)?;
+    }
+    exec(conn, release)?;
+    Ok(result)
 }
 
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
@@ -958,6 +990,25 @@ fn device_keys(
     .collect()
 }
 
+/// Each send in a savepoint of its own: a refused one is rolled back and stored nothing (its
+/// sequence numbers are given back with the rolled-back `next_seq`), the others stand.
+fn append_batch(
+    conn: &Connection,
+    sends: &[Vec<NewEnvelope>],
+) -> Result<Vec<Result<Vec<u64>, StoreError>>, StoreError> {
+    sends
+        .iter()
+        .map(|envelopes| {
+            let result = in_savepoint(conn, Savepoint::Send, |conn| {
+                append_envelopes(conn, envelopes)
+            })
+            .map_err(db)?;
+            Ok(result.map_err(|e| in_op("append_batch", e)))
+        })
+        .collect()
+}
+
+/// One send's envelopes; on an error the caller rolls back what it did.
 fn append_envelopes(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<Vec<u64>, StoreError> {
     let mut next_seq = conn
         .prepare_cached(

@@ -117,7 +117,8 @@ conformance!(
     concurrent_take_bundles,
     append_and_fetch_in_order,
     batches_across_devices,
-    mailbox_full_refuses_the_whole_batch,
+    mailbox_full_refuses_the_whole_send,
+    a_refused_send_leaves_the_rest_of_its_batch,
     ack_deletes_only_this_devices_envelopes,
     expiry,
     reopening_keeps_everything,
@@ -195,6 +196,13 @@ fn envelope(to: DeviceAddress, content: impl Into<Vec<u8>>, timestamp: u64) -> N
         content: content.into(),
         server_timestamp_ms: timestamp,
     }
+}
+
+/// Stores one send, in a batch of its own, and returns its result.
+async fn send(store: &dyn Store, envelopes: Vec<NewEnvelope>) -> Result<Vec<u64>, StoreError> {
+    let mut results = store.append_batch(vec![envelopes]).await.unwrap();
+    assert_eq!(results.len(), 1);
+    results.pop().unwrap()
 }
 
 async fn register(store: &dyn Store, name: &str, n: u8) -> DeviceRecord {
@@ -701,17 +709,13 @@ async fn append_and_fetch_in_order(backend: &dyn Backend) {
     let alice = register(store, "alice", 1).await;
     let bob = register(store, "bob", 2).await;
 
-    assert_eq!(
-        store.append_envelopes(Vec::new()).await.unwrap(),
-        Vec::<u64>::new()
-    );
+    assert_eq!(send(store, Vec::new()).await.unwrap(), Vec::<u64>::new());
     let batch = (1..=3u8)
         .map(|i| envelope(bob.address, vec![i; 10], 1_000 + u64::from(i)))
         .collect();
-    assert_eq!(store.append_envelopes(batch).await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(send(store, batch).await.unwrap(), vec![1, 2, 3]);
     assert_eq!(
-        store
-            .append_envelopes(vec![envelope(bob.address, vec![4], 2_000)])
+        send(store, vec![envelope(bob.address, vec![4], 2_000)])
             .await
             .unwrap(),
         vec![4]
@@ -720,10 +724,7 @@ async fn append_and_fetch_in_order(backend: &dyn Backend) {
     sealed.source = "alice".to_owned();
     sealed.source_device = 7;
     sealed.envelope_type = sotto_api::EnvelopeType::SealedSender as i32;
-    assert_eq!(
-        store.append_envelopes(vec![sealed.clone()]).await.unwrap(),
-        vec![5]
-    );
+    assert_eq!(send(store, vec![sealed.clone()]).await.unwrap(), vec![5]);
 
     let all = store.fetch_envelopes(bob.address, 0, 100).await.unwrap();
     assert_eq!(
@@ -792,12 +793,9 @@ async fn batches_across_devices(backend: &dyn Backend) {
         .enumerate()
         .map(|(i, &to)| envelope(to, vec![i as u8], 1))
         .collect();
-    assert_eq!(
-        store.append_envelopes(batch).await.unwrap(),
-        vec![1, 1, 2, 1, 2, 3]
-    );
+    assert_eq!(send(store, batch).await.unwrap(), vec![1, 1, 2, 1, 2, 3]);
     let batch = vec![envelope(c, vec![6], 1), envelope(b, vec![7], 1)];
-    assert_eq!(store.append_envelopes(batch).await.unwrap(), vec![3, 4]);
+    assert_eq!(send(store, batch).await.unwrap(), vec![3, 4]);
 
     let contents = |device| async move {
         let envelopes = store.fetch_envelopes(device, 0, 100).await.unwrap();
@@ -815,21 +813,20 @@ async fn batches_across_devices(backend: &dyn Backend) {
         account: b.account,
         device_id: 2,
     };
-    let error = store
-        .append_envelopes(vec![envelope(a, vec![8], 1), envelope(missing, vec![9], 1)])
-        .await;
+    let error = send(
+        store,
+        vec![envelope(a, vec![8], 1), envelope(missing, vec![9], 1)],
+    )
+    .await;
     assert!(matches!(error, Err(StoreError::NotFound)), "{error:?}");
     assert_eq!(fetch_ids(store, a).await, vec![1]);
     assert_eq!(
-        store
-            .append_envelopes(vec![envelope(a, vec![10], 1)])
-            .await
-            .unwrap(),
+        send(store, vec![envelope(a, vec![10], 1)]).await.unwrap(),
         vec![2]
     );
 }
 
-async fn mailbox_full_refuses_the_whole_batch(backend: &dyn Backend) {
+async fn mailbox_full_refuses_the_whole_send(backend: &dyn Backend) {
     let store = backend.open().await;
     let store = &*store;
     let alice = register(store, "alice", 1).await.address;
@@ -840,7 +837,7 @@ async fn mailbox_full_refuses_the_whole_batch(backend: &dyn Backend) {
         let batch = (start..(start + 500).min(max - 1))
             .map(|_| envelope(bob, vec![1], 1_000))
             .collect();
-        store.append_envelopes(batch).await.unwrap();
+        send(store, batch).await.unwrap();
     }
     assert_eq!(fetch_ids(store, bob).await.len() as u64, max - 1);
 
@@ -850,27 +847,23 @@ async fn mailbox_full_refuses_the_whole_batch(backend: &dyn Backend) {
         envelope(bob, vec![2], 5_000),
         envelope(bob, vec![2], 5_000),
     ];
-    let error = store.append_envelopes(batch).await;
+    let error = send(store, batch).await;
     assert!(matches!(error, Err(StoreError::MailboxFull)), "{error:?}");
     assert!(fetch_ids(store, alice).await.is_empty());
     assert_eq!(fetch_ids(store, bob).await.len() as u64, max - 1);
 
     // One more fits (and gets the next number: the refused batch used none); then it is full.
     assert_eq!(
-        store
-            .append_envelopes(vec![envelope(bob, vec![3], 5_000)])
+        send(store, vec![envelope(bob, vec![3], 5_000)])
             .await
             .unwrap(),
         vec![max]
     );
-    let error = store
-        .append_envelopes(vec![envelope(bob, vec![4], 5_000)])
-        .await;
+    let error = send(store, vec![envelope(bob, vec![4], 5_000)]).await;
     assert!(matches!(error, Err(StoreError::MailboxFull)), "{error:?}");
     // Another mailbox is not affected.
     assert_eq!(
-        store
-            .append_envelopes(vec![envelope(alice, vec![4], 5_000)])
+        send(store, vec![envelope(alice, vec![4], 5_000)])
             .await
             .unwrap(),
         vec![1]
@@ -879,16 +872,13 @@ async fn mailbox_full_refuses_the_whole_batch(backend: &dyn Backend) {
     // An acknowledgement makes room for one.
     assert_eq!(store.ack_envelopes(bob, &[1]).await.unwrap(), 1);
     assert_eq!(
-        store
-            .append_envelopes(vec![envelope(bob, vec![5], 5_000)])
+        send(store, vec![envelope(bob, vec![5], 5_000)])
             .await
             .unwrap(),
         vec![max + 1]
     );
     assert!(matches!(
-        store
-            .append_envelopes(vec![envelope(bob, vec![6], 5_000)])
-            .await,
+        send(store, vec![envelope(bob, vec![6], 5_000)]).await,
         Err(StoreError::MailboxFull)
     ));
 
@@ -898,16 +888,92 @@ async fn mailbox_full_refuses_the_whole_batch(backend: &dyn Backend) {
     let batch = (0..max - 2)
         .map(|_| envelope(bob, vec![7], 6_000))
         .collect::<Vec<_>>();
-    assert_eq!(
-        store.append_envelopes(batch).await.unwrap().len() as u64,
-        max - 2
-    );
+    assert_eq!(send(store, batch).await.unwrap().len() as u64, max - 2);
     assert!(matches!(
-        store
-            .append_envelopes(vec![envelope(bob, vec![8], 6_000)])
-            .await,
+        send(store, vec![envelope(bob, vec![8], 6_000)]).await,
         Err(StoreError::MailboxFull)
     ));
+}
+
+async fn a_refused_send_leaves_the_rest_of_its_batch(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let store = &*store;
+    let bob = register(store, "bob", 2).await.address;
+    let carol = register(store, "carol", 3).await.address;
+    let max = MAX_MAILBOX_ENVELOPES as u64;
+
+    // Carol's mailbox is filled by one batch of many sends.
+    let fill: Vec<Vec<NewEnvelope>> = (0..max)
+        .step_by(500)
+        .map(|start| {
+            (start..(start + 500).min(max))
+                .map(|_| envelope(carol, vec![1], 1_000))
+                .collect()
+        })
+        .collect();
+    let filled = store.append_batch(fill).await.unwrap();
+    let filled: Vec<u64> = filled.into_iter().flat_map(Result::unwrap).collect();
+    assert_eq!(filled, (1..=max).collect::<Vec<_>>());
+
+    // The middle send hits the full mailbox (after an envelope for bob): it stores nothing
+    // and uses no sequence number; the first and the third are stored.
+    let results = store
+        .append_batch(vec![
+            vec![envelope(bob, vec![1], 2_000), envelope(bob, vec![2], 2_000)],
+            vec![
+                envelope(bob, vec![9], 2_000),
+                envelope(carol, vec![9], 2_000),
+            ],
+            vec![envelope(bob, vec![3], 2_000)],
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0].as_ref().unwrap(), &vec![1, 2]);
+    assert!(
+        matches!(results[1], Err(StoreError::MailboxFull)),
+        "{:?}",
+        results[1]
+    );
+    assert_eq!(results[2].as_ref().unwrap(), &vec![3]);
+    let stored = store.fetch_envelopes(bob, 0, 100).await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|e| (e.id, e.content.clone()))
+            .collect::<Vec<_>>(),
+        vec![(1, vec![1]), (2, vec![2]), (3, vec![3])]
+    );
+    assert_eq!(fetch_ids(store, carol).await.len() as u64, max);
+
+    // A send to a device that does not exist is refused the same way.
+    let missing = DeviceAddress {
+        account: bob.account,
+        device_id: 2,
+    };
+    let results = store
+        .append_batch(vec![
+            vec![envelope(missing, vec![8], 3_000)],
+            vec![envelope(bob, vec![4], 3_000)],
+        ])
+        .await
+        .unwrap();
+    assert!(
+        matches!(results[0], Err(StoreError::NotFound)),
+        "{:?}",
+        results[0]
+    );
+    assert_eq!(results[1].as_ref().unwrap(), &vec![4]);
+
+    // Empty batches and empty sends store nothing.
+    assert!(store.append_batch(Vec::new()).await.unwrap().is_empty());
+    let results = store
+        .append_batch(vec![Vec::new(), vec![envelope(bob, vec![5], 3_000)]])
+        .await
+        .unwrap();
+    assert_eq!(results[0].as_ref().unwrap(), &Vec::<u64>::new());
+    assert_eq!(results[1].as_ref().unwrap(), &vec![5]);
+    assert_eq!(fetch_ids(store, bob).await, vec![1, 2, 3, 4, 5]);
 }
 
 async fn ack_deletes_only_this_devices_envelopes(backend: &dyn Backend) {
@@ -917,7 +983,7 @@ async fn ack_deletes_only_this_devices_envelopes(backend: &dyn Backend) {
     let bob = register(store, "bob", 2).await.address;
     for to in [alice, bob] {
         let batch = (0..3).map(|_| envelope(to, vec![1], 1)).collect();
-        assert_eq!(store.append_envelopes(batch).await.unwrap(), vec![1, 2, 3]);
+        assert_eq!(send(store, batch).await.unwrap(), vec![1, 2, 3]);
     }
 
     // Ids are per device: bob's acknowledgement of 1 and 3 leaves alice's 1 and 3 alone.
@@ -950,10 +1016,7 @@ async fn ack_deletes_only_this_devices_envelopes(backend: &dyn Backend) {
     // Numbers are never reused.
     assert_eq!(store.ack_envelopes(bob, &[2]).await.unwrap(), 1);
     assert_eq!(
-        store
-            .append_envelopes(vec![envelope(bob, vec![1], 1)])
-            .await
-            .unwrap(),
+        send(store, vec![envelope(bob, vec![1], 1)]).await.unwrap(),
         vec![4]
     );
 }
@@ -970,7 +1033,7 @@ async fn expiry(backend: &dyn Backend) {
         envelope(bob, vec![4], 100),
         envelope(alice, vec![5], 300),
     ];
-    store.append_envelopes(batch).await.unwrap();
+    send(store, batch).await.unwrap();
 
     assert_eq!(
         store.expire_envelopes(100).await.unwrap(),
@@ -988,8 +1051,7 @@ async fn expiry(backend: &dyn Backend) {
     assert_eq!(store.expire_envelopes(u64::MAX).await.unwrap(), 0);
     // Expired numbers are not reused either.
     assert_eq!(
-        store
-            .append_envelopes(vec![envelope(bob, vec![6], 400)])
+        send(store, vec![envelope(bob, vec![6], 400)])
             .await
             .unwrap(),
         vec![3]
@@ -1017,7 +1079,7 @@ async fn reopening_keeps_everything(backend: &dyn Backend) {
         let batch = (1..=3u8)
             .map(|i| envelope(bob.address, vec![i], 1_000))
             .collect();
-        store.append_envelopes(batch).await.unwrap();
+        send(store, batch).await.unwrap();
         store.ack_envelopes(bob.address, &[2]).await.unwrap();
         (alice, bob)
     };
@@ -1053,8 +1115,7 @@ async fn reopening_keeps_everything(backend: &dyn Backend) {
     assert_eq!(bundle.signed_prekey, Some(signed_ec_key(5, 55)));
     assert_eq!(bundle.kyber_prekey, Some(kyber_key(100, 1)));
     assert_eq!(
-        store
-            .append_envelopes(vec![envelope(bob.address, vec![4], 1)])
+        send(store, vec![envelope(bob.address, vec![4], 1)])
             .await
             .unwrap(),
         vec![4]
@@ -1113,7 +1174,7 @@ async fn concurrent_appends(backend: &dyn Backend) {
                         .iter()
                         .map(|e| (e.destination, e.content.clone()))
                         .collect();
-                    let seqs = store.append_envelopes(batch).await.unwrap();
+                    let seqs = send(&*store, batch).await.unwrap();
                     assert_eq!(seqs.len(), contents.len());
                     given.extend(
                         contents
