@@ -73,6 +73,13 @@ pub const MAX_TEXT_BYTES: usize = 60 * 1024;
 /// leaves a margin, and older ids are forgotten so the table does not grow forever.
 pub(crate) const PROCESSED_IDS_KEPT: i64 = 2 * sotto_api::MAX_MAILBOX_ENVELOPES as i64;
 
+/// Message ids of received messages remembered, newest first, to keep one copy of a message
+/// sent again after an unknown outcome. A copy is sent within one `send_text` call of the
+/// first (one request timeout and a reconnection later), so both wait in the mailbox
+/// together or the copy arrives soon after; as for envelope ids, twice a mailbox leaves a
+/// margin, and older ids are forgotten so the table does not grow forever.
+pub(crate) const MESSAGE_IDS_KEPT: i64 = 2 * sotto_api::MAX_MAILBOX_ENVELOPES as i64;
+
 /// Envelopes decrypted and stored in one local transaction (and acknowledged in one request):
 /// one disk sync for a burst of messages instead of one each. Within
 /// [`sotto_api::MAX_ACKS_PER_REQUEST`].

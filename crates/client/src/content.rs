@@ -14,6 +14,23 @@ pub(crate) struct Content {
     /// On a copy to the sender's own other devices: whom the message was sent to.
     #[prost(string, optional, tag = "3")]
     pub(crate) sync_destination: Option<String>,
+    /// The sender's random id for this message ([`MESSAGE_ID_LEN`] bytes), the same in every
+    /// copy of it (a send retried after an unknown outcome included), so that receivers keep
+    /// one. Absent in content from clients before it existed.
+    #[prost(bytes = "vec", optional, tag = "4")]
+    pub(crate) message_id: Option<Vec<u8>>,
+}
+
+/// Length of a message id: random, so 128 bits make a collision between two messages of one
+/// sender negligible.
+pub(crate) const MESSAGE_ID_LEN: usize = 16;
+
+/// A message's id, as [`Content::message_id`] carries it.
+pub(crate) type MessageId = [u8; MESSAGE_ID_LEN];
+
+/// A fresh random message id.
+pub(crate) fn new_message_id() -> MessageId {
+    rand::random()
 }
 
 /// Why received content could not be read (a malformed message from an authenticated peer).
@@ -45,7 +62,21 @@ impl Content {
         if content.text.is_none() {
             return Err(ContentError::Unsupported);
         }
+        if content
+            .message_id
+            .as_ref()
+            .is_some_and(|id| id.len() != MESSAGE_ID_LEN)
+        {
+            return Err(ContentError::Malformed);
+        }
         Ok(content)
+    }
+
+    /// The message id, if the sender gave one (checked to be well formed on decoding).
+    pub(crate) fn id(&self) -> Option<MessageId> {
+        self.message_id
+            .as_deref()
+            .and_then(|id| MessageId::try_from(id).ok())
     }
 }
 
@@ -59,6 +90,7 @@ mod tests {
             text: Some("hi".into()),
             timestamp_ms: 5,
             sync_destination: None,
+            message_id: Some(vec![7; MESSAGE_ID_LEN]),
         };
         let padded = content.to_padded();
         assert_eq!(padded.len() % sotto_protocol::PADDING_BLOCK_SIZE, 0);
@@ -67,6 +99,7 @@ mod tests {
             text: Some("hello there".into()),
             timestamp_ms: 5,
             sync_destination: None,
+            message_id: Some(vec![7; MESSAGE_ID_LEN]),
         };
         assert_eq!(longer.to_padded().len(), padded.len());
     }
@@ -82,10 +115,64 @@ mod tests {
             text: None,
             timestamp_ms: 1,
             sync_destination: None,
+            message_id: None,
         };
         assert_eq!(
             Content::from_padded(&empty.to_padded()),
             Err(ContentError::Unsupported)
         );
+        for len in [0, MESSAGE_ID_LEN - 1, MESSAGE_ID_LEN + 1] {
+            let bad_id = Content {
+                text: Some("hi".into()),
+                timestamp_ms: 1,
+                sync_destination: None,
+                message_id: Some(vec![1; len]),
+            };
+            assert_eq!(
+                Content::from_padded(&bad_id.to_padded()),
+                Err(ContentError::Malformed)
+            );
+        }
+    }
+
+    #[test]
+    fn carries_the_message_id() {
+        let id = new_message_id();
+        assert_ne!(id, new_message_id());
+        let content = Content {
+            text: Some("hi".into()),
+            timestamp_ms: 5,
+            sync_destination: Some("bob".into()),
+            message_id: Some(id.to_vec()),
+        };
+        let decoded = Content::from_padded(&content.to_padded()).unwrap();
+        assert_eq!(decoded.id(), Some(id));
+        assert_eq!(decoded, content);
+    }
+
+    /// Content as clients before message ids encoded it: fields 1 to 3 only.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OldContent {
+        #[prost(string, optional, tag = "1")]
+        text: Option<String>,
+        #[prost(uint64, tag = "2")]
+        timestamp_ms: u64,
+        #[prost(string, optional, tag = "3")]
+        sync_destination: Option<String>,
+    }
+
+    #[test]
+    fn decodes_content_without_an_id() {
+        let old = OldContent {
+            text: Some("from an old client".into()),
+            timestamp_ms: 9,
+            sync_destination: None,
+        };
+        let padded = sotto_protocol::pad(&old.encode_to_vec());
+        let decoded = Content::from_padded(&padded).unwrap();
+        assert_eq!(decoded.text.as_deref(), Some("from an old client"));
+        assert_eq!(decoded.timestamp_ms, 9);
+        assert_eq!(decoded.id(), None);
+        assert_eq!(decoded.message_id, None);
     }
 }

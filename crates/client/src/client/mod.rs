@@ -412,6 +412,14 @@ impl Client {
     /// bundles and running PQXDH where there is no session, retrying on device mismatch;
     /// returns once the server has acknowledged (stored durably). Stores the outgoing message
     /// in the local history.
+    ///
+    /// Each message gets a random message id; receivers keep one message per sender and
+    /// message id. If the outcome of the send is unknown (the connection dropped or the answer
+    /// did not come: the server may have stored it), it is sent once more by itself, after
+    /// the connection is back, with the same message id, so a message stored twice shows
+    /// once. If that too fails, the error says [`ClientError::outcome_unknown`] and the
+    /// message stays in the history: it may have been delivered, and calling `send_text`
+    /// again sends a new message (which may then show twice).
     pub async fn send_text(&self, to: &str, text: &str) -> Result<(), ClientError> {
         self.inner.send_text(to, text).await
     }

@@ -5,7 +5,9 @@
 //!
 //! An envelope already processed (the server redelivers what it has no acknowledgement for)
 //! is acknowledged again without a new message; so is a message the ratchet reports as a
-//! duplicate. An envelope that does not decrypt is reported as [`Event::DecryptFailed`],
+//! duplicate, and so is a message whose (sender, message id) was received already (a copy
+//! sent again after an unknown outcome; recorded in the transaction that stores the message).
+//! An envelope that does not decrypt is reported as [`Event::DecryptFailed`],
 //! acknowledged and dropped: keeping it would block nothing but would come back forever.
 
 use std::sync::Arc;
@@ -289,6 +291,15 @@ impl Inner {
                 return Ok(());
             }
         };
+        // A copy of a message already received (sent again after an unknown outcome):
+        // the session steps are kept, the copy is not.
+        let message_id = content.id();
+        if let Some(id) = &message_id {
+            if !tx.record_message_id(from, id)? {
+                return Ok(());
+            }
+        }
+        let message_id = message_id.map(|id| id.to_vec());
         let text = content.text.unwrap_or_default();
         match (own, content.sync_destination) {
             // A copy of what another of our devices sent.
@@ -301,6 +312,7 @@ impl Inner {
                     device_id: device,
                     envelope_id: envelope.id,
                     sent_timestamp_ms: content.timestamp_ms,
+                    message_id: message_id.clone(),
                 })?;
             }
             (true, _) => out.events.push(Event::DecryptFailed {
@@ -316,6 +328,7 @@ impl Inner {
                     device_id: device,
                     envelope_id: envelope.id,
                     sent_timestamp_ms: content.timestamp_ms,
+                    message_id: message_id.clone(),
                 })?;
                 out.events.push(Event::Message(ReceivedMessage {
                     from: from.to_owned(),

@@ -11,6 +11,11 @@
 //! been delivered. Committing only after the server's answer instead would
 //! risk the worse outcome: a crash after the server stored the message but before our commit
 //! would make the next message reuse the same message key.
+//!
+//! Duplicates: every message carries a random message id. When the outcome is unknown, the
+//! send is made once more (after the connection is back), re-encrypted on fresh ratchet steps
+//! but with the same message id and the same history entry; receivers keep one message per
+//! (sender, message id), so a message the server had stored after all shows once.
 
 use std::sync::Arc;
 
@@ -27,7 +32,7 @@ use zeroize::Zeroizing;
 use super::trust::{self, Seen};
 use super::{now_ms, Inner};
 use crate::consts::{MAX_SEND_ATTEMPTS, MAX_TEXT_BYTES};
-use crate::content::Content;
+use crate::content::{new_message_id, Content};
 use crate::error::{BundleError, ClientError, ConnectionError, ProtocolError};
 use crate::store::{MessageRecord, Tx};
 use crate::types::Event;
@@ -61,6 +66,7 @@ struct Plan {
     padded: Zeroizing<Vec<u8>>,
     own_padded: Zeroizing<Vec<u8>>,
     text: String,
+    message_id: Option<Vec<u8>>,
     now_ms: u64,
     bundles: Vec<Fetched>,
     drops: Vec<Device>,
@@ -88,22 +94,43 @@ impl Inner {
             text: Some(text.to_owned()),
             timestamp_ms: now,
             sync_destination: None,
+            message_id: Some(new_message_id().to_vec()),
         };
         let own_content = Content {
             sync_destination: Some(to.to_owned()),
             ..content.clone()
         };
-        let plan = Plan {
+        let plan = |history_seq| Plan {
             to: to.to_owned(),
             padded: content.to_padded(),
             own_padded: own_content.to_padded(),
             text: text.to_owned(),
+            message_id: content.message_id.clone(),
             now_ms: now,
             bundles: Vec::new(),
             drops: Vec::new(),
-            history_seq: None,
+            history_seq,
         };
-        let (result, history_seq) = self.send_rounds(plan).await;
+        let (mut result, mut history_seq) = self.send_rounds(plan(None)).await;
+        if let Err(first) = &result {
+            if first.outcome_unknown() {
+                // The server may have stored it: send it once more, re-encrypted with the same
+                // message id (receivers keep one copy), once the connection is back.
+                tracing::debug!(error = %first, "send outcome unknown; sending once more");
+                // Without a history entry, the first attempt sent no message (it failed
+                // fetching bundles): then the second attempt's outcome is the only one.
+                let first_sent = history_seq.is_some();
+                let (again, seq) = self.send_rounds(plan(history_seq)).await;
+                history_seq = seq.or(history_seq);
+                match again {
+                    Err(e) if first_sent && !e.outcome_unknown() => {
+                        // The first attempt's outcome is still unknown: that is the answer.
+                        tracing::debug!(error = %e, "sending once more failed");
+                    }
+                    again => result = again,
+                }
+            }
+        }
         if let (Err(error), Some(seq)) = (&result, history_seq) {
             if error.outcome_unknown() {
                 // The server may have stored it: it stays in the history.
@@ -367,6 +394,7 @@ impl Inner {
                 device_id: self.device_id,
                 envelope_id: 0,
                 sent_timestamp_ms: plan.now_ms,
+                message_id: plan.message_id.clone(),
             })?,
         };
         Ok(Prepared::Ready {

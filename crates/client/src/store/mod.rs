@@ -31,7 +31,8 @@ pub(crate) use crypto::NewProfileKeys;
 pub use crypto::StoreKey;
 pub(crate) use records::{AccountRecord, ContactRecord, IdRun, MessageRecord, PrekeyState};
 
-use crate::consts::{PROCESSED_IDS_KEPT, PROFILE_DB_FILE, PROFILE_DB_NEW_FILE};
+use crate::consts::{MESSAGE_IDS_KEPT, PROCESSED_IDS_KEPT, PROFILE_DB_FILE, PROFILE_DB_NEW_FILE};
+use crate::content::MessageId;
 use crate::error::{ClientError, StoreError};
 use crypto::StoreKeys;
 
@@ -799,6 +800,32 @@ impl Tx<'_> {
             [PROCESSED_IDS_KEPT],
         )?;
         Ok(())
+    }
+
+    // -- received message ids ------------------------------------------------------------------
+
+    /// Records that `sender` sent a message with `message_id`; `false` if that was recorded
+    /// already (a copy). Forgets the oldest beyond [`MESSAGE_IDS_KEPT`].
+    pub(crate) fn record_message_id(
+        &self,
+        sender: &str,
+        message_id: &MessageId,
+    ) -> Result<bool, StoreError> {
+        let key = self
+            .keys
+            .lookup("message id", &[sender.as_bytes(), &message_id[..]]);
+        let inserted = self.exec(
+            "INSERT OR IGNORE INTO received_ids (k) VALUES (?1)",
+            [&key[..]],
+        )?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        self.exec(
+            "DELETE FROM received_ids WHERE seq <= (SELECT MAX(seq) FROM received_ids) - ?1",
+            [MESSAGE_IDS_KEPT],
+        )?;
+        Ok(true)
     }
 }
 

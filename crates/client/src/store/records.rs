@@ -128,4 +128,7 @@ pub(crate) struct MessageRecord {
     /// Incoming: the sender's clock when sending (as the sender claims).
     #[prost(uint64, tag = "7")]
     pub(crate) sent_timestamp_ms: u64,
+    /// The message's id (see `Content::message_id`), if it has one.
+    #[prost(bytes = "vec", optional, tag = "8")]
+    pub(crate) message_id: Option<Vec<u8>>,
 }

@@ -24,6 +24,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE messages (seq INTEGER PRIMARY KEY, owner BLOB NOT NULL, v BLOB NOT NULL);
      CREATE INDEX messages_by_owner ON messages (owner, seq);
      CREATE TABLE processed (seq INTEGER PRIMARY KEY, k BLOB NOT NULL UNIQUE);",
+    // 2: the (sender, message id) pairs of received messages, to keep one of each.
+    "CREATE TABLE received_ids (seq INTEGER PRIMARY KEY, k BLOB NOT NULL UNIQUE);",
 ];
 
 /// The schema version this program writes.

@@ -31,6 +31,7 @@ fn message(peer: &str, text: &str) -> MessageRecord {
         device_id: 1,
         envelope_id: 1,
         sent_timestamp_ms: 1,
+        message_id: None,
     }
 }
 
@@ -272,4 +273,48 @@ fn processed_ids_are_bounded() {
     assert!(store
         .read(|tx| Ok(tx.is_processed(PROCESSED_IDS_KEPT as u64 + 4)?))
         .unwrap());
+}
+
+#[test]
+fn message_ids_are_recorded_per_sender_and_bounded() {
+    let (_dir, store) = temp_store();
+    let id = |n: u64| {
+        let mut id = [0u8; crate::content::MESSAGE_ID_LEN];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        id
+    };
+    store
+        .write(|tx| {
+            assert!(tx.record_message_id("alice", &id(1))?);
+            assert!(!tx.record_message_id("alice", &id(1))?, "a copy");
+            assert!(tx.record_message_id("bob", &id(1))?, "another sender");
+            Ok(())
+        })
+        .unwrap();
+    store
+        .write(|tx| {
+            for n in 2..(MESSAGE_IDS_KEPT as u64 + 5) {
+                assert!(tx.record_message_id("alice", &id(n))?);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let count: i64 = store
+        .read(|tx| {
+            Ok(tx
+                .tx
+                .query_row("SELECT COUNT(*) FROM received_ids", [], |r| r.get(0))
+                .map_err(StoreError::from)?)
+        })
+        .unwrap();
+    assert_eq!(count, MESSAGE_IDS_KEPT);
+    store
+        .write(|tx| {
+            let newest = MESSAGE_IDS_KEPT as u64 + 4;
+            assert!(!tx.record_message_id("alice", &id(newest))?);
+            // The oldest were forgotten.
+            assert!(tx.record_message_id("alice", &id(1))?);
+            Ok(())
+        })
+        .unwrap();
 }

@@ -1,6 +1,8 @@
 //! Messages both ways, offline delivery, storing before acknowledging, deduplication,
 //! reconnection.
 
+use std::time::Duration;
+
 use sotto_client::Event;
 
 use crate::support::*;
@@ -353,5 +355,89 @@ async fn next_event_loses_nothing_when_cancelled() {
     assert_eq!(bob.history("alice", 100).unwrap().len(), 30);
     alice.close().await;
     bob.close().await;
+    server.stop().await;
+}
+
+/// The server stores a message but its answer never reaches the sender: the send is made
+/// again with the same message id, and the recipient shows the message once and acknowledges
+/// both envelopes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_with_unknown_outcome_is_retried_and_shown_once() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start_new(data.path()).await;
+    let proxy = Proxy::start(server.addr).await;
+    let (alice_profile, bob_profile) = (Profile::new(), Profile::new());
+    let bob = bob_profile.register(server.info(), "bob").await;
+    bob.close().await;
+    drop(bob);
+    let alice = alice_profile.register(proxy.info(&server), "alice").await;
+    // A first message sets up the session, so that the next send is a single request.
+    alice.send_text("bob", "first").await.unwrap();
+    let db = server.database();
+    let waiting = |db: &rusqlite::Connection| -> i64 {
+        db.query_row("SELECT COUNT(*) FROM envelopes", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(waiting(&db), 1);
+
+    proxy.swallow_answers();
+    let sending = tokio::spawn({
+        let alice = alice.clone();
+        async move { alice.send_text("bob", "only once").await }
+    });
+    // The server stored it; its answer is swallowed, then the connection drops.
+    tokio::time::timeout(PATIENCE, async {
+        while waiting(&db) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the server stores the message");
+    proxy.cut();
+    tokio::time::timeout(PATIENCE, sending)
+        .await
+        .expect("the send ends")
+        .unwrap()
+        .expect("sent again after reconnecting");
+
+    // Two envelopes of the same message wait for Bob, encrypted differently.
+    assert_eq!(waiting(&db), 3);
+    let distinct: i64 = db
+        .query_row("SELECT COUNT(DISTINCT content) FROM envelopes", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(distinct, 3);
+    let sent: Vec<String> = alice
+        .history("bob", 10)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.text)
+        .collect();
+    assert_eq!(
+        sent,
+        ["first", "only once"],
+        "one history entry for both copies"
+    );
+
+    let bob = bob_profile.open().await;
+    let texts: Vec<String> = until_queue_empty(&bob)
+        .await
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::Message(message) => Some(message.text),
+            Event::QueueEmpty => None,
+            other => panic!("unexpected event {other:?}"),
+        })
+        .collect();
+    assert_eq!(texts, ["first", "only once"]);
+    assert_eq!(bob.history("alice", 10).unwrap().len(), 2);
+    // The conversation goes on: the copy's ratchet step was kept.
+    alice.send_text("bob", "and more").await.unwrap();
+    assert_eq!(next_message(&bob).await.text, "and more");
+    bob.close().await;
+    assert_eq!(waiting(&db), 0, "every copy was acknowledged");
+    alice.close().await;
+    drop(db);
     server.stop().await;
 }

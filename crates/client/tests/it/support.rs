@@ -2,10 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sotto_client::{Client, Event, ReceivedMessage, ServerInfo, ServerKey, StoreKey};
 use sotto_server::{Config, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -108,6 +111,93 @@ impl TestServer {
         edit(&conn);
         drop(conn);
         TestServer::start(&data_dir, addr).await
+    }
+}
+
+/// A TCP proxy in front of a server that can swallow the server's answers and then cut the
+/// connections: the client never learns that the server did what it asked.
+pub(crate) struct Proxy {
+    addr: SocketAddr,
+    state: Arc<Mutex<ProxyState>>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    swallow: bool,
+    connections: Vec<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `target` on any free port.
+    pub(crate) async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let accepting = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let forwarding = Arc::clone(&accepting);
+                let connection = tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = tokio::io::copy(&mut client_read, &mut server_write);
+                    let down = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match server_read.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if forwarding.lock().unwrap().swallow {
+                                continue;
+                            }
+                            if client_write.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = up => {}
+                        _ = down => {}
+                    }
+                });
+                accepting.lock().unwrap().connections.push(connection);
+            }
+        });
+        Proxy { addr, state, task }
+    }
+
+    /// Where clients connect through the proxy, with `server`'s key.
+    pub(crate) fn info(&self, server: &TestServer) -> ServerInfo {
+        ServerInfo {
+            url: format!("ws://{}/v1/ws", self.addr),
+            key: Some(server.key),
+        }
+    }
+
+    /// From now on, what the server sends is dropped.
+    pub(crate) fn swallow_answers(&self) {
+        self.state.lock().unwrap().swallow = true;
+    }
+
+    /// Closes every connection through the proxy; new ones are forwarded normally.
+    pub(crate) fn cut(&self) {
+        let mut state = self.state.lock().unwrap();
+        for connection in state.connections.drain(..) {
+            connection.abort();
+        }
+        state.swallow = false;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.cut();
     }
 }
 
