@@ -137,6 +137,15 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// A `fetch_envelopes` request as the databases' signed integers, or `None` when it can
+/// return nothing: sequence numbers are at most `i64::MAX`, so nothing comes after a larger
+/// `after`, and a zero `limit` asks for nothing.
+fn fetch_range(after: u64, limit: usize) -> Option<(i64, i64)> {
+    let after = i64::try_from(after).ok()?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    (limit > 0).then_some((after, limit))
+}
+
 /// The server's storage. See the module docs for the guarantees every backend gives.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

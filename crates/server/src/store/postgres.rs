@@ -407,47 +407,30 @@ impl PostgresStore {
         if locked.is_empty() {
             return Err(StoreError::NotFound);
         }
-        if let Some(key) = &upload.signed_prekey {
-            let statement = tx
-                .prepare_cached(
-                    "UPDATE devices SET signed_prekey_id = $3, signed_prekey = $4, \
-                     signed_prekey_signature = $5 WHERE account = $1 AND device_id = $2",
+        // The signed EC prekey and the Kyber last-resort prekey are replaced the same way.
+        let replacements = [
+            (
+                &upload.signed_prekey,
+                "UPDATE devices SET signed_prekey_id = $3, signed_prekey = $4, \
+                 signed_prekey_signature = $5 WHERE account = $1 AND device_id = $2",
+            ),
+            (
+                &upload.last_resort_kyber,
+                "UPDATE devices SET last_resort_kyber_id = $3, last_resort_kyber = $4, \
+                 last_resort_kyber_signature = $5 WHERE account = $1 AND device_id = $2",
+            ),
+        ];
+        for (key, sql) in replacements {
+            if let Some(key) = key {
+                let statement = tx.prepare_cached(sql).await.map_err(pg)?;
+                let id = i64::from(key.id);
+                tx.execute(
+                    &statement,
+                    &[&account, &device_id, &id, &key.public_key, &key.signature],
                 )
                 .await
                 .map_err(pg)?;
-            tx.execute(
-                &statement,
-                &[
-                    &account,
-                    &device_id,
-                    &i64::from(key.id),
-                    &key.public_key,
-                    &key.signature,
-                ],
-            )
-            .await
-            .map_err(pg)?;
-        }
-        if let Some(key) = &upload.last_resort_kyber {
-            let statement = tx
-                .prepare_cached(
-                    "UPDATE devices SET last_resort_kyber_id = $3, last_resort_kyber = $4, \
-                     last_resort_kyber_signature = $5 WHERE account = $1 AND device_id = $2",
-                )
-                .await
-                .map_err(pg)?;
-            tx.execute(
-                &statement,
-                &[
-                    &account,
-                    &device_id,
-                    &i64::from(key.id),
-                    &key.public_key,
-                    &key.signature,
-                ],
-            )
-            .await
-            .map_err(pg)?;
+            }
         }
         let counts = add_one_time_prekeys(&tx, account, device_id, &one_time, &kyber).await?;
         tx.commit().await.map_err(pg)?;
@@ -886,14 +869,9 @@ impl Store for PostgresStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        // Sequence numbers are at most `i64::MAX`: nothing comes after that.
-        let Ok(after) = i64::try_from(after) else {
+        let Some((after, limit)) = super::fetch_range(after, limit) else {
             return Ok(Vec::new());
         };
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         self.fetch_envelopes_tx(device, after, limit)
             .await
             .map_err(|e| in_op("fetch_envelopes", e))

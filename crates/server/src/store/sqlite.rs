@@ -283,14 +283,9 @@ impl Store for SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        // Sequence numbers are at most `i64::MAX`: nothing comes after that.
-        let Ok(after) = i64::try_from(after) else {
+        let Some((after, limit)) = super::fetch_range(after, limit) else {
             return Ok(Vec::new());
         };
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         self.read("fetch_envelopes", move |conn| {
             fetch_envelopes(conn, device, after, limit)
         })
@@ -710,35 +705,32 @@ fn upload_prekeys(
     if !exists {
         return Err(StoreError::NotFound);
     }
-    if let Some(key) = &upload.signed_prekey {
-        conn.prepare_cached(
+    // The signed EC prekey and the Kyber last-resort prekey are replaced the same way.
+    let replacements = [
+        (
+            &upload.signed_prekey,
             "UPDATE devices SET signed_prekey_id = ?3, signed_prekey = ?4, \
              signed_prekey_signature = ?5 WHERE account = ?1 AND device_id = ?2",
-        )
-        .map_err(db)?
-        .execute(params![
-            account,
-            device_id,
-            key.id,
-            key.public_key,
-            key.signature
-        ])
-        .map_err(db)?;
-    }
-    if let Some(key) = &upload.last_resort_kyber {
-        conn.prepare_cached(
+        ),
+        (
+            &upload.last_resort_kyber,
             "UPDATE devices SET last_resort_kyber_id = ?3, last_resort_kyber = ?4, \
              last_resort_kyber_signature = ?5 WHERE account = ?1 AND device_id = ?2",
-        )
-        .map_err(db)?
-        .execute(params![
-            account,
-            device_id,
-            key.id,
-            key.public_key,
-            key.signature
-        ])
-        .map_err(db)?;
+        ),
+    ];
+    for (key, sql) in replacements {
+        if let Some(key) = key {
+            conn.prepare_cached(sql)
+                .map_err(db)?
+                .execute(params![
+                    account,
+                    device_id,
+                    key.id,
+                    key.public_key,
+                    key.signature
+                ])
+                .map_err(db)?;
+        }
     }
     add_one_time_prekeys(
         conn,
