@@ -28,6 +28,7 @@ echo "== load generator briefly (figures: README, Benchmarks)"
 # The test profile reuses the binaries the test run just built, sotto-server among them.
 bench() { cargo run -q --profile test -p sotto-bench -- "$@"; }
 bench throughput --senders 2 --messages 20
+bench throughput --senders 2 --messages 40 --in-flight 8
 bench throughput --senders 2 --messages 20 --backend postgres
 bench idle --connections 200 --hold-secs 1
 

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use sotto_client::{Client, Event, ServerInfo, StoreKey};
 
 use crate::stats::Latencies;
@@ -21,6 +22,10 @@ pub(crate) struct Options {
     /// Messages each sender sends.
     #[arg(long, default_value_t = 500)]
     messages: usize,
+    /// Messages each sender has in flight at once: 1 sends each message only once the
+    /// previous one is acknowledged; more lets the client's sends share commits and writes.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
     /// The server's storage.
     #[arg(long, value_enum, default_value = "sqlite")]
     backend: Backend,
@@ -56,12 +61,13 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     let Options {
         senders,
         messages,
+        in_flight,
         backend,
         rate,
     } = options;
     anyhow::ensure!(
-        senders > 0 && messages > 0,
-        "need at least one sender and one message"
+        senders > 0 && messages > 0 && in_flight > 0,
+        "need at least one sender, one message and one message in flight"
     );
     let server = TestServer::start(backend).await?;
     let info = ServerInfo {
@@ -112,17 +118,21 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         let sender = sender.clone();
         let to = receiver.username().to_owned();
         sending.push(tokio::spawn(async move {
-            let mut acks = Vec::with_capacity(messages);
-            for seq in 0..messages {
-                if let Some(rate) = rate {
-                    let slot = (seq * senders + index) as f64 / rate as f64;
-                    tokio::time::sleep_until((base + Duration::from_secs_f64(slot)).into()).await;
+            let sends = futures_util::stream::iter(0..messages).map(|seq| {
+                let (sender, to) = (&sender, &to);
+                async move {
+                    if let Some(rate) = rate {
+                        let slot = (seq * senders + index) as f64 / rate as f64;
+                        tokio::time::sleep_until((base + Duration::from_secs_f64(slot)).into())
+                            .await;
+                    }
+                    let started = base.elapsed();
+                    let text = format!("bench {seq} {}", started.as_nanos());
+                    sender.send_text(to, &text).await?;
+                    anyhow::Ok(base.elapsed() - started)
                 }
-                let started = base.elapsed();
-                let text = format!("bench {seq} {}", started.as_nanos());
-                sender.send_text(&to, &text).await?;
-                acks.push(base.elapsed() - started);
-            }
+            });
+            let acks: Vec<Duration> = sends.buffered(in_flight).try_collect().await?;
             anyhow::Ok(acks)
         }));
     }
@@ -143,7 +153,10 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         Some(rate) => format!("paced at {rate} msg/s"),
         None => "closed loop".to_owned(),
     };
-    println!("backend {backend:?}, {senders} sender(s) x {messages} messages, {mode}");
+    println!(
+        "backend {backend:?}, {senders} sender(s) x {messages} messages, \
+         {in_flight} in flight per sender, {mode}"
+    );
     println!(
         "throughput: {total} messages acknowledged in {:.2} s = {:.0} msg/s",
         send_time.as_secs_f64(),

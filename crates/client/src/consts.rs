@@ -118,6 +118,9 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// server takes milliseconds; this only catches a server that stopped answering.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// At most this many queued request frames go out in one write and flush.
+pub(crate) const WRITE_BATCH_FRAMES: usize = 64;
+
 /// A WebSocket ping is sent this often so that a dead connection is noticed ...
 pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(20);
 

@@ -107,6 +107,10 @@ pub enum StoreError {
     /// The profile lacks an entry every profile has.
     #[error("profile is missing its {0}")]
     Missing(&'static str),
+    /// The transaction a write was in could not be committed (the disk failed or is full);
+    /// nothing of it was kept.
+    #[error("local database: a write could not be committed")]
+    WriteFailed,
 }
 
 /// The connection to the server failed.

@@ -28,7 +28,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::consts::{
     CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_PENDING_REQUESTS, OUTGOING_QUEUE,
     PING_INTERVAL, PUSH_BUFFER, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN, REQUEST_TIMEOUT,
-    STABLE_CONNECTION, STORE_RETRY_DELAY,
+    STABLE_CONNECTION, STORE_RETRY_DELAY, WRITE_BATCH_FRAMES,
 };
 use crate::error::{ClientError, ConnectionError};
 
@@ -525,6 +525,25 @@ enum Ended {
     Dropped(&'static str),
 }
 
+/// Seals and writes `frames`, then flushes once.
+async fn write_frames(
+    ws: &mut Ws,
+    sender: &mut ChannelSender,
+    frames: &[Vec<u8>],
+) -> Result<(), Ended> {
+    for frame in frames {
+        let messages = sender
+            .seal(frame)
+            .map_err(|_| Ended::Dropped("frame too large"))?;
+        for message in messages {
+            ws.feed(WsMessage::binary(message))
+                .await
+                .map_err(|_| Ended::Dropped("write failed"))?;
+        }
+    }
+    ws.flush().await.map_err(|_| Ended::Dropped("write failed"))
+}
+
 async fn run(
     shared: &Shared,
     live: &Live,
@@ -547,16 +566,16 @@ async fn run(
             () = live.drop_now.notified() => break Ended::Resync,
             frame = out.recv() => {
                 let Some(frame) = frame else { break Ended::Dropped("writer closed") };
-                let Ok(messages) = sender.seal(&frame) else { break Ended::Dropped("frame too large") };
-                let mut failed = false;
-                for message in messages {
-                    if ws.feed(WsMessage::binary(message)).await.is_err() {
-                        failed = true;
-                        break;
+                // Frames queued meanwhile go out with this one, in one flush.
+                let mut frames = vec![frame];
+                while frames.len() < WRITE_BATCH_FRAMES {
+                    match out.try_recv() {
+                        Ok(frame) => frames.push(frame),
+                        Err(_) => break,
                     }
                 }
-                if failed || ws.flush().await.is_err() {
-                    break Ended::Dropped("write failed");
+                if let Err(ended) = write_frames(&mut ws, &mut sender, &frames).await {
+                    break ended;
                 }
             }
             _ = ping.tick() => {

@@ -90,6 +90,9 @@ pub(crate) struct Inner {
     side_events: mpsc::UnboundedSender<Event>,
     /// One maintenance run at a time.
     maintenance: tokio::sync::Mutex<()>,
+    /// One send at a time fetches bundles and starts sessions, so that concurrent sends to
+    /// a new contact start one session (and spend one one-time prekey) rather than one each.
+    session_setup: tokio::sync::Mutex<()>,
     /// Asks the maintenance task for a run (after session-starting messages used prekeys).
     maintenance_wanted: Arc<Notify>,
     /// To the acknowledgement task: ids of envelopes committed locally.
@@ -389,6 +392,7 @@ impl Client {
             }),
             side_events,
             maintenance: tokio::sync::Mutex::new(()),
+            session_setup: tokio::sync::Mutex::new(()),
             maintenance_wanted: Arc::clone(&maintenance_wanted),
             acks,
         });

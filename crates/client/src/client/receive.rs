@@ -184,16 +184,24 @@ impl Inner {
             Ok(EnvelopeType::PrekeyMessage) => {
                 let message = PreKeySignalMessage::try_from(&envelope.content[..])
                     .map_err(|_| Failure::Failed("malformed message".into()))?;
-                let signed = tx
-                    .signed_prekey(message.signed_pre_key_id())
-                    .map_err(local_failure)?;
-                let one_time = match message.pre_key_id() {
-                    Some(id) => tx.one_time_prekey(id).map_err(local_failure)?,
-                    None => None,
-                };
-                let kyber = match message.kyber_pre_key_id() {
-                    Some(id) => tx.kyber_prekey(id).map_err(local_failure)?,
-                    None => None,
+                let mut session = session.unwrap_or_default();
+                // Until we answer, the sender keeps sending PreKey messages on the session the
+                // first one started: those need no prekeys (nor their decoding).
+                let (signed, one_time, kyber) = if session.needs_prekeys(&message) {
+                    let signed = tx
+                        .signed_prekey(message.signed_pre_key_id())
+                        .map_err(local_failure)?;
+                    let one_time = match message.pre_key_id() {
+                        Some(id) => tx.one_time_prekey(id).map_err(local_failure)?,
+                        None => None,
+                    };
+                    let kyber = match message.kyber_pre_key_id() {
+                        Some(id) => tx.kyber_prekey(id).map_err(local_failure)?,
+                        None => None,
+                    };
+                    (signed, one_time, kyber)
+                } else {
+                    (None, None, None)
                 };
                 let keys = PreKeySecrets {
                     identity: &self.identity,
@@ -202,7 +210,6 @@ impl Inner {
                     one_time_pre_key: one_time.as_ref(),
                     kyber_pre_key: kyber.as_ref().map(|(record, _)| record),
                 };
-                let mut session = session.unwrap_or_default();
                 let decrypted = session
                     .decrypt_prekey(&message, &keys, &mut rng)
                     .map_err(ratchet_failure)?;

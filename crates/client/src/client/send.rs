@@ -154,8 +154,10 @@ impl Inner {
     ) -> (Result<(), ClientError>, Option<i64>) {
         let mut fetch: Vec<Fetch> = Vec::new();
         let mut attempts = 0;
-        // Every round either fetches bundles or sends; a send follows at most one fetch.
-        for _ in 0..2 * MAX_SEND_ATTEMPTS {
+        let mut setup = None;
+        // Every round either fetches bundles or sends; a send follows at most one fetch. One
+        // more round prepares again once the session setup lock is held.
+        for _ in 0..2 * MAX_SEND_ATTEMPTS + 1 {
             for (user, device) in std::mem::take(&mut fetch) {
                 match self.fetch_bundles(&user, device).await {
                     Ok(bundles) => plan.bundles.push((user, bundles)),
@@ -192,10 +194,18 @@ impl Inner {
                     history_seq,
                 } => {
                     plan.history_seq = Some(history_seq);
+                    // The sessions are set up and committed: other sends may use them.
+                    setup = None;
                     (envelopes, own_envelopes)
                 }
                 Prepared::Fetch(list) => {
-                    fetch = list;
+                    if setup.is_none() {
+                        // Prepare again holding the lock: a concurrent send may have set up
+                        // these sessions meanwhile.
+                        setup = Some(self.session_setup.lock().await);
+                    } else {
+                        fetch = list;
+                    }
                     continue;
                 }
                 Prepared::Untrusted => {

@@ -10,13 +10,21 @@
 //! All access goes through [`Store::write`] / [`Store::read`], which run a closure inside one
 //! SQLite transaction: read-modify-write cycles (a ratchet step and its session save) are
 //! atomic, also against another process using the same profile.
+//!
+//! Group commit: writes that queue up while another commit waits for the disk share the next
+//! commit. Each runs in a savepoint of its own inside one transaction (so one that fails leaves
+//! nothing behind), and each returns only once that transaction is durable. A burst of sends
+//! and received batches thus costs one disk sync instead of one each. Reads use a connection
+//! of their own and see committed data only.
 
 mod crypto;
 mod records;
 mod schema;
 
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use prost::Message as _;
@@ -35,6 +43,15 @@ use crate::consts::{MESSAGE_IDS_KEPT, PROCESSED_IDS_KEPT, PROFILE_DB_FILE, PROFI
 use crate::content::MessageId;
 use crate::error::{ClientError, StoreError};
 use crypto::StoreKeys;
+
+/// Pages (of 4 KiB) in the write-ahead log at which a commit checkpoints it.
+const WAL_CHECKPOINT_PAGES: i64 = 4096;
+
+/// At most this many writes share one commit.
+const GROUP_COMMIT_MAX_WRITES: usize = 64;
+
+/// See [`Tx::due_for_pruning`].
+const PRUNE_EVERY: i64 = 64;
 
 /// How long SQLite waits for another connection's write lock (another process using the
 /// same profile) before giving up.
@@ -62,9 +79,49 @@ mod kv {
 
 /// The open store.
 pub(crate) struct Store {
-    conn: Mutex<Connection>,
+    /// Declared (and so dropped) before the writer: the last connection to close
+    /// checkpoints the write-ahead log into the database file and removes it, which the
+    /// read-only one cannot do.
+    reader: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Signalled after every commit of the writer's transaction.
+    committed: Condvar,
+    /// Writes waiting for the writer: while there are any, a finished write leaves the
+    /// transaction open for them and the last one commits.
+    queued: AtomicUsize,
     keys: StoreKeys,
 }
+
+/// The write connection and its group-commit state.
+struct Writer {
+    conn: Connection,
+    /// The open transaction's outcome, to be set when it ends, if one is open.
+    open: Option<Arc<Outcome>>,
+    /// Writes in the open transaction whose savepoint was kept.
+    members: usize,
+    /// Sessions read or written in the open transaction (see [`SessionCache`]).
+    sessions: SessionCache,
+}
+
+/// The sessions of the users touched in the open write transaction, decoded, so that a burst
+/// of sends to one user, or a batch of messages from one, decrypts and decodes their sessions
+/// once rather than once per message. Written through: every change also goes to SQLite at
+/// once. Emptied when a write's savepoint is rolled back and when the transaction ends, so it
+/// never outlives the write lock and never disagrees with the database.
+#[derive(Default)]
+struct SessionCache(
+    std::cell::RefCell<std::collections::HashMap<String, Vec<(u32, SessionRecord)>>>,
+);
+
+impl SessionCache {
+    fn clear(&mut self) {
+        self.0.get_mut().clear();
+    }
+}
+
+/// How a transaction ended: set once, read by every write that took part.
+#[derive(Default)]
+struct Outcome(OnceLock<bool>);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,6 +146,12 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     // Deleted rows (spent one-time prekeys, replaced sessions) are overwritten, not left in
     // free pages, for forward secrecy against someone who later learns the store key.
     conn.pragma_update(None, "secure_delete", "ON")?;
+    // A checkpoint copies the latest version of every page in the log into the database; a
+    // long log (up to 16 MiB) means the same few pages that every message touches (its
+    // session, the newest history and id pages) are copied once per many messages rather
+    // than once per few, and checkpoints, which stall the commit they follow, are rare.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_CHECKPOINT_PAGES * 4096)?;
     Ok(())
 }
 
@@ -133,12 +196,12 @@ impl Store {
                 meta.execute(params!["key_check", &new.check[..]])
                     .map_err(StoreError::from)?;
                 drop(meta);
-                let mut scoped = Tx {
-                    tx,
+                init(&mut Tx {
+                    conn: &tx,
                     keys: &new.keys,
-                };
-                init(&mut scoped)?;
-                scoped.tx.commit().map_err(StoreError::from)?;
+                    sessions: None,
+                })?;
+                tx.commit().map_err(StoreError::from)?;
             }
             conn.close().map_err(|(_, e)| StoreError::from(e))?;
         }
@@ -200,42 +263,144 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(StoreError::from)?;
         schema::migrate(&mut conn)?;
+        let reader = Connection::open_with_flags(
+            db_path(dir),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(StoreError::from)?;
+        configure(&reader)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+            writer: Mutex::new(Writer {
+                conn,
+                open: None,
+                members: 0,
+                sessions: SessionCache::default(),
+            }),
+            committed: Condvar::new(),
+            queued: AtomicUsize::new(0),
             keys,
         })
     }
 
-    /// Runs `f` in a write transaction, committed if `f` succeeds and rolled back otherwise.
+    /// Runs `f` in a write transaction: if `f` succeeds, its writes are durable when this
+    /// returns `Ok`; if it fails, none of them is kept. Writes queued meanwhile may share the
+    /// commit (see the module documentation).
     pub(crate) fn write<T>(
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
-        // A panic inside a transaction rolls it back as the guard unwinds, so the connection
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        // A panic inside `f` is caught below and its savepoint rolled back, so the connection
         // behind a poisoned lock is consistent.
-        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let mut scoped = Tx {
-            tx,
-            keys: &self.keys,
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        let outcome = match &writer.open {
+            Some(outcome) => Arc::clone(outcome),
+            None => {
+                if let Err(e) = writer.conn.execute_batch("BEGIN IMMEDIATE") {
+                    drop(self.hand_on(writer));
+                    return Err(StoreError::from(e).into());
+                }
+                let outcome = Arc::new(Outcome::default());
+                writer.open = Some(Arc::clone(&outcome));
+                outcome
+            }
         };
-        let out = f(&mut scoped)?;
-        scoped.tx.commit().map_err(StoreError::from)?;
-        Ok(out)
+        let ran = match writer.conn.execute_batch("SAVEPOINT write") {
+            Ok(()) => {
+                let mut scoped = Tx {
+                    conn: &writer.conn,
+                    keys: &self.keys,
+                    sessions: Some(&writer.sessions),
+                };
+                let ran = catch_unwind(AssertUnwindSafe(|| f(&mut scoped)));
+                let kept =
+                    matches!(ran, Ok(Ok(_))) && writer.conn.execute_batch("RELEASE write").is_ok();
+                if kept {
+                    writer.members += 1;
+                } else {
+                    // Undo this write only; the others in the transaction stay.
+                    writer.sessions.clear();
+                    let _ = writer
+                        .conn
+                        .execute_batch("ROLLBACK TO write; RELEASE write");
+                }
+                match ran {
+                    Ok(Ok(out)) if kept => Ok(out),
+                    Ok(Ok(_)) => Err(ClientError::Store(StoreError::WriteFailed)),
+                    Ok(Err(e)) => Err(e),
+                    Err(panic) => {
+                        drop(self.hand_on(writer));
+                        resume_unwind(panic);
+                    }
+                }
+            }
+            Err(e) => Err(StoreError::from(e).into()),
+        };
+        let Ok(out) = ran else {
+            // Nothing of ours is in the transaction: no need to wait for its commit.
+            drop(self.hand_on(writer));
+            return ran;
+        };
+        writer = self.hand_on(writer);
+        loop {
+            if let Some(&committed) = outcome.0.get() {
+                return if committed {
+                    Ok(out)
+                } else {
+                    Err(StoreError::WriteFailed.into())
+                };
+            }
+            writer = self
+                .committed
+                .wait(writer)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
     }
 
-    /// Runs `f` in a read transaction (a consistent snapshot); nothing it writes is kept.
+    /// Leaves the open transaction to the writes queued behind this one, or, if none is (or
+    /// the group is full), ends it: committed if any write in it was kept. Returns the lock.
+    fn hand_on<'a>(&self, mut writer: MutexGuard<'a, Writer>) -> MutexGuard<'a, Writer> {
+        // Under a steady stream of writes there is always one queued: the group is closed
+        // at a size, so that its members need not wait for the stream to end.
+        if self.queued.load(Ordering::Acquire) > 0 && writer.members < GROUP_COMMIT_MAX_WRITES {
+            return writer;
+        }
+        let Some(outcome) = writer.open.take() else {
+            return writer;
+        };
+        let members = std::mem::take(&mut writer.members);
+        writer.sessions.clear();
+        let committed = if members > 0 {
+            match writer.conn.execute_batch("COMMIT") {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "committing to the local store failed");
+                    let _ = writer.conn.execute_batch("ROLLBACK");
+                    false
+                }
+            }
+        } else {
+            let _ = writer.conn.execute_batch("ROLLBACK");
+            true
+        };
+        let _ = outcome.0.set(committed);
+        self.committed.notify_all();
+        writer
+    }
+
+    /// Runs `f` in a read transaction (a consistent snapshot of committed data).
     pub(crate) fn read<T>(
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
-        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn.transaction().map_err(StoreError::from)?;
         let mut scoped = Tx {
-            tx,
+            conn: &tx,
             keys: &self.keys,
+            sessions: None,
         };
         f(&mut scoped)
     }
@@ -243,8 +408,10 @@ impl Store {
 
 /// One transaction on the store, with typed access to every table.
 pub(crate) struct Tx<'a> {
-    tx: rusqlite::Transaction<'a>,
+    conn: &'a Connection,
     keys: &'a StoreKeys,
+    /// In write transactions.
+    sessions: Option<&'a SessionCache>,
 }
 
 fn corrupt(table: &'static str) -> StoreError {
@@ -277,7 +444,7 @@ impl Tx<'_> {
     // -- statements (cached: the same few statements run for every message) -----------------
 
     fn exec(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
-        Ok(self.tx.prepare_cached(sql)?.execute(params)?)
+        Ok(self.conn.prepare_cached(sql)?.execute(params)?)
     }
 
     fn query_row<T>(
@@ -287,7 +454,7 @@ impl Tx<'_> {
         f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, StoreError> {
         Ok(self
-            .tx
+            .conn
             .prepare_cached(sql)?
             .query_row(params, f)
             .optional()?)
@@ -299,7 +466,7 @@ impl Tx<'_> {
         params: impl rusqlite::Params,
         f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        Ok(self.tx.prepare_cached(sql)?.query_row(params, f)?)
+        Ok(self.conn.prepare_cached(sql)?.query_row(params, f)?)
     }
 
     // -- generic keyed tables ------------------------------------------------------------------
@@ -330,14 +497,14 @@ impl Tx<'_> {
 
     fn delete(&self, table: &'static str, key: &[u8; 32]) -> Result<bool, StoreError> {
         Ok(self
-            .tx
+            .conn
             .execute(&format!("DELETE FROM {table} WHERE k = ?1"), [&key[..]])?
             > 0)
     }
 
     fn all(&self, table: &'static str) -> Result<Vec<Zeroizing<Vec<u8>>>, StoreError> {
         let mut statement = self
-            .tx
+            .conn
             .prepare_cached(&format!("SELECT k, v FROM {table}"))?;
         let rows = statement.query_map([], |row| {
             Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?))
@@ -587,21 +754,14 @@ impl Tx<'_> {
         username: &str,
         device_id: u32,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let owner = self.user_key(username);
-        let key = self.session_key(username, device_id);
-        let sealed: Option<Vec<u8>> = self.query_row(
-            "SELECT v FROM sessions WHERE owner = ?1 AND k = ?2",
-            params![&owner[..], &key[..]],
-            |row| row.get(0),
-        )?;
-        match sealed {
-            Some(sealed) => {
-                let bytes =
-                    self.keys
-                        .open(table::SESSIONS, &Self::session_row(&owner, &key), &sealed)?;
-                Ok(Some(decode_session(&bytes)?.1))
-            }
-            None => Ok(None),
+        let find = |sessions: &[(u32, SessionRecord)]| {
+            sessions
+                .iter()
+                .find_map(|(device, record)| (*device == device_id).then(|| record.clone()))
+        };
+        match self.sessions {
+            Some(cache) => self.with_cached_sessions(cache, username, find),
+            None => Ok(find(&self.load_sessions(username)?)),
         }
     }
 
@@ -610,10 +770,48 @@ impl Tx<'_> {
         &self,
         username: &str,
     ) -> Result<Vec<(u32, SessionRecord)>, StoreError> {
+        match self.sessions {
+            Some(cache) => self.with_cached_sessions(cache, username, <[_]>::to_vec),
+            None => self.load_sessions(username),
+        }
+    }
+
+    /// Runs `f` on `username`'s sessions in the write transaction's cache, loading them first
+    /// if they are not there.
+    fn with_cached_sessions<T>(
+        &self,
+        cache: &SessionCache,
+        username: &str,
+        f: impl FnOnce(&[(u32, SessionRecord)]) -> T,
+    ) -> Result<T, StoreError> {
+        if let Some(sessions) = cache.0.borrow().get(username) {
+            return Ok(f(sessions));
+        }
+        let sessions = self.load_sessions(username)?;
+        let out = f(&sessions);
+        cache.0.borrow_mut().insert(username.to_owned(), sessions);
+        Ok(out)
+    }
+
+    /// Applies a change to `username`'s cached sessions, if they are cached.
+    fn update_cached_sessions(
+        &self,
+        username: &str,
+        f: impl FnOnce(&mut Vec<(u32, SessionRecord)>),
+    ) {
+        if let Some(cache) = self.sessions {
+            if let Some(sessions) = cache.0.borrow_mut().get_mut(username) {
+                f(sessions);
+            }
+        }
+    }
+
+    /// Every session with `username`'s devices from the database, ordered by device id.
+    fn load_sessions(&self, username: &str) -> Result<Vec<(u32, SessionRecord)>, StoreError> {
         let owner = self.user_key(username);
         let mut statement = self
-            .tx
-            .prepare("SELECT k, v FROM sessions WHERE owner = ?1")?;
+            .conn
+            .prepare_cached("SELECT k, v FROM sessions WHERE owner = ?1")?;
         let rows = statement.query_map([&owner[..]], |row| {
             Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?))
         })?;
@@ -655,6 +853,12 @@ impl Tx<'_> {
              ON CONFLICT (owner, k) DO UPDATE SET v = excluded.v",
             params![&owner[..], &key[..], sealed],
         )?;
+        self.update_cached_sessions(username, |sessions| {
+            match sessions.binary_search_by_key(&device_id, |(device, _)| *device) {
+                Ok(at) => sessions[at].1 = record.clone(),
+                Err(at) => sessions.insert(at, (device_id, record.clone())),
+            }
+        });
         Ok(())
     }
 
@@ -665,6 +869,9 @@ impl Tx<'_> {
             "DELETE FROM sessions WHERE owner = ?1 AND k = ?2",
             params![&owner[..], &key[..]],
         )?;
+        self.update_cached_sessions(username, |sessions| {
+            sessions.retain(|(device, _)| *device != device_id);
+        });
         Ok(())
     }
 
@@ -673,6 +880,7 @@ impl Tx<'_> {
             "DELETE FROM sessions WHERE owner = ?1",
             [&self.user_key(username)[..]],
         )?;
+        self.update_cached_sessions(username, Vec::clear);
         Ok(())
     }
 
@@ -738,7 +946,7 @@ impl Tx<'_> {
     }
 
     pub(crate) fn delete_message(&self, seq: i64) -> Result<(), StoreError> {
-        self.tx
+        self.conn
             .execute("DELETE FROM messages WHERE seq = ?1", [seq])?;
         Ok(())
     }
@@ -752,7 +960,7 @@ impl Tx<'_> {
         let owner = self.user_key(peer);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut statement = self
-            .tx
+            .conn
             .prepare("SELECT seq, v FROM messages WHERE owner = ?1 ORDER BY seq DESC LIMIT ?2")?;
         let rows = statement.query_map(params![&owner[..], limit], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
@@ -791,14 +999,16 @@ impl Tx<'_> {
     /// Records an envelope as processed, forgetting the oldest beyond [`PROCESSED_IDS_KEPT`].
     pub(crate) fn mark_processed(&self, envelope_id: u64) -> Result<(), StoreError> {
         let key = self.envelope_key(envelope_id);
-        self.exec(
+        let inserted = self.exec(
             "INSERT OR IGNORE INTO processed (k) VALUES (?1)",
             [&key[..]],
         )?;
-        self.exec(
-            "DELETE FROM processed WHERE seq <= (SELECT MAX(seq) FROM processed) - ?1",
-            [PROCESSED_IDS_KEPT],
-        )?;
+        if inserted > 0 && self.due_for_pruning() {
+            self.exec(
+                "DELETE FROM processed WHERE seq <= (SELECT MAX(seq) FROM processed) - ?1",
+                [PROCESSED_IDS_KEPT],
+            )?;
+        }
         Ok(())
     }
 
@@ -821,11 +1031,20 @@ impl Tx<'_> {
         if inserted == 0 {
             return Ok(false);
         }
-        self.exec(
-            "DELETE FROM received_ids WHERE seq <= (SELECT MAX(seq) FROM received_ids) - ?1",
-            [MESSAGE_IDS_KEPT],
-        )?;
+        if self.due_for_pruning() {
+            self.exec(
+                "DELETE FROM received_ids WHERE seq <= (SELECT MAX(seq) FROM received_ids) - ?1",
+                [MESSAGE_IDS_KEPT],
+            )?;
+        }
         Ok(true)
+    }
+
+    /// Whether the row just inserted (into a table whose `seq` counts up) is one after which
+    /// the oldest rows are forgotten: every [`PRUNE_EVERY`]th, so that a table holds at most
+    /// that many rows more than it keeps.
+    fn due_for_pruning(&self) -> bool {
+        self.conn.last_insert_rowid() % PRUNE_EVERY == 0
     }
 }
 

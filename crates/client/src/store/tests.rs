@@ -254,7 +254,7 @@ fn processed_ids_are_bounded() {
     let (_dir, store) = temp_store();
     store
         .write(|tx| {
-            for id in 0..(PROCESSED_IDS_KEPT as u64 + 5) {
+            for id in 0..(PROCESSED_IDS_KEPT + PRUNE_EVERY + 5) as u64 {
                 tx.mark_processed(id)?;
             }
             Ok(())
@@ -263,16 +263,18 @@ fn processed_ids_are_bounded() {
     let count: i64 = store
         .read(|tx| {
             Ok(tx
-                .tx
+                .conn
                 .query_row("SELECT COUNT(*) FROM processed", [], |r| r.get(0))
                 .map_err(StoreError::from)?)
         })
         .unwrap();
-    assert_eq!(count, PROCESSED_IDS_KEPT);
+    assert!((PROCESSED_IDS_KEPT..PROCESSED_IDS_KEPT + PRUNE_EVERY).contains(&count));
     assert!(!store.read(|tx| Ok(tx.is_processed(0)?)).unwrap());
-    assert!(store
-        .read(|tx| Ok(tx.is_processed(PROCESSED_IDS_KEPT as u64 + 4)?))
-        .unwrap());
+    // The newest PROCESSED_IDS_KEPT are all remembered.
+    let newest = (PROCESSED_IDS_KEPT + PRUNE_EVERY + 4) as u64;
+    for id in [newest, newest + 1 - PROCESSED_IDS_KEPT as u64] {
+        assert!(store.read(|tx| Ok(tx.is_processed(id)?)).unwrap());
+    }
 }
 
 #[test]
@@ -293,7 +295,7 @@ fn message_ids_are_recorded_per_sender_and_bounded() {
         .unwrap();
     store
         .write(|tx| {
-            for n in 2..(MESSAGE_IDS_KEPT as u64 + 5) {
+            for n in 2..(MESSAGE_IDS_KEPT + PRUNE_EVERY + 5) as u64 {
                 assert!(tx.record_message_id("alice", &id(n))?);
             }
             Ok(())
@@ -302,19 +304,114 @@ fn message_ids_are_recorded_per_sender_and_bounded() {
     let count: i64 = store
         .read(|tx| {
             Ok(tx
-                .tx
+                .conn
                 .query_row("SELECT COUNT(*) FROM received_ids", [], |r| r.get(0))
                 .map_err(StoreError::from)?)
         })
         .unwrap();
-    assert_eq!(count, MESSAGE_IDS_KEPT);
+    assert!((MESSAGE_IDS_KEPT..MESSAGE_IDS_KEPT + PRUNE_EVERY).contains(&count));
     store
         .write(|tx| {
-            let newest = MESSAGE_IDS_KEPT as u64 + 4;
+            let newest = (MESSAGE_IDS_KEPT + PRUNE_EVERY + 4) as u64;
             assert!(!tx.record_message_id("alice", &id(newest))?);
+            assert!(!tx.record_message_id("alice", &id(newest + 1 - MESSAGE_IDS_KEPT as u64))?);
             // The oldest were forgotten.
             assert!(tx.record_message_id("alice", &id(1))?);
             Ok(())
         })
         .unwrap();
+}
+
+#[test]
+fn concurrent_writes_share_commits_and_a_failed_one_leaves_nothing() {
+    let (_dir, store) = temp_store();
+    let store = std::sync::Arc::new(store);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    let text = format!("t{t} m{i}");
+                    let fails = i % 5 == 4;
+                    let result = store.write(|tx| {
+                        tx.add_message(&message("bob", &text))?;
+                        if fails {
+                            return Err(ClientError::SendToSelf);
+                        }
+                        Ok(())
+                    });
+                    assert_eq!(result.is_err(), fails, "{text}");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    // A write that panics keeps nothing either, and the store goes on working.
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.write(|tx| -> Result<(), ClientError> {
+            tx.add_message(&message("bob", "panicked"))?;
+            panic!("inside a write");
+        })
+    }));
+    assert!(panicked.is_err());
+    store
+        .write(|tx| Ok(tx.add_message(&message("bob", "after"))?))
+        .unwrap();
+    let history = store.read(|tx| Ok(tx.history("bob", 1000)?)).unwrap();
+    let texts: std::collections::HashSet<_> = history.iter().map(|m| m.text.clone()).collect();
+    assert_eq!(history.len(), 8 * 32 + 1);
+    for t in 0..8 {
+        for i in 0..40 {
+            assert_eq!(texts.contains(&format!("t{t} m{i}")), i % 5 != 4);
+        }
+    }
+    assert!(texts.contains("after") && !texts.contains("panicked"));
+}
+
+#[test]
+fn the_session_cache_of_a_shared_transaction_forgets_rolled_back_writes() {
+    let (_dir, store) = temp_store();
+    let store = std::sync::Arc::new(store);
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                let user = format!("user{t}");
+                let mut kept = Vec::new();
+                for device in 1..=30u32 {
+                    let fails = device % 4 == 0;
+                    let result = store.write(|tx| {
+                        // Other threads' writes may share this transaction; this user's
+                        // sessions are exactly the ones kept so far, whatever they did.
+                        let before: Vec<u32> =
+                            tx.sessions_of(&user)?.into_iter().map(|(d, _)| d).collect();
+                        assert_eq!(before, kept, "{user} before device {device}");
+                        tx.put_session(&user, device, &SessionRecord::new())?;
+                        assert!(tx.session(&user, device)?.is_some());
+                        if fails {
+                            return Err(ClientError::SendToSelf);
+                        }
+                        Ok(())
+                    });
+                    assert_eq!(result.is_err(), fails);
+                    if !fails {
+                        kept.push(device);
+                    }
+                }
+                kept
+            })
+        })
+        .collect();
+    for (t, thread) in threads.into_iter().enumerate() {
+        let kept = thread.join().unwrap();
+        let stored: Vec<u32> = store
+            .read(|tx| Ok(tx.sessions_of(&format!("user{t}"))?))
+            .unwrap()
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        assert_eq!(stored, kept);
+    }
 }

@@ -441,3 +441,42 @@ async fn a_send_with_unknown_outcome_is_retried_and_shown_once() {
     drop(db);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_from_one_client_all_arrive_once_and_both_can_go_on() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start_new(data.path()).await;
+    let (alice_profile, bob_profile) = (Profile::new(), Profile::new());
+    let alice = alice_profile.register(server.info(), "alice").await;
+    let bob = bob_profile.register(server.info(), "bob").await;
+
+    // Many sends at once share local commits and socket writes; each one is its own message.
+    const SENDS: usize = 40;
+    let sends: Vec<_> = (0..SENDS)
+        .map(|i| {
+            let alice = alice.clone();
+            tokio::spawn(async move { alice.send_text("bob", &format!("message {i}")).await })
+        })
+        .collect();
+    for send in sends {
+        send.await.unwrap().unwrap();
+    }
+    let mut received = std::collections::BTreeSet::new();
+    for _ in 0..SENDS {
+        assert!(received.insert(next_message(&bob).await.text));
+    }
+    let expected: std::collections::BTreeSet<_> =
+        (0..SENDS).map(|i| format!("message {i}")).collect();
+    assert_eq!(received, expected);
+    assert_eq!(alice.history("bob", 100).unwrap().len(), SENDS);
+    assert_eq!(bob.history("alice", 100).unwrap().len(), SENDS);
+
+    // The sessions both sides stored are the ones they went on with.
+    bob.send_text("alice", "all there").await.unwrap();
+    assert_eq!(next_message(&alice).await.text, "all there");
+    alice.send_text("bob", "good").await.unwrap();
+    assert_eq!(next_message(&bob).await.text, "good");
+    alice.close().await;
+    bob.close().await;
+    server.stop().await;
+}

@@ -452,6 +452,14 @@ impl SessionRecord {
         })
     }
 
+    /// Whether decrypting `message` with [`decrypt_prekey`](Self::decrypt_prekey) needs the
+    /// prekeys it names: `false` when a session from the same key agreement is in this record
+    /// already (the sender keeps sending PreKey messages until it hears back), so that the
+    /// caller need not load them.
+    pub fn needs_prekeys(&self, message: &PreKeySignalMessage) -> bool {
+        self.matching_session(message).is_none()
+    }
+
     /// `Some(None)`: the current session matches; `Some(Some(i))`: archived session `i`.
     fn matching_session(&self, message: &PreKeySignalMessage) -> Option<Option<usize>> {
         let base_key = message.base_key().serialize();

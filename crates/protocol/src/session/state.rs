@@ -159,16 +159,20 @@ impl SessionState {
         let sender = p
             .sender_chain
             .ok_or(DecodeError::MissingField("sender_chain"))?;
+        // Both halves are taken as stored, as libsignal does: deriving the public half again
+        // would cost a scalar multiplication on every load of a session. Records come from
+        // the application's own (authenticated) storage; a pair that did not match would only
+        // make the peer fail to decrypt.
         let sender_chain = SenderChain {
-            ratchet: KeyPair::from_private(PrivateKey::from_bytes(array32(
-                &sender.sender_ratchet_key_private,
-                "sender_ratchet_key_private",
-            )?)),
+            ratchet: KeyPair {
+                public_key: PublicKey::try_from(&sender.sender_ratchet_key[..])?,
+                private_key: PrivateKey::from_bytes(array32(
+                    &sender.sender_ratchet_key_private,
+                    "sender_ratchet_key_private",
+                )?),
+            },
             chain_key: chain_key_from(sender.chain_key)?,
         };
-        if sender_chain.ratchet.public_key != PublicKey::try_from(&sender.sender_ratchet_key[..])? {
-            return Err(DecodeError::InvalidField("sender_ratchet_key"));
-        }
         if p.receiver_chains.len() > MAX_RECEIVER_CHAINS {
             return Err(DecodeError::InvalidField("receiver_chains"));
         }
