@@ -61,6 +61,9 @@ impl TestServer {
         };
         let options = ServerOptions {
             database_url: database.as_ref().map(|db| db.url().to_owned()),
+            // Every benchmark client registers from 127.0.0.1 (up to 10,000 of them at once):
+            // lift the per-address registration limit.
+            extra_args: vec!["--registrations-per-minute".into(), "10000000".into()],
             ..ServerOptions::default()
         };
         let data = dir.path().join("data");

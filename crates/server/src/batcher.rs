@@ -322,6 +322,7 @@ mod tests {
                 device_id,
             },
             source: "a".into(),
+            source_account: AccountId(2),
             source_device: 1,
             envelope_type: 2,
             content: vec![1],

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::limits::{
     DEFAULT_EXPIRY_INTERVAL, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_NATS_SUBJECT_PREFIX, DEFAULT_REGISTRATION_TIMEOUT,
+    DEFAULT_NATS_SUBJECT_PREFIX, DEFAULT_REGISTRATIONS_PER_MINUTE, DEFAULT_REGISTRATION_TIMEOUT,
 };
 
 /// How to run a server. `Config::default()` is what `sotto-server` runs with no arguments.
@@ -32,6 +32,11 @@ pub struct Config {
     /// A requester regains one bundle fetch for a target account this often, up to
     /// [`sotto_api::BUNDLE_FETCH_BURST`] (default [`sotto_api::BUNDLE_FETCH_REFILL_MS`]).
     pub bundle_fetch_refill: Duration,
+    /// Registrations one client IP address (one IPv6 /64) may make per minute, and as many
+    /// at once; further ones are refused with `RateLimited` until the bucket refills. At least
+    /// 1; default 30. The address is the TCP peer's: behind a reverse proxy every client
+    /// shares the proxy's bucket, so raise it there.
+    pub registrations_per_minute: u32,
     /// A TCP connection from which nothing arrives for this long (no request, no WebSocket
     /// message, not even a ping) is closed, freeing its slot. Default 90 s; clients ping
     /// every 20 s.
@@ -52,6 +57,7 @@ impl Default for Config {
             expiry_interval: DEFAULT_EXPIRY_INTERVAL,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             bundle_fetch_refill: Duration::from_millis(sotto_api::BUNDLE_FETCH_REFILL_MS),
+            registrations_per_minute: DEFAULT_REGISTRATIONS_PER_MINUTE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             registration_timeout: DEFAULT_REGISTRATION_TIMEOUT,
         }
@@ -70,6 +76,7 @@ impl std::fmt::Debug for Config {
             .field("expiry_interval", &self.expiry_interval)
             .field("max_connections", &self.max_connections)
             .field("bundle_fetch_refill", &self.bundle_fetch_refill)
+            .field("registrations_per_minute", &self.registrations_per_minute)
             .field("idle_timeout", &self.idle_timeout)
             .field("registration_timeout", &self.registration_timeout)
             .finish()

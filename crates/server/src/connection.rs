@@ -8,13 +8,14 @@
 //! registration deadline.
 
 use std::future::{pending, Future};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use prost::Message as _;
 use sotto_api::{
     push, request, server_frame, Empty, FrameError, Push, Request, Response, ServerFrame,
@@ -28,7 +29,8 @@ use crate::limits::{
     CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_IN_FLIGHT_REQUESTS, PUSH_PAGE_ENVELOPES, SHUTDOWN_GRACE,
     WRITE_TIMEOUT,
 };
-use crate::requests::{self, Outcome};
+use crate::rate_limit::ClientAddress;
+use crate::requests::{self, Outcome, Peer};
 use crate::store::{DeviceRecord, StoreError, StoredEnvelope};
 use crate::Shared;
 
@@ -89,8 +91,8 @@ impl End {
     }
 }
 
-/// Serves one upgraded WebSocket until it closes.
-pub(crate) async fn serve_socket(shared: Arc<Shared>, mut ws: WebSocket) {
+/// Serves one upgraded WebSocket, whose client connected from `ip`, until it closes.
+pub(crate) async fn serve_socket(shared: Arc<Shared>, mut ws: WebSocket, ip: IpAddr) {
     let _open = shared.metrics.connection_opened();
     let mut shutdown = shared.shutdown.clone();
     let handshake = tokio::select! {
@@ -108,8 +110,11 @@ pub(crate) async fn serve_socket(shared: Arc<Shared>, mut ws: WebSocket) {
             return;
         }
     };
-    let auth_key = *channel.remote_key().as_bytes();
-    let device = match shared.store.device_by_auth_key(&auth_key).await {
+    let peer = Peer {
+        auth_key: *channel.remote_key().as_bytes(),
+        address: ClientAddress::from(ip),
+    };
+    let device = match shared.store.device_by_auth_key(&peer.auth_key).await {
         Ok(device) => device,
         Err(e) => {
             tracing::warn!(error = %e, "looking up a connection's device failed");
@@ -126,7 +131,7 @@ pub(crate) async fn serve_socket(shared: Arc<Shared>, mut ws: WebSocket) {
         ws,
         tx,
         rx,
-        auth_key,
+        peer,
         device: None,
         registration_deadline,
         handle: None,
@@ -213,8 +218,8 @@ struct Connection {
     ws: WebSocket,
     tx: ChannelSender,
     rx: ChannelReceiver,
-    /// The Noise static key of the peer: its authentication key.
-    auth_key: [u8; 32],
+    /// Who is on the other end: its authentication key and address.
+    peer: Peer,
     /// The device this connection acts as, once known; never changes after that.
     device: Option<DeviceRecord>,
     /// Until the connection has a device: when it is closed unless it registered.
@@ -380,13 +385,20 @@ impl Connection {
         Ok(())
     }
 
-    /// Answers a finished request; a registration binds the connection to the new device.
-    async fn finish(&mut self, outcome: Outcome) -> Result<(), End> {
-        let Outcome {
-            response,
-            registered,
-        } = outcome;
-        self.write(&[response_frame(response)]).await?;
+    /// Answers a finished request, and the others finished by now in the same write; a
+    /// registration binds the connection to the new device.
+    async fn finish(&mut self, first: Outcome) -> Result<(), End> {
+        let mut outcomes = vec![first];
+        while let Some(Some(outcome)) = self.in_flight.next().now_or_never() {
+            outcomes.push(outcome);
+        }
+        let mut frames = Vec::with_capacity(outcomes.len());
+        let mut registered = None;
+        for outcome in outcomes {
+            frames.push(response_frame(outcome.response));
+            registered = registered.or(outcome.registered);
+        }
+        self.write(&frames).await?;
         if let Some(device) = registered {
             if self.device.is_none() {
                 self.bind(device).await;
@@ -431,7 +443,7 @@ impl Connection {
                     .then(|| SendTurn::next(&mut self.last_send));
                 let shared = Arc::clone(&self.shared);
                 let device = self.device.clone();
-                let future = requests::handle(shared, device, self.auth_key, request, turn);
+                let future = requests::handle(shared, device, self.peer, request, turn);
                 self.in_flight.push(Box::pin(future));
                 Ok(())
             }

@@ -7,6 +7,21 @@ use std::time::Duration;
 /// instance, with headroom. Each connection costs a file descriptor and a few KiB.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
+/// Most envelopes from one sending account that may wait in one device's mailbox (of the
+/// [`sotto_api::MAX_MAILBOX_ENVELOPES`] it holds); a send beyond it is refused like one to a
+/// full mailbox. Without it, one account could fill a victim's mailbox so that nobody else's
+/// messages get through; with it, that takes ten accounts (and registration is rate-limited,
+/// [`crate::Config::registrations_per_minute`]). A thousand is still days of a busy
+/// conversation with a device that is offline. Copies for the sender's own other devices are not counted: they
+/// harm no one else, and an offline linked device must not stop its account from sending.
+pub const MAX_PENDING_ENVELOPES_PER_SENDER: usize = sotto_api::MAX_MAILBOX_ENVELOPES / 10;
+
+/// Default for [`crate::Config::registrations_per_minute`]: registrations one client IP
+/// address (an IPv6 /64) may make per minute, and as many at once. Enough for a household or
+/// an office behind one NAT; it keeps one host from creating accounts by the thousand (to get
+/// around [`MAX_PENDING_ENVELOPES_PER_SENDER`], or to squat usernames).
+pub(crate) const DEFAULT_REGISTRATIONS_PER_MINUTE: u32 = 30;
+
 /// Default for [`crate::Config::expiry_interval`]: expired envelopes may outlive their TTL by
 /// this much, which is nothing against a TTL of days, and the sweep is one indexed delete.
 pub(crate) const DEFAULT_EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
@@ -69,10 +84,11 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// trying again, rather than spinning.
 pub(crate) const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Most (requester device, target account) pairs whose bundle-fetch rate is tracked, so that
-/// the limiter's memory stays bounded (a few MiB). Buckets that have refilled completely are
+/// Most buckets one rate limiter keeps — (requester device, target account) pairs for bundle
+/// fetches, client addresses for registrations — so that its memory stays bounded (a few
+/// MiB). Buckets that have refilled completely are
 /// forgotten as they do; if the table is still full, the bucket nearest to full is forgotten
-/// (the one that loses the least), never a new pair refused.
+/// (the one that loses the least), never a new key refused.
 pub(crate) const MAX_RATE_LIMIT_BUCKETS: usize = 100_000;
 
 /// Bounded queue of NATS messages per subscription (mailbox wakes): wakes coalesce, so a

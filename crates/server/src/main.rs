@@ -37,6 +37,14 @@ struct Args {
     /// Most connections open at once; more wait until one closes.
     #[arg(long, default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Registrations one client IP address (IPv6: one /64) may make per minute, and as many
+    /// at once; further ones are refused until the allowance refills.
+    #[arg(
+        long,
+        default_value_t = Config::default().registrations_per_minute,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    registrations_per_minute: u32,
 }
 
 #[tokio::main]
@@ -55,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         nats_url: args.nats_url,
         message_ttl: Duration::from_secs(args.message_ttl_secs),
         max_connections: args.max_connections,
+        registrations_per_minute: args.registrations_per_minute,
         ..defaults
     };
     let server = Server::open(config).await.context("starting the server")?;

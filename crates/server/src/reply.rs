@@ -20,14 +20,35 @@ pub(crate) enum RequestError {
     NotFound,
     /// The envelopes do not match the devices.
     DeviceMismatch(Vec<DeviceMismatch>),
-    /// Too many bundle fetches.
-    RateLimited { retry_after: Duration },
+    /// Too many requests of one kind.
+    RateLimited {
+        what: Limited,
+        retry_after: Duration,
+    },
     /// Over a size or count limit.
     TooLarge(String),
     /// The commit queue is gone: the server is shutting down.
     ShuttingDown,
     /// What the store said.
     Store(StoreError),
+}
+
+/// What a [`RequestError::RateLimited`] limited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Limited {
+    /// Bundle fetches of one device for one account.
+    BundleFetches,
+    /// Registrations from one client address.
+    Registrations,
+}
+
+impl Limited {
+    fn message(self) -> &'static str {
+        match self {
+            Self::BundleFetches => "too many bundle fetches for this account",
+            Self::Registrations => "too many registrations from this address",
+        }
+    }
 }
 
 impl From<StoreError> for RequestError {
@@ -71,10 +92,10 @@ impl RequestError {
                     retry_after_ms: None,
                 }
             }
-            Self::RateLimited { retry_after } => {
+            Self::RateLimited { what, retry_after } => {
                 return sotto_api::Error {
                     code: ErrorCode::RateLimited as i32,
-                    message: "too many bundle fetches for this account".into(),
+                    message: what.message().into(),
                     mismatch: Vec::new(),
                     retry_after_ms: Some(
                         u64::try_from(retry_after.as_millis())
@@ -99,6 +120,13 @@ impl RequestError {
                 StoreError::MailboxFull => (
                     ErrorCode::MailboxFull,
                     "the recipient's mailbox is full".into(),
+                ),
+                StoreError::SenderQuotaExceeded { max } => (
+                    ErrorCode::MailboxFull,
+                    format!(
+                        "the recipient's mailbox holds {max} of your messages already, the most \
+                         it takes from one account; it has room again once they are delivered"
+                    ),
                 ),
                 e => {
                     let device = device.map(|d| (d.account.0, d.device_id));

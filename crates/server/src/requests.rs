@@ -13,7 +13,8 @@ use sotto_api::{
 
 use crate::batcher::SendTurn;
 use crate::metrics::RequestKind;
-use crate::reply::{self, RequestError};
+use crate::rate_limit::ClientAddress;
+use crate::reply::{self, Limited, RequestError};
 use crate::store::{AccountId, DeviceAddress, DeviceRecord, NewEnvelope, PrekeyCounts};
 use crate::validate;
 use crate::Shared;
@@ -24,6 +25,15 @@ use crate::Shared;
 pub(crate) struct Outcome {
     pub(crate) response: Response,
     pub(crate) registered: Option<DeviceRecord>,
+}
+
+/// Who is on the other end of a connection, device or not.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peer {
+    /// Its Noise static key: its authentication key.
+    pub(crate) auth_key: [u8; 32],
+    /// Where it connects from, for the registration rate limit.
+    pub(crate) address: ClientAddress,
 }
 
 fn kind(body: &Body) -> RequestKind {
@@ -37,13 +47,13 @@ fn kind(body: &Body) -> RequestKind {
     }
 }
 
-/// Runs one request of a connection whose Noise key is `auth_key` and which is bound to
-/// `device` (`None`: the key belongs to no device yet). A send takes its place in the
-/// connection's order from `turn`.
+/// Runs one request of a connection with `peer` which is bound to `device` (`None`: the
+/// peer's key belongs to no device yet). A send takes its place in the connection's order
+/// from `turn`.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     device: Option<DeviceRecord>,
-    auth_key: [u8; 32],
+    peer: Peer,
     request: Request,
     turn: Option<SendTurn>,
 ) -> Outcome {
@@ -54,16 +64,14 @@ pub(crate) async fn handle(
     let kind = kind(&body);
     let mut registered = None;
     let result = match (body, &device) {
-        (Body::Register(request), None) => {
-            register(&shared, auth_key, request).await.map(|record| {
-                let body = response::Body::Registered(Registered {
-                    username: record.username.clone(),
-                    device_id: record.address.device_id,
-                });
-                registered = Some(record);
-                body
-            })
-        }
+        (Body::Register(request), None) => register(&shared, peer, request).await.map(|record| {
+            let body = response::Body::Registered(Registered {
+                username: record.username.clone(),
+                device_id: record.address.device_id,
+            });
+            registered = Some(record);
+            body
+        }),
         (Body::Register(_), Some(_)) => Err(RequestError::AlreadyRegistered),
         (_, None) => Err(RequestError::Unauthenticated),
         (Body::UploadPrekeys(upload), Some(device)) => {
@@ -107,12 +115,22 @@ pub(crate) fn malformed(shared: &Shared, id: u64, why: &str) -> Outcome {
 }
 
 /// Creates the account and its first device, whose authentication key is the connection's.
+/// A valid registration takes one from the peer address's bucket first, whether the store
+/// then accepts it or not (a taken username, say), so that one address cannot try names
+/// without bound either.
 async fn register(
     shared: &Shared,
-    auth_key: [u8; 32],
+    peer: Peer,
     request: sotto_api::Register,
 ) -> Result<DeviceRecord, RequestError> {
-    let (username, identity_key, device) = validate::register(request, auth_key)?;
+    let (username, identity_key, device) = validate::register(request, peer.auth_key)?;
+    shared
+        .registration_limiter
+        .take(peer.address, tokio::time::Instant::now())
+        .map_err(|retry_after| RequestError::RateLimited {
+            what: Limited::Registrations,
+            retry_after,
+        })?;
     let record = shared
         .store
         .create_account(&username, &identity_key, device)
@@ -157,8 +175,14 @@ async fn get_bundles(
         .ok_or(RequestError::NotFound)?;
     shared
         .bundle_limiter
-        .take(device.address, target.account, tokio::time::Instant::now())
-        .map_err(|retry_after| RequestError::RateLimited { retry_after })?;
+        .take(
+            (device.address, target.account),
+            tokio::time::Instant::now(),
+        )
+        .map_err(|retry_after| RequestError::RateLimited {
+            what: Limited::BundleFetches,
+            retry_after,
+        })?;
     let bundles = shared
         .store
         .take_bundles(&get.username, get.device_id)
@@ -273,6 +297,7 @@ fn new_envelopes(
             device_id: e.device_id,
         },
         source: sender.username.clone(),
+        source_account: sender.address.account,
         source_device: sender.address.device_id,
         envelope_type: e.r#type,
         content: e.content,

@@ -2,11 +2,14 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 use sotto_channel::{PublicKey, StaticKeypair};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,7 +24,7 @@ use crate::limits::{
     SHUTDOWN_GRACE,
 };
 use crate::metrics::Metrics;
-use crate::rate_limit::BundleRateLimiter;
+use crate::rate_limit::{BundleRateLimiter, RegistrationRateLimiter};
 use crate::store::{PostgresStore, SqliteStore, Store};
 use crate::{expiry, http, keyfile, Config, ServerError};
 
@@ -53,6 +56,7 @@ pub(crate) struct Shared {
     pub(crate) delivery: Arc<Delivery>,
     pub(crate) commits: CommitQueue,
     pub(crate) bundle_limiter: BundleRateLimiter,
+    pub(crate) registration_limiter: RegistrationRateLimiter,
     pub(crate) directory: DeviceDirectory,
     /// How long a connection whose key has no device may stay unregistered.
     pub(crate) registration_timeout: Duration,
@@ -80,6 +84,11 @@ fn check(config: &Config) -> Result<(), ServerError> {
     }
     if config.bundle_fetch_refill.is_zero() {
         return Err(ServerError::Config("bundle_fetch_refill must be positive"));
+    }
+    if config.registrations_per_minute == 0 {
+        return Err(ServerError::Config(
+            "registrations_per_minute must be positive",
+        ));
     }
     let prefix = &config.nats_subject_prefix;
     let token_ok = |t: &str| {
@@ -189,6 +198,7 @@ impl Server {
                 config.bundle_fetch_refill,
                 sotto_api::BUNDLE_FETCH_BURST,
             ),
+            registration_limiter: registration_limiter(config.registrations_per_minute),
             directory: DeviceDirectory::default(),
             registration_timeout: config.registration_timeout,
             shutdown: shutdown_rx,
@@ -207,9 +217,13 @@ impl Server {
                 shutdown_tx.send_replace(true);
             }
         };
-        let served = axum::serve(listener, http::router(Arc::clone(&shared)))
-            .with_graceful_shutdown(signal)
-            .await;
+        let router = http::router(Arc::clone(&shared));
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<PeerAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await;
         shutdown_tx.send_replace(true);
         drop(shared);
 
@@ -227,6 +241,29 @@ impl Server {
             tracing::error!(error = %e, "the expiry task failed");
         }
         served.map_err(ServerError::Serve)
+    }
+}
+
+/// `per_minute` registrations per client address per minute, as many at once.
+fn registration_limiter(per_minute: u32) -> RegistrationRateLimiter {
+    let per_minute = per_minute.max(1);
+    RegistrationRateLimiter::new(Duration::from_secs(60) / per_minute, per_minute)
+}
+
+/// The TCP peer's address of a connection, as handlers extract it
+/// (`ConnectInfo<PeerAddr>`): for the registration rate limit.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerAddr(SocketAddr);
+
+impl PeerAddr {
+    pub(crate) fn ip(self) -> std::net::IpAddr {
+        self.0.ip()
+    }
+}
+
+impl Connected<IncomingStream<'_, LimitedListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
+        Self(*stream.remote_addr())
     }
 }
 
@@ -380,6 +417,10 @@ mod tests {
             },
             Config {
                 registration_timeout: std::time::Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                registrations_per_minute: 0,
                 ..Config::default()
             },
             Config {

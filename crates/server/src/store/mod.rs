@@ -9,6 +9,7 @@
 mod postgres;
 mod sqlite;
 
+pub use crate::limits::MAX_PENDING_ENVELOPES_PER_SENDER;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -95,6 +96,10 @@ pub struct NewEnvelope {
     pub destination: DeviceAddress,
     /// The sender's username.
     pub source: String,
+    /// The sender's account: what [`MAX_PENDING_ENVELOPES_PER_SENDER`] counts by. Envelopes
+    /// whose sender is the mailbox's own account (copies for one's other devices) are not
+    /// counted.
+    pub source_account: AccountId,
     /// The sender's device.
     pub source_device: u32,
     /// [`sotto_api::EnvelopeType`] as its wire number.
@@ -132,6 +137,13 @@ pub enum StoreError {
     /// was stored.
     #[error("mailbox full")]
     MailboxFull,
+    /// A mailbox would hold more than [`MAX_PENDING_ENVELOPES_PER_SENDER`] envelopes from
+    /// the sending account; no envelope of the send was stored.
+    #[error("too many envelopes from this sender waiting in a mailbox: at most {max}")]
+    SenderQuotaExceeded {
+        /// The limit.
+        max: usize,
+    },
     /// The database failed. The message is for the server's log only: it never reaches a client.
     #[error("database error: {0}")]
     Backend(String),
@@ -190,8 +202,8 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a batch of independent sends in one durable transaction (one commit for all of
     /// them), each send all or nothing: the result has one entry per send, in the order given,
     /// either the per-device sequence number given to each of its envelopes (in its order) or
-    /// why that send was refused (such as [`StoreError::NotFound`] for a missing device or
-    /// [`StoreError::MailboxFull`]), in which case it stored nothing and used no sequence
+    /// why that send was refused (such as [`StoreError::NotFound`] for a missing device,
+    /// [`StoreError::MailboxFull`] or [`StoreError::SenderQuotaExceeded`]), in which case it stored nothing and used no sequence
     /// number, while the other sends are committed. The outer error means the transaction
     /// failed as a whole and nothing of the batch was stored.
     ///

@@ -29,7 +29,7 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{
     AccountDevices, AccountId, DeviceAddress, DeviceRecord, NewDevice, NewEnvelope, PrekeyCounts,
-    PrekeyUpload, Store, StoreError, StoredEnvelope,
+    PrekeyUpload, Store, StoreError, StoredEnvelope, MAX_PENDING_ENVELOPES_PER_SENDER,
 };
 
 /// Connections per server instance. Each request holds one for one short transaction; 16 keep
@@ -57,13 +57,16 @@ const FIRST_DEVICE: u32 = 1;
 /// [`MAX_MAILBOX_ENVELOPES`] as PostgreSQL's `bigint`.
 const MAILBOX_LIMIT: i64 = MAX_MAILBOX_ENVELOPES as i64;
 
+/// [`MAX_PENDING_ENVELOPES_PER_SENDER`] as PostgreSQL's `bigint`.
+const SENDER_QUOTA: i64 = MAX_PENDING_ENVELOPES_PER_SENDER as i64;
+
 /// The names the schema gives the unique constraints whose violation callers are told about.
 const USERNAME_UNIQUE: &str = "accounts_username_unique";
 const AUTH_KEY_UNIQUE: &str = "devices_auth_key_unique";
 
 /// The schema, one entry per version: `MIGRATIONS[i]` takes a database from version `i` to
 /// `i + 1` (recorded in `schema_version`). Only ever append.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE accounts (
@@ -129,6 +132,21 @@ CREATE TABLE envelopes (
 CREATE INDEX envelopes_by_time ON envelopes (server_timestamp_ms);
 ";
 
+/// The sending account of every envelope, for the per-sender quota
+/// ([`MAX_PENDING_ENVELOPES_PER_SENDER`]), and the index that counts one sender's envelopes in
+/// one mailbox without reading the mailbox. Envelopes stored before get their sender's account
+/// from its username (accounts are never deleted; 0, which is no account, should one be
+/// missing).
+const SCHEMA_V2: &str = "
+ALTER TABLE envelopes ADD COLUMN source_account BIGINT NOT NULL DEFAULT 0;
+
+UPDATE envelopes e SET source_account = a.id FROM accounts a WHERE a.username = e.source;
+
+ALTER TABLE envelopes ALTER COLUMN source_account DROP DEFAULT;
+
+CREATE INDEX envelopes_by_sender ON envelopes (account, device_id, source_account);
+";
+
 /// Locks device rows in the one order every transaction uses; given parallel arrays of
 /// account and device ids, returns the rows that exist.
 const LOCK_DEVICES: &str = "
@@ -144,6 +162,16 @@ SELECT account, device_id, next_seq, mailbox_count FROM devices
 WHERE (account, device_id) IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))
 ORDER BY account, device_id
 FOR NO KEY UPDATE";
+
+/// Envelopes waiting per (mailbox, sending account), for the given parallel arrays of
+/// account, device and sender ids; pairs with none are left out. Run after [`LOCK_MAILBOXES`]
+/// has locked the mailboxes' device rows: every insert and delete of their envelopes waits for
+/// those locks, so the counts stay true until commit.
+const PENDING_BY_SENDER: &str = "
+SELECT account, device_id, source_account, count(*) FROM envelopes
+JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS p(account, device_id, source_account)
+USING (account, device_id, source_account)
+GROUP BY account, device_id, source_account";
 
 const PREKEY_COUNTS: &str = "
 SELECT (SELECT count(*) FROM one_time_prekeys WHERE account = $1 AND device_id = $2),
@@ -564,18 +592,39 @@ impl PostgresStore {
             .collect();
         let accounts: Vec<i64> = devices.iter().map(|&(account, _)| account).collect();
         let device_ids: Vec<i64> = devices.iter().map(|&(_, device_id)| device_id).collect();
+        // Every (mailbox, sender) pair the per-sender quota applies to.
+        let pairs: BTreeSet<SenderKey> = sends.iter().flatten().filter_map(sender_key).collect();
+        let pair_accounts: Vec<i64> = pairs.iter().map(|key| key.0).collect();
+        let pair_devices: Vec<i64> = pairs.iter().map(|key| key.1).collect();
+        let pair_senders: Vec<i64> = pairs.iter().map(|key| key.2).collect();
 
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         // Every device row of the batch is locked, in lock order, before anything is written;
         // the rows stay locked until commit, so what is read here stays true meanwhile.
         let lock = tx.prepare_cached(LOCK_MAILBOXES).await.map_err(pg)?;
-        let mut mailboxes: BTreeMap<(i64, i64), Mailbox> = BTreeMap::new();
-        for row in tx
-            .query(&lock, &[&accounts, &device_ids])
+        let (locked, pending_rows) = if pairs.is_empty() {
+            let locked = tx
+                .query(&lock, &[&accounts, &device_ids])
+                .await
+                .map_err(pg)?;
+            (locked, Vec::new())
+        } else {
+            let count = tx.prepare_cached(PENDING_BY_SENDER).await.map_err(pg)?;
+            // Pipelined, one round trip: the count runs once the locks are held.
+            try_join(
+                tx.query(&lock, &[&accounts, &device_ids]),
+                tx.query(&count, &[&pair_accounts, &pair_devices, &pair_senders]),
+            )
             .await
             .map_err(pg)?
-        {
+        };
+        let mut pending: BTreeMap<SenderKey, i64> = BTreeMap::new();
+        for row in &pending_rows {
+            pending.insert((col(row, 0)?, col(row, 1)?, col(row, 2)?), col(row, 3)?);
+        }
+        let mut mailboxes: BTreeMap<(i64, i64), Mailbox> = BTreeMap::new();
+        for row in locked {
             mailboxes.insert(
                 (col(&row, 0)?, col(&row, 1)?),
                 Mailbox {
@@ -591,7 +640,7 @@ impl PostgresStore {
         let mut accepted = EnvelopeColumns::default();
         let mut results = Vec::with_capacity(sends.len());
         for envelopes in &sends {
-            results.push(match plan_send(&mut mailboxes, envelopes) {
+            results.push(match plan_send(&mut mailboxes, &mut pending, envelopes) {
                 Ok(seqs) => {
                     for (envelope, &seq) in envelopes.iter().zip(&seqs) {
                         accepted.push(envelope, seq)?;
@@ -621,10 +670,10 @@ impl PostgresStore {
                 .map_err(pg)?;
             let insert = tx
                 .prepare_cached(
-                    "INSERT INTO envelopes (account, device_id, seq, source, source_device, \
-                     envelope_type, content, server_timestamp_ms) \
+                    "INSERT INTO envelopes (account, device_id, seq, source, source_account, \
+                     source_device, envelope_type, content, server_timestamp_ms) \
                      SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], \
-                     $5::bigint[], $6::integer[], $7::bytea[], $8::bigint[])",
+                     $5::bigint[], $6::bigint[], $7::integer[], $8::bytea[], $9::bigint[])",
                 )
                 .await
                 .map_err(pg)?;
@@ -638,6 +687,7 @@ impl PostgresStore {
                         &accepted.device,
                         &accepted.seq,
                         &accepted.source,
+                        &accepted.source_account,
                         &accepted.source_device,
                         &accepted.envelope_type,
                         &accepted.content,
@@ -998,19 +1048,37 @@ struct Mailbox {
     added: i64,
 }
 
+/// A mailbox and a sending account: `(account, device id, sender's account)`.
+type SenderKey = (i64, i64, i64);
+
+/// The (mailbox, sender) pair of an envelope that [`MAX_PENDING_ENVELOPES_PER_SENDER`] counts,
+/// or `None` for one from the mailbox's own account.
+fn sender_key(envelope: &NewEnvelope) -> Option<SenderKey> {
+    let (account, device_id) = device_key(envelope.destination);
+    let sender = envelope.source_account.0;
+    (sender != account).then_some((account, device_id, sender))
+}
+
 /// Gives one send's envelopes their sequence numbers, or refuses the send whole (leaving
-/// `mailboxes` as it was): a device that does not exist, a mailbox it would overfill.
+/// `mailboxes` and `pending` as they were): a device that does not exist, a mailbox it would
+/// overfill, a mailbox it would give more than [`MAX_PENDING_ENVELOPES_PER_SENDER`] of its
+/// sender's. `pending` counts each (mailbox, sender) pair's envelopes, absent ones none.
 fn plan_send(
     mailboxes: &mut BTreeMap<(i64, i64), Mailbox>,
+    pending: &mut BTreeMap<SenderKey, i64>,
     envelopes: &[NewEnvelope],
 ) -> Result<Vec<i64>, StoreError> {
     let mut per_device: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    let mut per_sender: BTreeMap<SenderKey, i64> = BTreeMap::new();
     for envelope in envelopes {
         i64::try_from(envelope.server_timestamp_ms)
             .map_err(|_| StoreError::Backend("envelope timestamp out of range".to_owned()))?;
         *per_device
             .entry(device_key(envelope.destination))
             .or_default() += 1;
+        if let Some(key) = sender_key(envelope) {
+            *per_sender.entry(key).or_default() += 1;
+        }
     }
     for (key, &n) in &per_device {
         let mailbox = mailboxes.get(key).ok_or(StoreError::NotFound)?;
@@ -1018,6 +1086,17 @@ fn plan_send(
             return Err(StoreError::MailboxFull);
         }
         mailbox.next_seq.checked_add(n).ok_or_else(out_of_range)?;
+    }
+    for (key, &n) in &per_sender {
+        let waiting = pending.get(key).copied().unwrap_or(0);
+        if waiting.saturating_add(n) > SENDER_QUOTA {
+            return Err(StoreError::SenderQuotaExceeded {
+                max: MAX_PENDING_ENVELOPES_PER_SENDER,
+            });
+        }
+    }
+    for (key, n) in per_sender {
+        *pending.entry(key).or_default() += n;
     }
     let mut seqs = Vec::with_capacity(envelopes.len());
     for envelope in envelopes {
@@ -1040,6 +1119,7 @@ struct EnvelopeColumns<'a> {
     device: Vec<i64>,
     seq: Vec<i64>,
     source: Vec<&'a str>,
+    source_account: Vec<i64>,
     source_device: Vec<i64>,
     envelope_type: Vec<i32>,
     content: Vec<&'a [u8]>,
@@ -1053,6 +1133,7 @@ impl<'a> EnvelopeColumns<'a> {
         self.device.push(device);
         self.seq.push(seq);
         self.source.push(&envelope.source);
+        self.source_account.push(envelope.source_account.0);
         self.source_device.push(i64::from(envelope.source_device));
         self.envelope_type.push(envelope.envelope_type);
         self.content.push(&envelope.content);
@@ -1167,6 +1248,42 @@ mod tests {
             .await
             .unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn upgrades_a_version_1_database_giving_envelopes_their_senders() {
+        let db = sotto_test_support::postgres::TestDatabase::create().await;
+        let (old, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        old.batch_execute(SCHEMA_V1).await.unwrap();
+        old.batch_execute(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL);
+             INSERT INTO schema_version VALUES (1, 0);
+             INSERT INTO accounts (id, username, identity_key, created_ms) OVERRIDING SYSTEM VALUE
+             VALUES (7, 'alice', '\\x05', 0), (8, 'bob', '\\x05', 0);
+             INSERT INTO devices (account, device_id, auth_key, registration_id,
+               signed_prekey_id, signed_prekey, signed_prekey_signature,
+               last_resort_kyber_id, last_resort_kyber, last_resort_kyber_signature,
+               next_seq, mailbox_count, created_ms)
+             VALUES (8, 1, '\\x08', 1, 1, '\\x05', '\\x00', 1, '\\x08', '\\x00', 2, 1, 0);
+             INSERT INTO envelopes VALUES (8, 1, 1, 'alice', 1, 1, '\\x01', 0);",
+        )
+        .await
+        .unwrap();
+        let store = PostgresStore::connect(db.url()).await.unwrap();
+        drop(store);
+        let row = old
+            .query_one(
+                "SELECT (SELECT max(version) FROM schema_version), source_account FROM envelopes",
+                &[],
+            )
+            .await
+            .unwrap();
+        let version = usize::try_from(row.get::<_, i32>(0)).unwrap();
+        assert_eq!((version, row.get::<_, i64>(1)), (MIGRATIONS.len(), 7));
+        drop(old);
+        let _ = connection.await;
+        db.drop_database().await;
     }
 
     #[tokio::test]

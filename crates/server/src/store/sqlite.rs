@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{
     AccountDevices, AccountId, DeviceAddress, DeviceRecord, NewDevice, NewEnvelope, PrekeyCounts,
-    PrekeyUpload, Store, StoreError, StoredEnvelope,
+    PrekeyUpload, Store, StoreError, StoredEnvelope, MAX_PENDING_ENVELOPES_PER_SENDER,
 };
 
 /// Reader connections. Reads (authentication, device lists, mailbox fetches) run in parallel
@@ -49,9 +49,12 @@ const FIRST_DEVICE: u32 = 1;
 /// [`MAX_MAILBOX_ENVELOPES`] as SQLite's integer type.
 const MAILBOX_LIMIT: i64 = MAX_MAILBOX_ENVELOPES as i64;
 
+/// [`MAX_PENDING_ENVELOPES_PER_SENDER`] as SQLite's integer type.
+const SENDER_QUOTA: i64 = MAX_PENDING_ENVELOPES_PER_SENDER as i64;
+
 /// The schema, one entry per version: `MIGRATIONS[i]` takes a database from version `i` to
 /// `i + 1` (kept in `PRAGMA user_version`). Only ever append.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE accounts (
@@ -113,6 +116,20 @@ CREATE TABLE envelopes (
 ) STRICT;
 
 CREATE INDEX envelopes_by_time ON envelopes (server_timestamp_ms);
+";
+
+/// The sending account of every envelope, for the per-sender quota
+/// ([`MAX_PENDING_ENVELOPES_PER_SENDER`]), and the index that counts one sender's envelopes in
+/// one mailbox without reading the mailbox. Envelopes stored before get their sender's account
+/// from its username (accounts are never deleted; 0, which is no account, should one be
+/// missing).
+const SCHEMA_V2: &str = "
+ALTER TABLE envelopes ADD COLUMN source_account INTEGER NOT NULL DEFAULT 0;
+
+UPDATE envelopes
+SET source_account = coalesce((SELECT id FROM accounts WHERE username = envelopes.source), 0);
+
+CREATE INDEX envelopes_by_sender ON envelopes (account, device_id, source_account);
 ";
 
 /// The embedded backend: one SQLite file in WAL mode, `synchronous=FULL`.
@@ -1010,8 +1027,9 @@ fn append_envelopes(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<Vec<
         .map_err(db)?;
     let mut insert = conn
         .prepare_cached(
-            "INSERT INTO envelopes (account, device_id, seq, source, source_device, \
-             envelope_type, content, server_timestamp_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO envelopes (account, device_id, seq, source, source_account, \
+             source_device, envelope_type, content, server_timestamp_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .map_err(db)?;
     let mut seqs = Vec::with_capacity(envelopes.len());
@@ -1032,12 +1050,14 @@ fn append_envelopes(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<Vec<
         if count > MAILBOX_LIMIT {
             return Err(StoreError::MailboxFull);
         }
+        check_sender_quota(conn, envelope)?;
         insert
             .execute(params![
                 account,
                 device_id,
                 seq,
                 envelope.source,
+                envelope.source_account.0,
                 envelope.source_device,
                 envelope.envelope_type,
                 envelope.content,
@@ -1047,6 +1067,37 @@ fn append_envelopes(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<Vec<
         seqs.push(stored_u64(seq)?);
     }
     Ok(seqs)
+}
+
+/// Refuses `envelope` if its mailbox holds [`MAX_PENDING_ENVELOPES_PER_SENDER`] from its
+/// sender already (its own account's are not counted). The writer is the only connection
+/// that writes, so the count stays true until the insert.
+fn check_sender_quota(conn: &Connection, envelope: &NewEnvelope) -> Result<(), StoreError> {
+    let destination = envelope.destination;
+    if envelope.source_account == destination.account {
+        return Ok(());
+    }
+    let pending: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM envelopes \
+             WHERE account = ?1 AND device_id = ?2 AND source_account = ?3",
+        )
+        .map_err(db)?
+        .query_row(
+            params![
+                destination.account.0,
+                destination.device_id,
+                envelope.source_account.0
+            ],
+            |row| row.get(0),
+        )
+        .map_err(db)?;
+    if pending >= SENDER_QUOTA {
+        return Err(StoreError::SenderQuotaExceeded {
+            max: MAX_PENDING_ENVELOPES_PER_SENDER,
+        });
+    }
+    Ok(())
 }
 
 fn fetch_envelopes(
@@ -1238,6 +1289,51 @@ mod tests {
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len());
+    }
+
+    #[tokio::test]
+    async fn upgrades_a_version_1_database_giving_envelopes_their_senders() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sotto.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(SCHEMA_V1).unwrap();
+            old.pragma_update(None, "user_version", 1).unwrap();
+            old.execute_batch(
+                "INSERT INTO accounts VALUES (7, 'alice', x'05', 0), (8, 'bob', x'05', 0);
+                 INSERT INTO devices (account, device_id, auth_key, registration_id,
+                   signed_prekey_id, signed_prekey, signed_prekey_signature,
+                   last_resort_kyber_id, last_resort_kyber, last_resort_kyber_signature,
+                   next_seq, mailbox_count, created_ms)
+                 VALUES (8, 1, x'08', 1, 1, x'05', x'00', 1, x'08', x'00', 2, 1, 0);
+                 INSERT INTO envelopes VALUES (8, 1, 1, 'alice', 1, 1, x'01', 0);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let fetched = store
+            .fetch_envelopes(
+                DeviceAddress {
+                    account: AccountId(8),
+                    device_id: 1,
+                },
+                0,
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(fetched.len(), 1);
+        drop(store);
+        let check = Connection::open(&path).unwrap();
+        let (version, sender): (usize, i64) = check
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version), source_account \
+                 FROM envelopes",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((version, sender), (MIGRATIONS.len(), 7));
     }
 
     #[tokio::test]

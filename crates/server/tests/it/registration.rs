@@ -180,3 +180,53 @@ async fn xx_clients_register_and_reconnect() {
         client.close().await;
     }
 }
+
+#[tokio::test]
+async fn registrations_from_one_address_are_rate_limited() {
+    const PER_MINUTE: u32 = 3;
+    let server =
+        TestServer::start_with(|config| config.registrations_per_minute = PER_MINUTE).await;
+    // Every test client connects from 127.0.0.1: one bucket.
+    let mut first = None;
+    for i in 0..PER_MINUTE {
+        let device = Device::register(&server, &format!("user{i}"), 1).await;
+        first.get_or_insert(device);
+    }
+    let mut alice = first.unwrap();
+
+    let key = StaticKeypair::generate();
+    let mut client = TestClient::connect(&server, &key).await;
+    let error = client
+        .request_error(Body::Register(register_request("dave", 4, 1)))
+        .await;
+    assert_eq!(code(&error), ErrorCode::RateLimited, "{error}");
+    let retry_after = error.retry_after_ms.unwrap();
+    assert!(
+        (1..=60_000 / u64::from(PER_MINUTE)).contains(&retry_after),
+        "{retry_after}"
+    );
+    // The connection stays usable: it is answered, and still has no device.
+    let error = client
+        .request_error(Body::PrekeyCount(PrekeyCount {}))
+        .await;
+    assert_eq!(code(&error), ErrorCode::Unauthenticated, "{error}");
+    let error = client
+        .request_error(Body::Register(register_request("dave", 4, 1)))
+        .await;
+    assert_eq!(code(&error), ErrorCode::RateLimited, "{error}");
+    client.close().await;
+
+    // Nothing of the refused registration was stored: no account, and its key is no device.
+    let error = alice
+        .client
+        .request_error(Body::GetBundles(GetBundles {
+            username: "dave".into(),
+            device_id: None,
+        }))
+        .await;
+    assert_eq!(code(&error), ErrorCode::NotFound, "{error}");
+    let mut again = TestClient::connect(&server, &key).await;
+    let error = again.request_error(Body::PrekeyCount(PrekeyCount {})).await;
+    assert_eq!(code(&error), ErrorCode::Unauthenticated, "{error}");
+    again.close().await;
+}

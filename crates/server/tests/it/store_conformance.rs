@@ -19,7 +19,7 @@ use sotto_api::{
 };
 use sotto_server::store::{
     AccountDevices, DeviceAddress, DeviceRecord, NewDevice, NewEnvelope, PostgresStore,
-    PrekeyCounts, PrekeyUpload, SqliteStore, Store, StoreError,
+    PrekeyCounts, PrekeyUpload, SqliteStore, Store, StoreError, MAX_PENDING_ENVELOPES_PER_SENDER,
 };
 use sotto_test_support::postgres::TestDatabase;
 
@@ -118,6 +118,7 @@ conformance!(
     append_and_fetch_in_order,
     batches_across_devices,
     mailbox_full_refuses_the_whole_send,
+    sender_quota_caps_one_senders_envelopes_per_mailbox,
     a_refused_send_leaves_the_rest_of_its_batch,
     ack_deletes_only_this_devices_envelopes,
     expiry,
@@ -187,10 +188,14 @@ fn device_with(
     }
 }
 
+/// An envelope for `to` from the mailbox's own account (a copy for another of its devices),
+/// which [`MAX_PENDING_ENVELOPES_PER_SENDER`] does not limit: the cases about the mailbox
+/// itself fill whole mailboxes with these.
 fn envelope(to: DeviceAddress, content: impl Into<Vec<u8>>, timestamp: u64) -> NewEnvelope {
     NewEnvelope {
         destination: to,
         source: "sender".to_owned(),
+        source_account: to.account,
         source_device: 1,
         envelope_type: sotto_api::EnvelopeType::Message as i32,
         content: content.into(),
@@ -895,6 +900,125 @@ async fn mailbox_full_refuses_the_whole_send(backend: &dyn Backend) {
     ));
 }
 
+/// An envelope for `to` from the account `from` (its first device).
+fn envelope_from(from: &DeviceRecord, to: DeviceAddress, content: u8) -> NewEnvelope {
+    NewEnvelope {
+        source: from.username.clone(),
+        source_account: from.address.account,
+        ..envelope(to, vec![content], 1_000)
+    }
+}
+
+/// Stores `count` single-envelope sends from `from` to `to` in batches, each accepted.
+async fn fill_from(store: &dyn Store, from: &DeviceRecord, to: DeviceAddress, count: usize) {
+    let sends: Vec<Vec<NewEnvelope>> = (0..count)
+        .map(|_| vec![envelope_from(from, to, 1)])
+        .collect();
+    for chunk in sends.chunks(500) {
+        for result in store.append_batch(chunk.to_vec()).await.unwrap() {
+            result.unwrap();
+        }
+    }
+}
+
+fn is_quota_error(result: &Result<Vec<u64>, StoreError>) -> bool {
+    matches!(
+        result,
+        Err(StoreError::SenderQuotaExceeded { max }) if *max == MAX_PENDING_ENVELOPES_PER_SENDER
+    )
+}
+
+async fn sender_quota_caps_one_senders_envelopes_per_mailbox(backend: &dyn Backend) {
+    let stores = [backend.open().await, backend.open().await];
+    let store = &*stores[0];
+    let mallory = register(store, "mallory", 1).await;
+    let bob = register(store, "bob", 2).await;
+    let victim = register(store, "victim", 3).await.address;
+    let other = register(store, "other", 4).await.address;
+    let quota = MAX_PENDING_ENVELOPES_PER_SENDER;
+    assert!(quota < MAX_MAILBOX_ENVELOPES);
+
+    // Mallory fills her share of the victim's mailbox...
+    fill_from(store, &mallory, victim, quota - 1).await;
+    // ... the last ones arriving at once, through two instances: exactly one more fits.
+    let racing: Vec<_> = (0..8)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % 2]);
+            let envelope = envelope_from(&mallory, victim, 2);
+            tokio::spawn(async move { send(&*store, vec![envelope]).await })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in racing {
+        let result = task.await.unwrap();
+        match &result {
+            Ok(_) => accepted += 1,
+            refused => assert!(is_quota_error(refused), "{refused:?}"),
+        }
+    }
+    assert_eq!(accepted, 1);
+    assert_eq!(fetch_ids(store, victim).await.len(), quota);
+
+    // A send of hers with one envelope over the quota stores nothing, the envelope for a
+    // mailbox with room neither.
+    let refused = send(
+        store,
+        vec![
+            envelope_from(&mallory, other, 3),
+            envelope_from(&mallory, victim, 3),
+        ],
+    )
+    .await;
+    assert!(is_quota_error(&refused), "{refused:?}");
+    assert!(fetch_ids(store, other).await.is_empty());
+    assert_eq!(fetch_ids(store, victim).await.len(), quota);
+    let refused_again = stores[1]
+        .append_batch(vec![vec![envelope_from(&mallory, victim, 4)]])
+        .await
+        .unwrap();
+    assert!(is_quota_error(&refused_again[0]), "{refused_again:?}");
+
+    // Bob still gets through to the victim; Mallory to other mailboxes.
+    let quota_seq = quota as u64;
+    assert_eq!(
+        send(store, vec![envelope_from(&bob, victim, 5)])
+            .await
+            .unwrap(),
+        vec![quota_seq + 1],
+        "refused sends use no sequence number"
+    );
+    assert_eq!(
+        send(store, vec![envelope_from(&mallory, other, 6)])
+            .await
+            .unwrap(),
+        vec![1]
+    );
+
+    // Once the victim acknowledges two of Mallory's, she may send two more, and no third.
+    assert_eq!(store.ack_envelopes(victim, &[1, 2]).await.unwrap(), 2);
+    let results = stores[1]
+        .append_batch(vec![
+            vec![envelope_from(&mallory, victim, 7)],
+            vec![envelope_from(&mallory, victim, 8)],
+            vec![envelope_from(&mallory, victim, 9)],
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results[0].as_ref().unwrap(), &vec![quota_seq + 2]);
+    assert_eq!(results[1].as_ref().unwrap(), &vec![quota_seq + 3]);
+    assert!(is_quota_error(&results[2]), "{:?}", results[2]);
+
+    // Expiry makes room as well.
+    assert_eq!(
+        store.expire_envelopes(u64::MAX).await.unwrap() as usize,
+        quota + 2
+    );
+    fill_from(store, &mallory, victim, quota).await;
+    assert!(is_quota_error(
+        &send(store, vec![envelope_from(&mallory, victim, 10)]).await
+    ));
+}
+
 async fn a_refused_send_leaves_the_rest_of_its_batch(backend: &dyn Backend) {
     let store = backend.open().await;
     let store = &*store;
@@ -1253,7 +1377,7 @@ async fn postgres_instances_starting_together_migrate_once() {
         .await
         .unwrap();
     let versions: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
 
     // A database from a newer server is refused, and left as it is.
     client
@@ -1270,7 +1394,7 @@ async fn postgres_instances_starting_together_migrate_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(count, 2);
+    assert_eq!(count, 3);
     drop(client);
     connection.await.unwrap().unwrap();
     db.drop_database().await;
