@@ -44,9 +44,6 @@ use crate::content::MessageId;
 use crate::error::{ClientError, StoreError};
 use crypto::StoreKeys;
 
-/// Pages (of 4 KiB) in the write-ahead log at which a commit checkpoints it.
-const WAL_CHECKPOINT_PAGES: i64 = 4096;
-
 /// At most this many writes share one commit.
 const GROUP_COMMIT_MAX_WRITES: usize = 64;
 
@@ -146,12 +143,6 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     // Deleted rows (spent one-time prekeys, replaced sessions) are overwritten, not left in
     // free pages, for forward secrecy against someone who later learns the store key.
     conn.pragma_update(None, "secure_delete", "ON")?;
-    // A checkpoint copies the latest version of every page in the log into the database; a
-    // long log (up to 16 MiB) means the same few pages that every message touches (its
-    // session, the newest history and id pages) are copied once per many messages rather
-    // than once per few, and checkpoints, which stall the commit they follow, are rare.
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
-    conn.pragma_update(None, "journal_size_limit", WAL_CHECKPOINT_PAGES * 4096)?;
     Ok(())
 }
 
