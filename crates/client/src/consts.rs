@@ -118,6 +118,14 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// server takes milliseconds; this only catches a server that stopped answering.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// At most this many local store writes share one commit (group commit: the writes queued
+/// behind a commit go into the next one).
+pub(crate) const GROUP_COMMIT_MAX_WRITES: usize = 64;
+
+/// Received envelope ids and message ids beyond the ones kept are forgotten after every this
+/// many new ones, so the tables hold at most this many more than they keep.
+pub(crate) const PRUNE_EVERY: i64 = 64;
+
 /// At most this many queued request frames go out in one write and flush.
 pub(crate) const WRITE_BATCH_FRAMES: usize = 64;
 

@@ -237,6 +237,9 @@ impl Inner {
                     }
                     match corrections(&self.username, self.device_id, &plan.to, &error) {
                         Some((drops, refetch)) => {
+                            if setup.is_none() {
+                                setup = Some(self.session_setup.lock().await);
+                            }
                             plan.drops = drops;
                             fetch = refetch;
                         }

@@ -39,16 +39,13 @@ pub(crate) use crypto::NewProfileKeys;
 pub use crypto::StoreKey;
 pub(crate) use records::{AccountRecord, ContactRecord, IdRun, MessageRecord, PrekeyState};
 
-use crate::consts::{MESSAGE_IDS_KEPT, PROCESSED_IDS_KEPT, PROFILE_DB_FILE, PROFILE_DB_NEW_FILE};
+use crate::consts::{
+    GROUP_COMMIT_MAX_WRITES, MESSAGE_IDS_KEPT, PROCESSED_IDS_KEPT, PROFILE_DB_FILE,
+    PROFILE_DB_NEW_FILE, PRUNE_EVERY,
+};
 use crate::content::MessageId;
 use crate::error::{ClientError, StoreError};
 use crypto::StoreKeys;
-
-/// At most this many writes share one commit.
-const GROUP_COMMIT_MAX_WRITES: usize = 64;
-
-/// See [`Tx::due_for_pruning`].
-const PRUNE_EVERY: i64 = 64;
 
 /// How long SQLite waits for another connection's write lock (another process using the
 /// same profile) before giving up.
@@ -96,6 +93,8 @@ struct Writer {
     open: Option<Arc<Outcome>>,
     /// Writes in the open transaction whose savepoint was kept.
     members: usize,
+    /// Writes that joined the open transaction, kept or not.
+    joined: usize,
     /// Sessions read or written in the open transaction (see [`SessionCache`]).
     sessions: SessionCache,
 }
@@ -113,6 +112,22 @@ struct SessionCache(
 impl SessionCache {
     fn clear(&mut self) {
         self.0.get_mut().clear();
+    }
+}
+
+/// Counts a write waiting for the writer for as long as it lives.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn enter(queued: &'a AtomicUsize) -> Self {
+        queued.fetch_add(1, Ordering::AcqRel);
+        Queued(queued)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -266,6 +281,7 @@ impl Store {
                 conn,
                 open: None,
                 members: 0,
+                joined: 0,
                 sessions: SessionCache::default(),
             }),
             committed: Condvar::new(),
@@ -281,16 +297,19 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        // A panic inside `f` is caught below and its savepoint rolled back, so the connection
-        // behind a poisoned lock is consistent.
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        self.queued.fetch_sub(1, Ordering::AcqRel);
+        let mut writer = {
+            let _queued = Queued::enter(&self.queued);
+            self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+        };
+        if writer.open.is_some() == writer.conn.is_autocommit() {
+            // SQLite ended the group's transaction on its own (a full disk, an I/O error), or
+            // a panic left one behind: nothing of it is kept, and its members are told so.
+            self.abort_group(&mut writer);
+        }
         let outcome = match &writer.open {
             Some(outcome) => Arc::clone(outcome),
             None => {
                 if let Err(e) = writer.conn.execute_batch("BEGIN IMMEDIATE") {
-                    drop(self.hand_on(writer));
                     return Err(StoreError::from(e).into());
                 }
                 let outcome = Arc::new(Outcome::default());
@@ -298,6 +317,7 @@ impl Store {
                 outcome
             }
         };
+        writer.joined += 1;
         let ran = match writer.conn.execute_batch("SAVEPOINT write") {
             Ok(()) => {
                 let mut scoped = Tx {
@@ -305,36 +325,40 @@ impl Store {
                     keys: &self.keys,
                     sessions: Some(&writer.sessions),
                 };
-                let ran = catch_unwind(AssertUnwindSafe(|| f(&mut scoped)));
-                let kept =
-                    matches!(ran, Ok(Ok(_))) && writer.conn.execute_batch("RELEASE write").is_ok();
-                if kept {
-                    writer.members += 1;
-                } else {
-                    // Undo this write only; the others in the transaction stay.
-                    writer.sessions.clear();
-                    let _ = writer
-                        .conn
-                        .execute_batch("ROLLBACK TO write; RELEASE write");
-                }
-                match ran {
-                    Ok(Ok(out)) if kept => Ok(out),
-                    Ok(Ok(_)) => Err(ClientError::Store(StoreError::WriteFailed)),
-                    Ok(Err(e)) => Err(e),
-                    Err(panic) => {
-                        drop(self.hand_on(writer));
-                        resume_unwind(panic);
-                    }
-                }
+                catch_unwind(AssertUnwindSafe(|| f(&mut scoped)))
             }
-            Err(e) => Err(StoreError::from(e).into()),
+            Err(e) => Ok(Err(StoreError::from(e).into())),
         };
-        let Ok(out) = ran else {
+        let kept = matches!(ran, Ok(Ok(_)))
+            && writer.conn.execute_batch("RELEASE write").is_ok()
+            && !writer.conn.is_autocommit();
+        if kept {
+            writer.members += 1;
+        } else {
+            // Undo this write only; the others in the transaction stay, unless that fails or
+            // the transaction is gone already: then none of them is kept.
+            writer.sessions.clear();
+            let undone = !writer.conn.is_autocommit()
+                && writer
+                    .conn
+                    .execute_batch("ROLLBACK TO write; RELEASE write")
+                    .is_ok();
+            if !undone {
+                self.abort_group(&mut writer);
+            }
+        }
+        let writer = self.hand_on(writer);
+        let out = match ran {
+            Ok(Ok(out)) if kept => out,
+            Ok(Ok(_)) => return Err(StoreError::WriteFailed.into()),
             // Nothing of ours is in the transaction: no need to wait for its commit.
-            drop(self.hand_on(writer));
-            return ran;
+            Ok(Err(e)) => return Err(e),
+            Err(panic) => {
+                drop(writer);
+                resume_unwind(panic);
+            }
         };
-        writer = self.hand_on(writer);
+        let mut writer = writer;
         loop {
             if let Some(&committed) = outcome.0.get() {
                 return if committed {
@@ -355,30 +379,45 @@ impl Store {
     fn hand_on<'a>(&self, mut writer: MutexGuard<'a, Writer>) -> MutexGuard<'a, Writer> {
         // Under a steady stream of writes there is always one queued: the group is closed
         // at a size, so that its members need not wait for the stream to end.
-        if self.queued.load(Ordering::Acquire) > 0 && writer.members < GROUP_COMMIT_MAX_WRITES {
+        if self.queued.load(Ordering::Acquire) > 0 && writer.joined < GROUP_COMMIT_MAX_WRITES {
             return writer;
         }
-        let Some(outcome) = writer.open.take() else {
+        if writer.open.is_none() {
             return writer;
-        };
-        let members = std::mem::take(&mut writer.members);
-        writer.sessions.clear();
-        let committed = if members > 0 {
-            match writer.conn.execute_batch("COMMIT") {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "committing to the local store failed");
-                    let _ = writer.conn.execute_batch("ROLLBACK");
-                    false
-                }
-            }
+        }
+        let failed = if writer.members > 0 {
+            writer.conn.execute_batch("COMMIT").err()
         } else {
             let _ = writer.conn.execute_batch("ROLLBACK");
-            true
+            None
         };
-        let _ = outcome.0.set(committed);
-        self.committed.notify_all();
+        match failed {
+            None => self.end_group(&mut writer, true),
+            Some(e) => {
+                self.abort_group(&mut writer);
+                tracing::warn!(error = %e, "committing to the local store failed");
+            }
+        }
         writer
+    }
+
+    /// Ends the open transaction unkept: rolls back what SQLite has not, and tells its members.
+    fn abort_group(&self, writer: &mut Writer) {
+        if !writer.conn.is_autocommit() {
+            let _ = writer.conn.execute_batch("ROLLBACK");
+        }
+        self.end_group(writer, false);
+    }
+
+    /// Records how the open transaction ended and wakes its members.
+    fn end_group(&self, writer: &mut Writer, committed: bool) {
+        writer.members = 0;
+        writer.joined = 0;
+        writer.sessions.clear();
+        if let Some(outcome) = writer.open.take() {
+            let _ = outcome.0.set(committed);
+        }
+        self.committed.notify_all();
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot of committed data).
@@ -750,9 +789,13 @@ impl Tx<'_> {
                 .iter()
                 .find_map(|(device, record)| (*device == device_id).then(|| record.clone()))
         };
-        match self.sessions {
-            Some(cache) => self.with_cached_sessions(cache, username, find),
-            None => Ok(find(&self.load_sessions(username)?)),
+        let Some(cache) = self.sessions else {
+            return self.load_session(username, device_id);
+        };
+        match self.with_cached_sessions(cache, username, find) {
+            // Another of the user's sessions is damaged: this one may still be readable.
+            Err(StoreError::Corrupt { .. }) => self.load_session(username, device_id),
+            found => found,
         }
     }
 
@@ -795,6 +838,32 @@ impl Tx<'_> {
                 f(sessions);
             }
         }
+    }
+
+    /// The session with one device of `username` from the database.
+    fn load_session(
+        &self,
+        username: &str,
+        device_id: u32,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let owner = self.user_key(username);
+        let key = self.session_key(username, device_id);
+        let sealed: Option<Vec<u8>> = self.query_row(
+            "SELECT v FROM sessions WHERE owner = ?1 AND k = ?2",
+            params![&owner[..], &key[..]],
+            |row| row.get(0),
+        )?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let bytes = self
+            .keys
+            .open(table::SESSIONS, &Self::session_row(&owner, &key), &sealed)?;
+        let (stored_device, record) = decode_session(&bytes)?;
+        if stored_device != device_id {
+            return Err(corrupt(table::SESSIONS));
+        }
+        Ok(Some(record))
     }
 
     /// Every session with `username`'s devices from the database, ordered by device id.
@@ -987,7 +1056,8 @@ impl Tx<'_> {
             .is_some())
     }
 
-    /// Records an envelope as processed, forgetting the oldest beyond [`PROCESSED_IDS_KEPT`].
+    /// Records an envelope as processed; the newest [`PROCESSED_IDS_KEPT`] are remembered (see
+    /// [`Tx::due_for_pruning`]).
     pub(crate) fn mark_processed(&self, envelope_id: u64) -> Result<(), StoreError> {
         let key = self.envelope_key(envelope_id);
         let inserted = self.exec(
@@ -1006,7 +1076,7 @@ impl Tx<'_> {
     // -- received message ids ------------------------------------------------------------------
 
     /// Records that `sender` sent a message with `message_id`; `false` if that was recorded
-    /// already (a copy). Forgets the oldest beyond [`MESSAGE_IDS_KEPT`].
+    /// already (a copy). The newest [`MESSAGE_IDS_KEPT`] are remembered.
     pub(crate) fn record_message_id(
         &self,
         sender: &str,

@@ -415,3 +415,27 @@ fn the_session_cache_of_a_shared_transaction_forgets_rolled_back_writes() {
         assert_eq!(stored, kept);
     }
 }
+
+#[test]
+fn a_write_whose_transaction_sqlite_ended_is_reported_failed_and_the_store_goes_on() {
+    let (_dir, store) = temp_store();
+    // As when SQLite rolls a transaction back on its own (a full disk): the write's changes
+    // are gone, so it must not be reported kept.
+    let result = store.write(|tx| {
+        tx.add_message(&message("bob", "lost"))?;
+        tx.conn
+            .execute_batch("ROLLBACK")
+            .map_err(StoreError::from)?;
+        Ok(())
+    });
+    assert!(matches!(
+        result,
+        Err(ClientError::Store(StoreError::WriteFailed))
+    ));
+    store
+        .write(|tx| Ok(tx.add_message(&message("bob", "kept"))?))
+        .unwrap();
+    let history = store.read(|tx| Ok(tx.history("bob", 10)?)).unwrap();
+    let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["kept"]);
+}
