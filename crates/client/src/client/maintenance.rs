@@ -55,19 +55,13 @@ impl Inner {
         let _one_at_a_time = self.maintenance.lock().await;
         let now = now_ms();
         let rotation = self
-            .blocking(move |inner| {
-                inner
-                    .store
-                    .write(|tx| prepare_rotation(tx, &inner.identity, now))
-            })
+            .write(move |inner, tx| prepare_rotation(tx, &inner.identity, now))
             .await?;
         if let Some(upload) = rotation {
             self.upload(upload).await?;
-            self.blocking(move |inner| inner.store.write(|tx| finish_rotation(tx, now)))
-                .await?;
+            self.write(move |_, tx| finish_rotation(tx, now)).await?;
         }
-        self.blocking(move |inner| inner.store.write(|tx| delete_replaced(tx, now)))
-            .await?;
+        self.write(move |_, tx| delete_replaced(tx, now)).await?;
         let counts = match self
             .transport
             .request(request::Body::PrekeyCount(PrekeyCount {}))
@@ -77,16 +71,11 @@ impl Inner {
             _ => return Err(ConnectionError::UnexpectedResponse("PrekeyCount").into()),
         };
         let top_up = self
-            .blocking(move |inner| {
-                inner
-                    .store
-                    .write(|tx| prepare_top_up(tx, &inner.identity, counts, now))
-            })
+            .write(move |inner, tx| prepare_top_up(tx, &inner.identity, counts, now))
             .await?;
         if let Some(upload) = top_up {
             self.upload(upload).await?;
-            self.blocking(|inner| inner.store.write(finish_top_up))
-                .await?;
+            self.write(|_, tx| finish_top_up(tx)).await?;
         }
         Ok(())
     }

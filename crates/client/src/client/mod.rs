@@ -9,7 +9,7 @@ mod trust;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, PoisonError, Weak};
 
 use sotto_api::{request, response, validate_username, Push, Register};
 use sotto_channel::{PublicKey, StaticKeypair};
@@ -20,9 +20,11 @@ use sotto_protocol::{
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
-use crate::consts::{ACK_FLUSH_TIMEOUT, PREKEY_BATCH, SAFETY_NUMBER_VERSION};
+use crate::consts::{
+    ACK_FLUSH_TIMEOUT, GROUP_COMMIT_MAX_WRITES, PREKEY_BATCH, SAFETY_NUMBER_VERSION,
+};
 use crate::error::{ClientError, ConnectionError};
-use crate::store::{AccountRecord, Store, StoreKey};
+use crate::store::{AccountRecord, GroupWrite, QueuedWrite, Store, StoreKey, Tx};
 use crate::transport::{Target, Transport};
 use crate::types::{Contact, Event, HistoryEntry, SafetyNumber, ServerInfo};
 
@@ -97,6 +99,16 @@ pub(crate) struct Inner {
     maintenance_wanted: Arc<Notify>,
     /// To the acknowledgement task: ids of envelopes committed locally.
     acks: mpsc::UnboundedSender<acks::AckCommand>,
+    /// Writes waiting for [`Inner::drain_writes`].
+    writes: std::sync::Mutex<WriteQueue>,
+}
+
+/// See [`Inner::write`].
+#[derive(Default)]
+struct WriteQueue {
+    writes: Vec<Box<dyn GroupWrite>>,
+    /// Whether a thread is draining the queue.
+    draining: bool,
 }
 
 impl Inner {
@@ -109,17 +121,63 @@ impl Inner {
         }
     }
 
-    /// Runs `f` on a blocking thread (store access, which may wait for a disk sync, and the
-    /// cryptography around it).
-    async fn blocking<T: Send + 'static>(
+    /// Runs `f` in a write transaction of the store, off the async threads (it may wait for a
+    /// disk sync, and does the cryptography around it); `Ok` once its changes are durable.
+    /// Writes queue up: one blocking thread at a time drains the queue, a batch of writes per
+    /// transaction and commit.
+    async fn write<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&Inner) -> Result<T, ClientError> + Send + 'static,
+        f: impl FnOnce(&Inner, &mut Tx<'_>) -> Result<T, ClientError> + Send + 'static,
     ) -> Result<T, ClientError> {
-        let inner = Arc::clone(self);
-        match tokio::task::spawn_blocking(move || f(&inner)).await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        let inner = Arc::downgrade(self);
+        let (write, answer) = QueuedWrite::queue(move |tx: &mut Tx<'_>| match inner.upgrade() {
+            Some(inner) => f(&inner, tx),
+            None => Err(ConnectionError::Closed.into()),
+        });
+        let start = {
+            let mut queue = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.writes.push(write);
+            !std::mem::replace(&mut queue.draining, true)
+        };
+        if start {
+            let inner = Arc::clone(self);
+            tokio::task::spawn_blocking(move || inner.drain_writes());
+        }
+        match answer.await {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
             Err(_) => Err(ConnectionError::Closed.into()),
+        }
+    }
+
+    /// Runs the queued writes, [`GROUP_COMMIT_MAX_WRITES`] at most per transaction, until
+    /// the queue is empty.
+    fn drain_writes(&self) {
+        /// Should a batch panic outside its writes, the next write starts a new drainer
+        /// (the batch's callers see the connection closed: their answers are dropped).
+        struct Draining<'a>(&'a std::sync::Mutex<WriteQueue>);
+        impl Drop for Draining<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .draining = false;
+                }
+            }
+        }
+        let _draining = Draining(&self.writes);
+        loop {
+            let batch: Vec<_> = {
+                let mut queue = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+                if queue.writes.is_empty() {
+                    queue.draining = false;
+                    return;
+                }
+                let n = queue.writes.len().min(GROUP_COMMIT_MAX_WRITES);
+                queue.writes.drain(..n).collect()
+            };
+            self.store.write_group(batch);
         }
     }
 }
@@ -395,6 +453,7 @@ impl Client {
             session_setup: tokio::sync::Mutex::new(()),
             maintenance_wanted: Arc::clone(&maintenance_wanted),
             acks,
+            writes: std::sync::Mutex::default(),
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         tokio::spawn(acks::run(weak.clone(), ack_commands));

@@ -113,7 +113,7 @@ impl Inner {
     /// wait for it.
     async fn process(self: Arc<Self>, batch: Vec<Push>) -> Result<Vec<Event>, ClientError> {
         let processed = self
-            .blocking(move |inner| inner.store.write(|tx| inner.store_batch(tx, batch)))
+            .write(move |inner, tx| inner.store_batch(tx, batch))
             .await?;
         // Committed: now the server may delete them. If the task is gone (the client is being
         // dropped), the server delivers them again and they are recognised as processed.

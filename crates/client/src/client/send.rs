@@ -137,10 +137,7 @@ impl Inner {
                 return result;
             }
             // The message was not accepted: it leaves the history again.
-            if let Err(e) = self
-                .blocking(move |inner| inner.store.write(|tx| Ok(tx.delete_message(seq)?)))
-                .await
-            {
+            if let Err(e) = self.write(move |_, tx| Ok(tx.delete_message(seq)?)).await {
                 tracing::warn!(error = %e, "removing an unsent message from the history failed");
             }
         }
@@ -166,22 +163,17 @@ impl Inner {
             }
             let history_seq = plan.history_seq;
             let (prepared, returned, events) = match self
-                .blocking(move |inner| {
+                .write(move |inner, tx| {
                     let mut events = Vec::new();
-                    let prepared = inner
-                        .store
-                        .write(|tx| inner.prepare(tx, &mut plan, &mut events));
+                    let prepared = inner.prepare(tx, &mut plan, &mut events)?;
                     Ok((prepared, plan, events))
                 })
                 .await
             {
                 Ok(done) => done,
+                // Rolled back: nothing of this round happened (and preparing changes the
+                // plan's history entry only through `Prepared::Ready`).
                 Err(e) => return (Err(e), history_seq),
-            };
-            let prepared = match prepared {
-                Ok(prepared) => prepared,
-                // Rolled back: nothing of this round happened.
-                Err(e) => return (Err(e), returned.history_seq),
             };
             for event in events {
                 let _ = self.side_events.send(event);

@@ -13,7 +13,9 @@
 //!
 //! Group commit: writes that queue up while another commit waits for the disk share the next
 //! commit. Each runs in a savepoint of its own inside one transaction (so one that fails leaves
-//! nothing behind), and each returns only once that transaction is durable. A burst of sends
+//! nothing behind), and each returns only once that transaction is durable. The client queues
+//! its writes and one thread runs them, a batch per transaction ([`Store::write_group`]);
+//! [`Store::write`] runs one on the caller's thread, joining the open transaction if any. A burst of sends
 //! and received batches thus costs one disk sync instead of one each. Reads use a connection
 //! of their own and see committed data only.
 
@@ -112,6 +114,76 @@ struct SessionCache(
 impl SessionCache {
     fn clear(&mut self) {
         self.0.get_mut().clear();
+    }
+}
+
+/// A write queued for [`Store::write_group`].
+pub(crate) trait GroupWrite: Send {
+    /// Runs the write; `Ok` if its changes are to be kept. (What it returns to its caller,
+    /// error or panic included, it keeps for [`GroupWrite::finish`].)
+    fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), ClientError>;
+    /// Called once the transaction has ended, with whether it committed.
+    fn finish(self: Box<Self>, committed: bool);
+}
+
+/// What a queued write answers: its result, or its panic.
+pub(crate) type WriteAnswer<T> = std::thread::Result<Result<T, ClientError>>;
+
+/// A queued write and where its answer goes.
+pub(crate) struct QueuedWrite<T, F> {
+    work: Option<F>,
+    result: Option<WriteAnswer<T>>,
+    reply: tokio::sync::oneshot::Sender<WriteAnswer<T>>,
+}
+
+impl<T, F> QueuedWrite<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Tx<'_>) -> Result<T, ClientError> + Send + 'static,
+{
+    /// `work` to queue, and where its answer will arrive.
+    pub(crate) fn queue(
+        work: F,
+    ) -> (
+        Box<dyn GroupWrite>,
+        tokio::sync::oneshot::Receiver<WriteAnswer<T>>,
+    ) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queued = QueuedWrite {
+            work: Some(work),
+            result: None,
+            reply,
+        };
+        (Box::new(queued), answer)
+    }
+}
+
+impl<T, F> GroupWrite for QueuedWrite<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Tx<'_>) -> Result<T, ClientError> + Send + 'static,
+{
+    fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), ClientError> {
+        let Some(work) = self.work.take() else {
+            return Err(StoreError::WriteFailed.into());
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| work(tx)));
+        let keep = matches!(result, Ok(Ok(_)));
+        self.result = Some(result);
+        if keep {
+            Ok(())
+        } else {
+            Err(StoreError::WriteFailed.into())
+        }
+    }
+
+    fn finish(self: Box<Self>, committed: bool) {
+        let answer = match self.result {
+            Some(Ok(Ok(_))) if !committed => Ok(Err(StoreError::WriteFailed.into())),
+            Some(result) => result,
+            None => Ok(Err(StoreError::WriteFailed.into())),
+        };
+        let _ = self.reply.send(answer);
     }
 }
 
@@ -297,6 +369,56 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
+        let mut writer = self.lock_writer();
+        let ran = self.run_member(&mut writer, f);
+        let writer = self.hand_on(writer);
+        match ran {
+            Ok(Ok((out, outcome))) => {
+                let (_writer, committed) = self.wait_for(writer, &outcome);
+                if committed {
+                    Ok(out)
+                } else {
+                    Err(StoreError::WriteFailed.into())
+                }
+            }
+            // Nothing of ours is in the transaction: no need to wait for its commit.
+            Ok(Err(e)) => Err(e),
+            Err(panic) => {
+                drop(writer);
+                resume_unwind(panic);
+            }
+        }
+    }
+
+    /// Runs `writes` one after the other in one transaction (each in its own savepoint, as
+    /// [`Store::write`] runs one), then tells each, once the transaction has ended, whether
+    /// it committed. For a thread that drains a queue of writes.
+    pub(crate) fn write_group(&self, writes: Vec<Box<dyn GroupWrite>>) {
+        let mut writer = self.lock_writer();
+        let mut ran = Vec::with_capacity(writes.len());
+        for mut write in writes {
+            let outcome = match self.run_member(&mut writer, |tx| write.run(tx)) {
+                Ok(Ok(((), outcome))) => Some(outcome),
+                _ => None,
+            };
+            ran.push((write, outcome));
+        }
+        let mut writer = self.hand_on(writer);
+        for (write, outcome) in ran {
+            let committed = match outcome {
+                Some(outcome) => {
+                    let (back, committed) = self.wait_for(writer, &outcome);
+                    writer = back;
+                    committed
+                }
+                None => false,
+            };
+            write.finish(committed);
+        }
+    }
+
+    /// The writer, counted in [`Store::queued`] while waiting for it.
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
         let mut writer = {
             let _queued = Queued::enter(&self.queued);
             self.writer.lock().unwrap_or_else(PoisonError::into_inner)
@@ -306,11 +428,22 @@ impl Store {
             // a panic left one behind: nothing of it is kept, and its members are told so.
             self.abort_group(&mut writer);
         }
+        writer
+    }
+
+    /// Runs `f` as a member of the open group, beginning one if none is open, in a savepoint
+    /// of its own. `Ok(Ok)` with the group's outcome if the write was kept; `Ok(Err)` if it
+    /// failed (then nothing of it is in the transaction); `Err` if it panicked.
+    fn run_member<T>(
+        &self,
+        writer: &mut Writer,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, ClientError>,
+    ) -> std::thread::Result<Result<(T, Arc<Outcome>), ClientError>> {
         let outcome = match &writer.open {
             Some(outcome) => Arc::clone(outcome),
             None => {
                 if let Err(e) = writer.conn.execute_batch("BEGIN IMMEDIATE") {
-                    return Err(StoreError::from(e).into());
+                    return Ok(Err(StoreError::from(e).into()));
                 }
                 let outcome = Arc::new(Outcome::default());
                 writer.open = Some(Arc::clone(&outcome));
@@ -344,28 +477,25 @@ impl Store {
                     .execute_batch("ROLLBACK TO write; RELEASE write")
                     .is_ok();
             if !undone {
-                self.abort_group(&mut writer);
+                self.abort_group(writer);
             }
         }
-        let writer = self.hand_on(writer);
-        let out = match ran {
-            Ok(Ok(out)) if kept => out,
-            Ok(Ok(_)) => return Err(StoreError::WriteFailed.into()),
-            // Nothing of ours is in the transaction: no need to wait for its commit.
-            Ok(Err(e)) => return Err(e),
-            Err(panic) => {
-                drop(writer);
-                resume_unwind(panic);
-            }
-        };
-        let mut writer = writer;
+        ran.map(|result| match result {
+            Ok(out) if kept => Ok((out, outcome)),
+            Ok(_) => Err(StoreError::WriteFailed.into()),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Waits until the transaction of `outcome` has ended; whether it committed.
+    fn wait_for<'a>(
+        &self,
+        mut writer: MutexGuard<'a, Writer>,
+        outcome: &Outcome,
+    ) -> (MutexGuard<'a, Writer>, bool) {
         loop {
             if let Some(&committed) = outcome.0.get() {
-                return if committed {
-                    Ok(out)
-                } else {
-                    Err(StoreError::WriteFailed.into())
-                };
+                return (writer, committed);
             }
             writer = self
                 .committed

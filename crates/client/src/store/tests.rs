@@ -439,3 +439,33 @@ fn a_write_whose_transaction_sqlite_ended_is_reported_failed_and_the_store_goes_
     let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["kept"]);
 }
+
+#[test]
+fn a_group_of_queued_writes_commits_once_and_answers_each() {
+    let (_dir, store) = temp_store();
+    let (kept, kept_answer) =
+        QueuedWrite::queue(|tx: &mut Tx<'_>| Ok(tx.add_message(&message("bob", "kept"))?));
+    let (failed, failed_answer) =
+        QueuedWrite::queue(|tx: &mut Tx<'_>| -> Result<(), ClientError> {
+            tx.add_message(&message("bob", "failed"))?;
+            Err(ClientError::SendToSelf)
+        });
+    let (panicked, panicked_answer) =
+        QueuedWrite::queue(|tx: &mut Tx<'_>| -> Result<(), ClientError> {
+            tx.add_message(&message("bob", "panicked"))?;
+            panic!("inside a queued write");
+        });
+    let (also_kept, also_kept_answer) =
+        QueuedWrite::queue(|tx: &mut Tx<'_>| Ok(tx.add_message(&message("bob", "also kept"))?));
+    store.write_group(vec![kept, failed, panicked, also_kept]);
+    assert!(matches!(kept_answer.blocking_recv(), Ok(Ok(Ok(_)))));
+    assert!(matches!(
+        failed_answer.blocking_recv(),
+        Ok(Ok(Err(ClientError::SendToSelf)))
+    ));
+    assert!(matches!(panicked_answer.blocking_recv(), Ok(Err(_))));
+    assert!(matches!(also_kept_answer.blocking_recv(), Ok(Ok(Ok(_)))));
+    let history = store.read(|tx| Ok(tx.history("bob", 10)?)).unwrap();
+    let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["kept", "also kept"]);
+}
