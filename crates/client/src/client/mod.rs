@@ -106,7 +106,7 @@ pub(crate) struct Inner {
 /// See [`Inner::write`].
 #[derive(Default)]
 struct WriteQueue {
-    writes: Vec<Box<dyn GroupWrite>>,
+    writes: VecDeque<Box<dyn GroupWrite>>,
     /// Whether a thread is draining the queue.
     draining: bool,
 }
@@ -136,12 +136,15 @@ impl Inner {
         });
         let start = {
             let mut queue = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.writes.push(write);
+            queue.writes.push_back(write);
             !std::mem::replace(&mut queue.draining, true)
         };
         if start {
-            let inner = Arc::clone(self);
-            tokio::task::spawn_blocking(move || inner.drain_writes());
+            let drainer = Drainer {
+                inner: Arc::clone(self),
+                finished: false,
+            };
+            tokio::task::spawn_blocking(move || drainer.run());
         }
         match answer.await {
             Ok(Ok(result)) => result,
@@ -149,36 +152,57 @@ impl Inner {
             Err(_) => Err(ConnectionError::Closed.into()),
         }
     }
+}
 
+/// Runs the queued writes (see [`Inner::write`]). Should it stop before the queue is empty
+/// (it panicked, or the runtime dropped it unstarted), its drop ends the queue's writes with
+/// "closed" answers and lets the next write start a new drainer: no write is left waiting.
+struct Drainer {
+    inner: Arc<Inner>,
+    /// Set once it has seen the queue empty and stopped draining.
+    finished: bool,
+}
+
+impl Drainer {
     /// Runs the queued writes, [`GROUP_COMMIT_MAX_WRITES`] at most per transaction, until
     /// the queue is empty.
-    fn drain_writes(&self) {
-        /// Should a batch panic outside its writes, the next write starts a new drainer
-        /// (the batch's callers see the connection closed: their answers are dropped).
-        struct Draining<'a>(&'a std::sync::Mutex<WriteQueue>);
-        impl Drop for Draining<'_> {
-            fn drop(&mut self) {
-                if std::thread::panicking() {
-                    self.0
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .draining = false;
-                }
-            }
-        }
-        let _draining = Draining(&self.writes);
+    fn run(mut self) {
         loop {
             let batch: Vec<_> = {
-                let mut queue = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut queue = self
+                    .inner
+                    .writes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 if queue.writes.is_empty() {
                     queue.draining = false;
+                    self.finished = true;
                     return;
                 }
                 let n = queue.writes.len().min(GROUP_COMMIT_MAX_WRITES);
                 queue.writes.drain(..n).collect()
             };
-            self.store.write_group(batch);
+            self.inner.store.write_group(batch);
         }
+    }
+}
+
+impl Drop for Drainer {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let abandoned = {
+            let mut queue = self
+                .inner
+                .writes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            queue.draining = false;
+            std::mem::take(&mut queue.writes)
+        };
+        // Dropped outside the lock: their callers are answered "closed".
+        drop(abandoned);
     }
 }
 

@@ -7,17 +7,17 @@
 //! names. A key-check value in the plaintext `meta` table detects a wrong passphrase or key
 //! file before anything else is read or written.
 //!
-//! All access goes through [`Store::write`] / [`Store::read`], which run a closure inside one
-//! SQLite transaction: read-modify-write cycles (a ratchet step and its session save) are
-//! atomic, also against another process using the same profile.
+//! All access goes through [`Store::write`], [`Store::write_group`] and [`Store::read`], which
+//! run closures inside SQLite transactions: read-modify-write cycles (a ratchet step and its
+//! session save) are atomic, also against another process using the same profile.
 //!
 //! Group commit: writes that queue up while another commit waits for the disk share the next
 //! commit. Each runs in a savepoint of its own inside one transaction (so one that fails leaves
-//! nothing behind), and each returns only once that transaction is durable. The client queues
-//! its writes and one thread runs them, a batch per transaction ([`Store::write_group`]);
-//! [`Store::write`] runs one on the caller's thread, joining the open transaction if any. A burst of sends
-//! and received batches thus costs one disk sync instead of one each. Reads use a connection
-//! of their own and see committed data only.
+//! nothing behind), and each is answered only once that transaction is durable. The client
+//! queues its writes and one thread runs them, a batch per transaction
+//! ([`Store::write_group`]); [`Store::write`] runs one on the caller's thread, joining the open
+//! transaction if there is one. A burst of sends and received batches thus costs one disk sync
+//! instead of one each. Reads use a connection of their own and see committed data only.
 
 mod crypto;
 mod records;
@@ -122,6 +122,9 @@ pub(crate) trait GroupWrite: Send {
     /// Runs the write; `Ok` if its changes are to be kept. (What it returns to its caller,
     /// error or panic included, it keeps for [`GroupWrite::finish`].)
     fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), ClientError>;
+    /// Tells it why it was not kept, if it could not run at all (the transaction could not
+    /// begin): its answer then, unless it ran.
+    fn fail(&mut self, error: ClientError);
     /// Called once the transaction has ended, with whether it committed.
     fn finish(self: Box<Self>, committed: bool);
 }
@@ -174,6 +177,12 @@ where
             Ok(())
         } else {
             Err(StoreError::WriteFailed.into())
+        }
+    }
+
+    fn fail(&mut self, error: ClientError) {
+        if self.result.is_none() {
+            self.result = Some(Ok(Err(error)));
         }
     }
 
@@ -399,7 +408,11 @@ impl Store {
         for mut write in writes {
             let outcome = match self.run_member(&mut writer, |tx| write.run(tx)) {
                 Ok(Ok(((), outcome))) => Some(outcome),
-                _ => None,
+                Ok(Err(error)) => {
+                    write.fail(error);
+                    None
+                }
+                Err(_) => None,
             };
             ran.push((write, outcome));
         }

@@ -441,7 +441,7 @@ fn a_write_whose_transaction_sqlite_ended_is_reported_failed_and_the_store_goes_
 }
 
 #[test]
-fn a_group_of_queued_writes_commits_once_and_answers_each() {
+fn a_group_of_queued_writes_keeps_the_ones_that_succeed_and_answers_each() {
     let (_dir, store) = temp_store();
     let (kept, kept_answer) =
         QueuedWrite::queue(|tx: &mut Tx<'_>| Ok(tx.add_message(&message("bob", "kept"))?));
