@@ -11,13 +11,13 @@
 //! run closures inside SQLite transactions: read-modify-write cycles (a ratchet step and its
 //! session save) are atomic, also against another process using the same profile.
 //!
-//! Group commit: writes that queue up while another commit waits for the disk share the next
-//! commit. Each runs in a savepoint of its own inside one transaction (so one that fails leaves
-//! nothing behind), and each is answered only once that transaction is durable. The client
-//! queues its writes and one thread runs them, a batch per transaction
-//! ([`Store::write_group`]); [`Store::write`] runs one on the caller's thread, joining the open
-//! transaction if there is one. A burst of sends and received batches thus costs one disk sync
-//! instead of one each. Reads use a connection of their own and see committed data only.
+//! Group commit: the client queues its writes, and one thread runs the queued ones in one
+//! transaction ([`Store::write_group`]), so that the writes that queue up while a commit waits
+//! for the disk share the next one. Each runs in a savepoint of its own (so one that fails
+//! leaves nothing behind), and each is answered only once the transaction is durable. A burst
+//! of sends and received batches thus costs one disk sync instead of one each.
+//! [`Store::write`] runs one write in a transaction of its own. Reads use a connection of
+//! their own and see committed data only.
 
 mod crypto;
 mod records;
@@ -25,8 +25,7 @@ mod schema;
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use prost::Message as _;
@@ -42,8 +41,7 @@ pub use crypto::StoreKey;
 pub(crate) use records::{AccountRecord, ContactRecord, IdRun, MessageRecord, PrekeyState};
 
 use crate::consts::{
-    GROUP_COMMIT_MAX_WRITES, MESSAGE_IDS_KEPT, PROCESSED_IDS_KEPT, PROFILE_DB_FILE,
-    PROFILE_DB_NEW_FILE, PRUNE_EVERY,
+    MESSAGE_IDS_KEPT, PROCESSED_IDS_KEPT, PROFILE_DB_FILE, PROFILE_DB_NEW_FILE, PRUNE_EVERY,
 };
 use crate::content::MessageId;
 use crate::error::{ClientError, StoreError};
@@ -80,25 +78,26 @@ pub(crate) struct Store {
     /// read-only one cannot do.
     reader: Mutex<Connection>,
     writer: Mutex<Writer>,
-    /// Signalled after every commit of the writer's transaction.
-    committed: Condvar,
-    /// Writes waiting for the writer: while there are any, a finished write leaves the
-    /// transaction open for them and the last one commits.
-    queued: AtomicUsize,
     keys: StoreKeys,
 }
 
-/// The write connection and its group-commit state.
+/// The write connection.
 struct Writer {
     conn: Connection,
-    /// The open transaction's outcome, to be set when it ends, if one is open.
-    open: Option<Arc<Outcome>>,
-    /// Writes in the open transaction whose savepoint was kept.
-    members: usize,
-    /// Writes that joined the open transaction, kept or not.
-    joined: usize,
+    /// Whether a transaction of ours is open on it.
+    in_transaction: bool,
     /// Sessions read or written in the open transaction (see [`SessionCache`]).
     sessions: SessionCache,
+}
+
+/// Whether a write's changes are in the open transaction.
+enum Kept {
+    Yes,
+    /// Not this write's; the transaction's other writes are.
+    No,
+    /// Nothing of the transaction is left (SQLite ended it, or the write's savepoint could not
+    /// be undone and the transaction was rolled back): the other writes in it are lost too.
+    Lost,
 }
 
 /// The sessions of the users touched in the open write transaction, decoded, so that a burst
@@ -195,26 +194,6 @@ where
         let _ = self.reply.send(answer);
     }
 }
-
-/// Counts a write waiting for the writer for as long as it lives.
-struct Queued<'a>(&'a AtomicUsize);
-
-impl<'a> Queued<'a> {
-    fn enter(queued: &'a AtomicUsize) -> Self {
-        queued.fetch_add(1, Ordering::AcqRel);
-        Queued(queued)
-    }
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// How a transaction ended: set once, read by every write that took part.
-#[derive(Default)]
-struct Outcome(OnceLock<bool>);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -360,110 +339,86 @@ impl Store {
             reader: Mutex::new(reader),
             writer: Mutex::new(Writer {
                 conn,
-                open: None,
-                members: 0,
-                joined: 0,
+                in_transaction: false,
                 sessions: SessionCache::default(),
             }),
-            committed: Condvar::new(),
-            queued: AtomicUsize::new(0),
             keys,
         })
     }
 
-    /// Runs `f` in a write transaction: if `f` succeeds, its writes are durable when this
-    /// returns `Ok`; if it fails, none of them is kept. Writes queued meanwhile may share the
-    /// commit (see the module documentation).
+    /// Runs `f` in a write transaction of its own: if `f` succeeds, its writes are durable
+    /// when this returns `Ok`; if it fails, none of them is kept.
     pub(crate) fn write<T>(
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
         let mut writer = self.lock_writer();
-        let ran = self.run_member(&mut writer, f);
-        let writer = self.hand_on(writer);
+        let (ran, kept) = self.run_member(&mut writer, f);
+        let committed = Self::end(&mut writer, matches!(kept, Kept::Yes));
+        drop(writer);
         match ran {
-            Ok(Ok((out, outcome))) => {
-                let (_writer, committed) = self.wait_for(writer, &outcome);
-                if committed {
-                    Ok(out)
-                } else {
-                    Err(StoreError::WriteFailed.into())
-                }
-            }
-            // Nothing of ours is in the transaction: no need to wait for its commit.
+            Ok(Ok(out)) if committed => Ok(out),
+            Ok(Ok(_)) => Err(StoreError::WriteFailed.into()),
             Ok(Err(e)) => Err(e),
-            Err(panic) => {
-                drop(writer);
-                resume_unwind(panic);
-            }
+            Err(panic) => resume_unwind(panic),
         }
     }
 
-    /// Runs `writes` one after the other in one transaction (each in its own savepoint, as
-    /// [`Store::write`] runs one), then tells each, once the transaction has ended, whether
-    /// it committed. For a thread that drains a queue of writes.
+    /// Runs `writes` one after the other in one transaction, each in a savepoint of its own
+    /// (so that one that fails or panics leaves nothing behind and the others stay), commits
+    /// once, and then tells each whether its changes were committed.
     pub(crate) fn write_group(&self, writes: Vec<Box<dyn GroupWrite>>) {
         let mut writer = self.lock_writer();
-        let mut ran = Vec::with_capacity(writes.len());
+        let mut failed = Vec::new();
+        let mut kept = Vec::with_capacity(writes.len());
         for mut write in writes {
-            let outcome = match self.run_member(&mut writer, |tx| write.run(tx)) {
-                Ok(Ok(((), outcome))) => Some(outcome),
-                Ok(Err(error)) => {
-                    write.fail(error);
-                    None
+            let (ran, outcome) = self.run_member(&mut writer, |tx| write.run(tx));
+            if let Ok(Err(error)) = ran {
+                write.fail(error);
+            }
+            match outcome {
+                Kept::Yes => kept.push(write),
+                Kept::No => failed.push(write),
+                Kept::Lost => {
+                    failed.append(&mut kept);
+                    failed.push(write);
                 }
-                Err(_) => None,
-            };
-            ran.push((write, outcome));
+            }
         }
-        let mut writer = self.hand_on(writer);
-        for (write, outcome) in ran {
-            let committed = match outcome {
-                Some(outcome) => {
-                    let (back, committed) = self.wait_for(writer, &outcome);
-                    writer = back;
-                    committed
-                }
-                None => false,
-            };
+        let committed = Self::end(&mut writer, !kept.is_empty());
+        drop(writer);
+        for write in failed {
+            write.finish(false);
+        }
+        for write in kept {
             write.finish(committed);
         }
     }
 
-    /// The writer, counted in [`Store::queued`] while waiting for it.
+    /// The writer, with no transaction of ours open (one a panic left behind is rolled back).
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
-        let mut writer = {
-            let _queued = Queued::enter(&self.queued);
-            self.writer.lock().unwrap_or_else(PoisonError::into_inner)
-        };
-        if writer.open.is_some() == writer.conn.is_autocommit() {
-            // SQLite ended the group's transaction on its own (a full disk, an I/O error), or
-            // a panic left one behind: nothing of it is kept, and its members are told so.
-            self.abort_group(&mut writer);
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if !writer.conn.is_autocommit() {
+            let _ = writer.conn.execute_batch("ROLLBACK");
         }
+        writer.in_transaction = false;
+        writer.sessions.clear();
         writer
     }
 
-    /// Runs `f` as a member of the open group, beginning one if none is open, in a savepoint
-    /// of its own. `Ok(Ok)` with the group's outcome if the write was kept; `Ok(Err)` if it
-    /// failed (then nothing of it is in the transaction); `Err` if it panicked.
+    /// Runs `f` in a savepoint of the open transaction, beginning one if none is open.
+    /// Returns what `f` returned (or its panic), and whether its changes were kept.
     fn run_member<T>(
         &self,
         writer: &mut Writer,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, ClientError>,
-    ) -> std::thread::Result<Result<(T, Arc<Outcome>), ClientError>> {
-        let outcome = match &writer.open {
-            Some(outcome) => Arc::clone(outcome),
-            None => {
-                if let Err(e) = writer.conn.execute_batch("BEGIN IMMEDIATE") {
-                    return Ok(Err(StoreError::from(e).into()));
-                }
-                let outcome = Arc::new(Outcome::default());
-                writer.open = Some(Arc::clone(&outcome));
-                outcome
+    ) -> (std::thread::Result<Result<T, ClientError>>, Kept) {
+        if !writer.in_transaction {
+            if let Err(e) = writer.conn.execute_batch("BEGIN IMMEDIATE") {
+                return (Ok(Err(StoreError::from(e).into())), Kept::No);
             }
-        };
-        writer.joined += 1;
+            writer.in_transaction = true;
+        }
         let ran = match writer.conn.execute_batch("SAVEPOINT write") {
             Ok(()) => {
                 let mut scoped = Tx {
@@ -479,88 +434,42 @@ impl Store {
             && writer.conn.execute_batch("RELEASE write").is_ok()
             && !writer.conn.is_autocommit();
         if kept {
-            writer.members += 1;
-        } else {
-            // Undo this write only; the others in the transaction stay, unless that fails or
-            // the transaction is gone already: then none of them is kept.
-            writer.sessions.clear();
-            let undone = !writer.conn.is_autocommit()
-                && writer
-                    .conn
-                    .execute_batch("ROLLBACK TO write; RELEASE write")
-                    .is_ok();
-            if !undone {
-                self.abort_group(writer);
-            }
+            return (ran, Kept::Yes);
         }
-        ran.map(|result| match result {
-            Ok(out) if kept => Ok((out, outcome)),
-            Ok(_) => Err(StoreError::WriteFailed.into()),
-            Err(e) => Err(e),
-        })
-    }
-
-    /// Waits until the transaction of `outcome` has ended; whether it committed.
-    fn wait_for<'a>(
-        &self,
-        mut writer: MutexGuard<'a, Writer>,
-        outcome: &Outcome,
-    ) -> (MutexGuard<'a, Writer>, bool) {
-        loop {
-            if let Some(&committed) = outcome.0.get() {
-                return (writer, committed);
-            }
-            writer = self
-                .committed
-                .wait(writer)
-                .unwrap_or_else(PoisonError::into_inner);
+        // Undo this write only, unless that fails or SQLite ended the transaction already.
+        writer.sessions.clear();
+        let undone = !writer.conn.is_autocommit()
+            && writer
+                .conn
+                .execute_batch("ROLLBACK TO write; RELEASE write")
+                .is_ok();
+        if undone {
+            return (ran, Kept::No);
         }
-    }
-
-    /// Leaves the open transaction to the writes queued behind this one, or, if none is (or
-    /// the group is full), ends it: committed if any write in it was kept. Returns the lock.
-    fn hand_on<'a>(&self, mut writer: MutexGuard<'a, Writer>) -> MutexGuard<'a, Writer> {
-        // Under a steady stream of writes there is always one queued: the group is closed
-        // at a size, so that its members need not wait for the stream to end.
-        if self.queued.load(Ordering::Acquire) > 0 && writer.joined < GROUP_COMMIT_MAX_WRITES {
-            return writer;
-        }
-        if writer.open.is_none() {
-            return writer;
-        }
-        let failed = if writer.members > 0 {
-            writer.conn.execute_batch("COMMIT").err()
-        } else {
-            let _ = writer.conn.execute_batch("ROLLBACK");
-            None
-        };
-        match failed {
-            None => self.end_group(&mut writer, true),
-            Some(e) => {
-                self.abort_group(&mut writer);
-                tracing::warn!(error = %e, "committing to the local store failed");
-            }
-        }
-        writer
-    }
-
-    /// Ends the open transaction unkept: rolls back what SQLite has not, and tells its members.
-    fn abort_group(&self, writer: &mut Writer) {
         if !writer.conn.is_autocommit() {
             let _ = writer.conn.execute_batch("ROLLBACK");
         }
-        self.end_group(writer, false);
+        writer.in_transaction = false;
+        (ran, Kept::Lost)
     }
 
-    /// Records how the open transaction ended and wakes its members.
-    fn end_group(&self, writer: &mut Writer, committed: bool) {
-        writer.members = 0;
-        writer.joined = 0;
-        writer.sessions.clear();
-        if let Some(outcome) = writer.open.take() {
-            let _ = outcome.0.set(committed);
+    /// Ends the open transaction, if any: committed if `commit`, else rolled back. Whether it
+    /// committed.
+    fn end(writer: &mut Writer, commit: bool) -> bool {
+        if !std::mem::take(&mut writer.in_transaction) {
+            return false;
         }
-        self.committed.notify_all();
+        writer.sessions.clear();
+        if commit {
+            match writer.conn.execute_batch("COMMIT") {
+                Ok(()) => return true,
+                Err(e) => tracing::warn!(error = %e, "committing to the local store failed"),
+            }
+        }
+        if !writer.conn.is_autocommit() {
+            let _ = writer.conn.execute_batch("ROLLBACK");
+        }
+        false
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot of committed data).

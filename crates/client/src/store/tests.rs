@@ -323,7 +323,7 @@ fn message_ids_are_recorded_per_sender_and_bounded() {
 }
 
 #[test]
-fn concurrent_writes_share_commits_and_a_failed_one_leaves_nothing() {
+fn concurrent_writes_are_kept_and_a_failed_or_panicking_one_leaves_nothing() {
     let (_dir, store) = temp_store();
     let store = std::sync::Arc::new(store);
     let threads: Vec<_> = (0..8)
@@ -373,47 +373,46 @@ fn concurrent_writes_share_commits_and_a_failed_one_leaves_nothing() {
 #[test]
 fn the_session_cache_of_a_shared_transaction_forgets_rolled_back_writes() {
     let (_dir, store) = temp_store();
-    let store = std::sync::Arc::new(store);
-    let threads: Vec<_> = (0..6)
-        .map(|t| {
-            let store = std::sync::Arc::clone(&store);
-            std::thread::spawn(move || {
-                let user = format!("user{t}");
-                let mut kept = Vec::new();
-                for device in 1..=30u32 {
-                    let fails = device % 4 == 0;
-                    let result = store.write(|tx| {
-                        // Other threads' writes may share this transaction; this user's
-                        // sessions are exactly the ones kept so far, whatever they did.
-                        let before: Vec<u32> =
-                            tx.sessions_of(&user)?.into_iter().map(|(d, _)| d).collect();
-                        assert_eq!(before, kept, "{user} before device {device}");
-                        tx.put_session(&user, device, &SessionRecord::new())?;
-                        assert!(tx.session(&user, device)?.is_some());
-                        if fails {
-                            return Err(ClientError::SendToSelf);
-                        }
-                        Ok(())
-                    });
-                    assert_eq!(result.is_err(), fails);
-                    if !fails {
-                        kept.push(device);
-                    }
-                }
-                kept
-            })
+    // One group: each write sees exactly the sessions the writes before it kept, whatever
+    // the failed ones (their savepoints rolled back) put or deleted.
+    let write = |device: u32, delete: Option<u32>, fails: bool, expected: Vec<u32>| {
+        QueuedWrite::queue(move |tx: &mut Tx<'_>| -> Result<(), ClientError> {
+            let before: Vec<u32> = tx.sessions_of("bob")?.into_iter().map(|(d, _)| d).collect();
+            assert_eq!(before, expected, "before device {device}");
+            tx.put_session("bob", device, &SessionRecord::new())?;
+            if let Some(gone) = delete {
+                tx.delete_session("bob", gone)?;
+            }
+            assert!(tx.session("bob", device)?.is_some());
+            if fails {
+                return Err(ClientError::SendToSelf);
+            }
+            Ok(())
         })
+    };
+    let (writes, answers): (Vec<_>, Vec<_>) = [
+        write(1, None, false, vec![]),
+        write(2, Some(1), true, vec![1]),
+        write(3, None, false, vec![1]),
+        write(4, Some(3), false, vec![1, 3]),
+        write(5, None, true, vec![1, 4]),
+        write(6, None, false, vec![1, 4]),
+    ]
+    .into_iter()
+    .unzip();
+    store.write_group(writes);
+    let answers: Vec<bool> = answers
+        .into_iter()
+        .map(|answer| matches!(answer.blocking_recv().unwrap(), Ok(Ok(()))))
         .collect();
-    for (t, thread) in threads.into_iter().enumerate() {
-        let kept = thread.join().unwrap();
-        let stored: Vec<u32> = store
-            .read(|tx| Ok(tx.sessions_of(&format!("user{t}"))?))
-            .unwrap()
-            .into_iter()
-            .map(|(d, _)| d)
-            .collect();
-        assert_eq!(stored, kept);
-    }
+    assert_eq!(answers, [true, false, true, true, false, true]);
+    let stored: Vec<u32> = store
+        .read(|tx| Ok(tx.sessions_of("bob")?))
+        .unwrap()
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    assert_eq!(stored, [1, 4, 6]);
 }
 
 #[test]
