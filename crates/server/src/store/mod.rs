@@ -230,3 +230,21 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes every envelope stored before `before_ms` and returns how many.
     async fn expire_envelopes(&self, before_ms: u64) -> Result<u64, StoreError>;
 }
+
+/// The schema version a database reports, checked against the `known` migrations: the
+/// number of migrations already applied to it. Refuses a negative version and one newer than
+/// this server knows (a database a newer `sotto-server` wrote).
+fn applied_migrations(found: i64, known: usize) -> Result<usize, StoreError> {
+    let version = usize::try_from(found).map_err(|_| {
+        StoreError::Backend(format!(
+            "the database has an invalid schema version {found}"
+        ))
+    })?;
+    if version > known {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {version}, newer than this server knows ({known}): \
+             it was written by a newer sotto-server"
+        )));
+    }
+    Ok(version)
+}

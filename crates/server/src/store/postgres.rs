@@ -258,17 +258,7 @@ impl PostgresStore {
             .map_err(pg)?;
         let version: i32 = col(&row, 0)?;
         let known = MIGRATIONS.len();
-        let version = usize::try_from(version).map_err(|_| {
-            StoreError::Backend(format!(
-                "the database has an invalid schema version {version}"
-            ))
-        })?;
-        if version > known {
-            return Err(StoreError::Backend(format!(
-                "the database has schema version {version}, newer than this server knows ({known}): \
-                 it was written by a newer sotto-server"
-            )));
-        }
+        let version = super::applied_migrations(i64::from(version), known)?;
         for (done, migration) in MIGRATIONS.iter().enumerate().skip(version) {
             tx.batch_execute(migration).await.map_err(|e| {
                 StoreError::Backend(format!(

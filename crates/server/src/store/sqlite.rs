@@ -398,17 +398,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = tx
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(db)?;
-    let version = usize::try_from(version).map_err(|_| {
-        StoreError::Backend(format!(
-            "the database has an invalid schema version {version}"
-        ))
-    })?;
-    if version > known {
-        return Err(StoreError::Backend(format!(
-            "the database has schema version {version}, newer than this server knows ({known}): \
-             it was written by a newer sotto-server"
-        )));
-    }
+    let version = super::applied_migrations(version, known)?;
     for (done, migration) in MIGRATIONS.iter().enumerate().skip(version) {
         tx.execute_batch(migration).map_err(|e| {
             StoreError::Backend(format!("migrating to schema version {}: {e}", done + 1))
