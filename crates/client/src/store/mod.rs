@@ -15,7 +15,9 @@
 //! transaction ([`Store::write_group`]), so that the writes that queue up while a commit waits
 //! for the disk share the next one. Each runs in a savepoint of its own (so one that fails
 //! leaves nothing behind), and each is answered only once the transaction is durable. A burst
-//! of sends and received batches thus costs one disk sync instead of one each.
+//! of sends and received batches thus costs one disk sync instead of one each. The sessions
+//! such a transaction changes are kept decoded and written once, when it commits
+//! ([`SessionCache`]).
 //! [`Store::write`] runs one write in a transaction of its own. Reads use a connection of
 //! their own and see committed data only.
 
@@ -101,18 +103,74 @@ enum Kept {
 }
 
 /// The sessions of the users touched in the open write transaction, decoded, so that a burst
-/// of sends to one user, or a batch of messages from one, decrypts and decodes their sessions
-/// once rather than once per message. Written through: every change also goes to SQLite at
-/// once. Emptied when a write's savepoint is rolled back and when the transaction ends, so it
-/// never outlives the write lock and never disagrees with the database.
+/// of sends to one user, or a batch of messages from one, decodes, encodes, seals and writes
+/// each session once rather than once per message.
+///
+/// - A changed session stays here, marked unsaved, and goes to SQLite just before the
+///   transaction commits ([`Store::end`]): the commit holds it, as if it had been written at
+///   once. Deletions go to SQLite at once.
+/// - What a write changes here is undone with its savepoint: the cache keeps each touched
+///   user's entry as it was before the write, and puts it back if the write is rolled back.
+/// - Emptied when the transaction ends, so it never outlives the write lock.
 #[derive(Default)]
-struct SessionCache(
-    std::cell::RefCell<std::collections::HashMap<String, Vec<(u32, SessionRecord)>>>,
-);
+struct SessionCache(std::cell::RefCell<CachedSessions>);
+
+#[derive(Default)]
+struct CachedSessions {
+    users: std::collections::HashMap<String, CachedUser>,
+    /// For the running write: each user's entry as it was before the write first changed it
+    /// (`None`: not cached then).
+    before: std::collections::HashMap<String, Option<CachedUser>>,
+}
+
+#[derive(Clone, Default)]
+struct CachedUser {
+    /// Ordered by device id.
+    sessions: Vec<(u32, SessionRecord)>,
+    /// Devices whose session changed in this transaction and is not in SQLite yet.
+    unsaved: std::collections::BTreeSet<u32>,
+}
+
+impl CachedSessions {
+    /// Remembers `username`'s entry as it is, unless the running write changed it already.
+    fn remember(&mut self, username: &str) {
+        if !self.before.contains_key(username) {
+            let entry = self.users.get(username).cloned();
+            self.before.insert(username.to_owned(), entry);
+        }
+    }
+
+    /// `username`'s entry, to change, if cached.
+    fn change(&mut self, username: &str) -> Option<&mut CachedUser> {
+        if !self.users.contains_key(username) {
+            return None;
+        }
+        self.remember(username);
+        self.users.get_mut(username)
+    }
+}
 
 impl SessionCache {
+    /// The running write was kept: its changes stay.
+    fn keep_write(&mut self) {
+        self.0.get_mut().before.clear();
+    }
+
+    /// The running write was rolled back: its changes go.
+    fn undo_write(&mut self) {
+        let cached = self.0.get_mut();
+        for (username, entry) in cached.before.drain() {
+            match entry {
+                Some(entry) => cached.users.insert(username, entry),
+                None => cached.users.remove(&username),
+            };
+        }
+    }
+
     fn clear(&mut self) {
-        self.0.get_mut().clear();
+        let cached = self.0.get_mut();
+        cached.users.clear();
+        cached.before.clear();
     }
 }
 
@@ -354,7 +412,7 @@ impl Store {
     ) -> Result<T, ClientError> {
         let mut writer = self.lock_writer();
         let (ran, kept) = self.run_member(&mut writer, f);
-        let committed = Self::end(&mut writer, matches!(kept, Kept::Yes));
+        let committed = self.end(&mut writer, matches!(kept, Kept::Yes));
         drop(writer);
         match ran {
             Ok(Ok(out)) if committed => Ok(out),
@@ -385,7 +443,7 @@ impl Store {
                 }
             }
         }
-        let committed = Self::end(&mut writer, !kept.is_empty());
+        let committed = self.end(&mut writer, !kept.is_empty());
         drop(writer);
         for write in failed {
             write.finish(false);
@@ -434,18 +492,20 @@ impl Store {
             && writer.conn.execute_batch("RELEASE write").is_ok()
             && !writer.conn.is_autocommit();
         if kept {
+            writer.sessions.keep_write();
             return (ran, Kept::Yes);
         }
         // Undo this write only, unless that fails or SQLite ended the transaction already.
-        writer.sessions.clear();
         let undone = !writer.conn.is_autocommit()
             && writer
                 .conn
                 .execute_batch("ROLLBACK TO write; RELEASE write")
                 .is_ok();
         if undone {
+            writer.sessions.undo_write();
             return (ran, Kept::No);
         }
+        writer.sessions.clear();
         if !writer.conn.is_autocommit() {
             let _ = writer.conn.execute_batch("ROLLBACK");
         }
@@ -453,14 +513,15 @@ impl Store {
         (ran, Kept::Lost)
     }
 
-    /// Ends the open transaction, if any: committed if `commit`, else rolled back. Whether it
-    /// committed.
-    fn end(writer: &mut Writer, commit: bool) -> bool {
+    /// Ends the open transaction, if any: committed (with the sessions it changed) if
+    /// `commit`, else rolled back. Whether it committed.
+    fn end(&self, writer: &mut Writer, commit: bool) -> bool {
         if !std::mem::take(&mut writer.in_transaction) {
             return false;
         }
+        let saved = commit && self.save_sessions(writer);
         writer.sessions.clear();
-        if commit {
+        if saved {
             match writer.conn.execute_batch("COMMIT") {
                 Ok(()) => return true,
                 Err(e) => tracing::warn!(error = %e, "committing to the local store failed"),
@@ -470,6 +531,29 @@ impl Store {
             let _ = writer.conn.execute_batch("ROLLBACK");
         }
         false
+    }
+
+    /// Writes the sessions the open transaction changed (see [`SessionCache`]) to SQLite.
+    /// Whether all of them were written.
+    fn save_sessions(&self, writer: &mut Writer) -> bool {
+        let Writer { conn, sessions, .. } = writer;
+        let tx = Tx {
+            conn,
+            keys: &self.keys,
+            sessions: None,
+        };
+        for (username, cached) in &sessions.0.get_mut().users {
+            for (device, record) in &cached.sessions {
+                if !cached.unsaved.contains(device) {
+                    continue;
+                }
+                if let Err(e) = tx.save_session(username, *device, record) {
+                    tracing::warn!(error = %e, "saving sessions to the local store failed");
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot of committed data).
@@ -870,25 +954,32 @@ impl Tx<'_> {
         username: &str,
         f: impl FnOnce(&[(u32, SessionRecord)]) -> T,
     ) -> Result<T, StoreError> {
-        if let Some(sessions) = cache.0.borrow().get(username) {
-            return Ok(f(sessions));
+        if let Some(cached) = cache.0.borrow().users.get(username) {
+            return Ok(f(&cached.sessions));
         }
         let sessions = self.load_sessions(username)?;
         let out = f(&sessions);
-        cache.0.borrow_mut().insert(username.to_owned(), sessions);
+        let mut cache = cache.0.borrow_mut();
+        cache.remember(username);
+        let entry = CachedUser {
+            sessions,
+            unsaved: Default::default(),
+        };
+        cache.users.insert(username.to_owned(), entry);
         Ok(out)
     }
 
-    /// Applies a change to `username`'s cached sessions, if they are cached.
-    fn update_cached_sessions(
-        &self,
-        username: &str,
-        f: impl FnOnce(&mut Vec<(u32, SessionRecord)>),
-    ) {
-        if let Some(cache) = self.sessions {
-            if let Some(sessions) = cache.0.borrow_mut().get_mut(username) {
-                f(sessions);
+    /// Applies a change to `username`'s cached sessions, if they are cached; whether they are.
+    fn update_cached_sessions(&self, username: &str, f: impl FnOnce(&mut CachedUser)) -> bool {
+        let Some(cache) = self.sessions else {
+            return false;
+        };
+        match cache.0.borrow_mut().change(username) {
+            Some(cached) => {
+                f(cached);
+                true
             }
+            None => false,
         }
     }
 
@@ -946,7 +1037,31 @@ impl Tx<'_> {
         Ok(out)
     }
 
+    /// Saves the session with one device of `username`: in a write transaction that has
+    /// their sessions cached, in the cache until the commit (see [`SessionCache`]).
     pub(crate) fn put_session(
+        &self,
+        username: &str,
+        device_id: u32,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let cached = self.update_cached_sessions(username, |cached| {
+            let sessions = &mut cached.sessions;
+            match sessions.binary_search_by_key(&device_id, |(device, _)| *device) {
+                Ok(at) => sessions[at].1 = record.clone(),
+                Err(at) => sessions.insert(at, (device_id, record.clone())),
+            }
+            cached.unsaved.insert(device_id);
+        });
+        if cached {
+            Ok(())
+        } else {
+            self.save_session(username, device_id, record)
+        }
+    }
+
+    /// Writes the session with one device of `username` to SQLite.
+    fn save_session(
         &self,
         username: &str,
         device_id: u32,
@@ -965,12 +1080,6 @@ impl Tx<'_> {
              ON CONFLICT (owner, k) DO UPDATE SET v = excluded.v",
             params![&owner[..], &key[..], sealed],
         )?;
-        self.update_cached_sessions(username, |sessions| {
-            match sessions.binary_search_by_key(&device_id, |(device, _)| *device) {
-                Ok(at) => sessions[at].1 = record.clone(),
-                Err(at) => sessions.insert(at, (device_id, record.clone())),
-            }
-        });
         Ok(())
     }
 
@@ -981,8 +1090,9 @@ impl Tx<'_> {
             "DELETE FROM sessions WHERE owner = ?1 AND k = ?2",
             params![&owner[..], &key[..]],
         )?;
-        self.update_cached_sessions(username, |sessions| {
-            sessions.retain(|(device, _)| *device != device_id);
+        self.update_cached_sessions(username, |cached| {
+            cached.sessions.retain(|(device, _)| *device != device_id);
+            cached.unsaved.remove(&device_id);
         });
         Ok(())
     }
@@ -992,7 +1102,7 @@ impl Tx<'_> {
             "DELETE FROM sessions WHERE owner = ?1",
             [&self.user_key(username)[..]],
         )?;
-        self.update_cached_sessions(username, Vec::clear);
+        self.update_cached_sessions(username, |cached| *cached = CachedUser::default());
         Ok(())
     }
 

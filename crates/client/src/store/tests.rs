@@ -468,3 +468,138 @@ fn a_group_of_queued_writes_keeps_the_ones_that_succeed_and_answers_each() {
     let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["kept", "also kept"]);
 }
+
+/// A session started with a fresh device of "bob" (PQXDH, no one-time prekey).
+fn started_session() -> SessionRecord {
+    use sotto_protocol::{PqPolicy, PreKeyBundle};
+    let mut rng = rand::rng();
+    let alice = IdentityKeyPair::generate(&mut rng);
+    let bob = IdentityKeyPair::generate(&mut rng);
+    let signed = SignedPreKeyRecord::generate(SignedPreKeyId::from(1), 1, &bob, &mut rng);
+    let kyber = KyberPreKeyRecord::generate(KyberPreKeyId::from(2), 1, &bob, &mut rng);
+    let bundle = PreKeyBundle::new(
+        7,
+        1,
+        *bob.identity_key(),
+        None,
+        (signed.id(), *signed.public_key(), *signed.signature()),
+        Some((kyber.id(), kyber.public_key().clone(), *kyber.signature())),
+    );
+    let mut record = SessionRecord::new();
+    record
+        .initiate(&alice, 1, &bundle, PqPolicy::RequireKyber, 1, &mut rng)
+        .unwrap();
+    record
+}
+
+#[test]
+fn sessions_changed_in_a_shared_transaction_are_saved_once_as_the_kept_writes_left_them() {
+    let (_dir, store) = temp_store();
+    let start = started_session();
+    store
+        .write(|tx| Ok(tx.put_session("bob", 1, &start)?))
+        .unwrap();
+    // Each write takes a ratchet step on bob's session; the ones that fail or panic after
+    // saving their step must leave the session as the kept writes before them left it.
+    let write = |outcome: &'static str| {
+        QueuedWrite::queue(move |tx: &mut Tx<'_>| -> Result<Vec<u8>, ClientError> {
+            let before = tx.session("bob", 1)?.unwrap().serialize();
+            let mut record = tx.session("bob", 1)?.unwrap();
+            record.encrypt(b"step", 1).unwrap();
+            tx.put_session("bob", 1, &record)?;
+            tx.add_message(&message("bob", outcome))?;
+            match outcome {
+                "fails" => Err(ClientError::SendToSelf),
+                "panics" => panic!("inside a write"),
+                _ => Ok(before),
+            }
+        })
+    };
+    let (writes, answers): (Vec<_>, Vec<_>) = ["kept", "fails", "kept", "panics", "kept"]
+        .into_iter()
+        .map(write)
+        .unzip();
+    store.write_group(writes);
+    let seen: Vec<Option<Vec<u8>>> = answers
+        .into_iter()
+        .map(|answer| match answer.blocking_recv().unwrap() {
+            Ok(Ok(before)) => Some(before),
+            _ => None,
+        })
+        .collect();
+    // Kept writes: 0, 2 and 4. Each saw the session the kept one before it left.
+    assert!(seen[1].is_none() && seen[3].is_none());
+    let (first, second, third) = (
+        seen[0].clone().unwrap(),
+        seen[2].clone().unwrap(),
+        seen[4].clone().unwrap(),
+    );
+    // Stored: three steps from the start, as the last kept write left it.
+    let stored = store
+        .read(|tx| Ok(tx.session("bob", 1)?))
+        .unwrap()
+        .unwrap()
+        .serialize();
+    let mut replay = SessionRecord::from_libsignal_bytes(&start.to_libsignal_bytes()).unwrap();
+    let mut chain = vec![replay.serialize()];
+    for _ in 0..3 {
+        replay.encrypt(b"step", 1).unwrap();
+        chain.push(replay.serialize());
+    }
+    assert_eq!(chain, [first, second, third, stored]);
+    let history = store.read(|tx| Ok(tx.history("bob", 10)?)).unwrap();
+    let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["kept", "kept", "kept"]);
+}
+
+#[test]
+fn sessions_that_cannot_be_saved_at_commit_fail_the_whole_transaction() {
+    let (_dir, store) = temp_store();
+    let start = started_session();
+    store
+        .write(|tx| Ok(tx.put_session("bob", 1, &start)?))
+        .unwrap();
+    let (step, step_answer) = QueuedWrite::queue(|tx: &mut Tx<'_>| -> Result<(), ClientError> {
+        let mut record = tx.session("bob", 1)?.unwrap();
+        record.encrypt(b"step", 1).unwrap();
+        tx.put_session("bob", 1, &record)?;
+        Ok(tx.add_message(&message("bob", "step")).map(drop)?)
+    });
+    // A later write of the same transaction makes the sessions table refuse writes (as a
+    // full disk would refuse them), so the session saved at commit cannot be written.
+    let (refuse, refuse_answer) =
+        QueuedWrite::queue(|tx: &mut Tx<'_>| -> Result<(), ClientError> {
+            tx.conn
+                .execute_batch(
+                    "CREATE TEMP TRIGGER refuse_insert BEFORE INSERT ON main.sessions
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;
+                 CREATE TEMP TRIGGER refuse_update BEFORE UPDATE ON main.sessions
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+                )
+                .map_err(StoreError::from)?;
+            Ok(tx.add_message(&message("bob", "refuse")).map(drop)?)
+        });
+    store.write_group(vec![step, refuse]);
+    for answer in [step_answer, refuse_answer] {
+        assert!(matches!(
+            answer.blocking_recv(),
+            Ok(Ok(Err(ClientError::Store(StoreError::WriteFailed))))
+        ));
+    }
+    // Nothing of the transaction was kept, and the store goes on.
+    assert!(store
+        .read(|tx| Ok(tx.history("bob", 10)?))
+        .unwrap()
+        .is_empty());
+    let stored = store.read(|tx| Ok(tx.session("bob", 1)?)).unwrap().unwrap();
+    assert_eq!(stored.serialize(), start.serialize());
+    store
+        .write(|tx| {
+            let mut record = tx.session("bob", 1)?.unwrap();
+            record.encrypt(b"step", 1).unwrap();
+            Ok(tx.put_session("bob", 1, &record)?)
+        })
+        .unwrap();
+    let stored = store.read(|tx| Ok(tx.session("bob", 1)?)).unwrap().unwrap();
+    assert_ne!(stored.serialize(), start.serialize());
+}
