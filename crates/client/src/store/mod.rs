@@ -276,6 +276,10 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     // Deleted rows (spent one-time prekeys, replaced sessions) are overwritten, not left in
     // free pages, for forward secrecy against someone who later learns the store key.
     conn.pragma_update(None, "secure_delete", "ON")?;
+    // Savepoint journals (every queued write runs in a savepoint) stay in memory: they only
+    // serve rolling back within a transaction, and in a temporary file they cost a write of
+    // every page a write changes.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
 
