@@ -302,7 +302,7 @@ impl Inner {
         // the session steps are kept, the copy is not.
         let message_id = content.id();
         if let Some(id) = &message_id {
-            if !tx.record_message_id(from, id)? {
+            if !tx.record_message_id(from, id, content.timestamp_ms)? {
                 return Ok(());
             }
         }

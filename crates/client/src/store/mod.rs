@@ -3,7 +3,8 @@
 //! Every value is sealed with AES-256-GCM under a key derived from the store key, with a
 //! fresh random nonce per write and the table and row key in the associated data, so that
 //! rows cannot be swapped or moved; every lookup key (usernames, prekey and envelope ids) is
-//! an HMAC-SHA256 under a separate derived key. The file shows neither contents nor contact
+//! an HMAC-SHA256 under a separate derived key (for ids written in runs, such as envelope ids,
+//! two halves of HMACs, of the run and of the id, so that a run's rows share pages). The file shows neither contents nor contact
 //! names. A key-check value in the plaintext `meta` table detects a wrong passphrase or key
 //! file before anything else is read or written.
 //!
@@ -1209,8 +1210,13 @@ impl Tx<'_> {
 
     // -- processed envelopes -------------------------------------------------------------------
 
+    /// Envelope ids come in order: runs of 256 consecutive ids share B-tree pages.
     fn envelope_key(&self, envelope_id: u64) -> [u8; 32] {
-        self.keys.lookup("envelope", &[&envelope_id.to_be_bytes()])
+        self.keys.lookup_in_run(
+            "envelope",
+            &[&(envelope_id >> 8).to_be_bytes()],
+            &[&envelope_id.to_be_bytes()],
+        )
     }
 
     pub(crate) fn is_processed(&self, envelope_id: u64) -> Result<bool, StoreError> {
@@ -1241,16 +1247,21 @@ impl Tx<'_> {
 
     // -- received message ids ------------------------------------------------------------------
 
-    /// Records that `sender` sent a message with `message_id`; `false` if that was recorded
-    /// already (a copy). The newest [`MESSAGE_IDS_KEPT`] are remembered.
+    /// Records that `sender` sent a message with `message_id` at `sent_ms` (by its clock);
+    /// `false` if that was recorded already (a copy: copies carry the first's id and time).
+    /// The newest [`MESSAGE_IDS_KEPT`] are remembered. A sender's messages of one minute or
+    /// so (2^16 ms) share B-tree pages.
     pub(crate) fn record_message_id(
         &self,
         sender: &str,
         message_id: &MessageId,
+        sent_ms: u64,
     ) -> Result<bool, StoreError> {
-        let key = self
-            .keys
-            .lookup("message id", &[sender.as_bytes(), &message_id[..]]);
+        let key = self.keys.lookup_in_run(
+            "message id",
+            &[sender.as_bytes(), &(sent_ms >> 16).to_be_bytes()],
+            &[sender.as_bytes(), &message_id[..]],
+        );
         let inserted = self.exec(
             "INSERT OR IGNORE INTO received_ids (k) VALUES (?1)",
             [&key[..]],

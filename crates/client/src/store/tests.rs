@@ -285,18 +285,23 @@ fn message_ids_are_recorded_per_sender_and_bounded() {
         id[..8].copy_from_slice(&n.to_be_bytes());
         id
     };
+    // One message a second: the ids span many runs of the key layout.
+    let sent = |n: u64| 1_750_000_000_000 + n * 1000;
     store
         .write(|tx| {
-            assert!(tx.record_message_id("alice", &id(1))?);
-            assert!(!tx.record_message_id("alice", &id(1))?, "a copy");
-            assert!(tx.record_message_id("bob", &id(1))?, "another sender");
+            assert!(tx.record_message_id("alice", &id(1), sent(1))?);
+            assert!(!tx.record_message_id("alice", &id(1), sent(1))?, "a copy");
+            assert!(
+                tx.record_message_id("bob", &id(1), sent(1))?,
+                "another sender"
+            );
             Ok(())
         })
         .unwrap();
     store
         .write(|tx| {
             for n in 2..(MESSAGE_IDS_KEPT + PRUNE_EVERY + 5) as u64 {
-                assert!(tx.record_message_id("alice", &id(n))?);
+                assert!(tx.record_message_id("alice", &id(n), sent(n))?);
             }
             Ok(())
         })
@@ -313,10 +318,14 @@ fn message_ids_are_recorded_per_sender_and_bounded() {
     store
         .write(|tx| {
             let newest = (MESSAGE_IDS_KEPT + PRUNE_EVERY + 4) as u64;
-            assert!(!tx.record_message_id("alice", &id(newest))?);
-            assert!(!tx.record_message_id("alice", &id(newest + 1 - MESSAGE_IDS_KEPT as u64))?);
+            assert!(!tx.record_message_id("alice", &id(newest), sent(newest))?);
+            assert!(!tx.record_message_id(
+                "alice",
+                &id(newest + 1 - MESSAGE_IDS_KEPT as u64),
+                sent(newest + 1 - MESSAGE_IDS_KEPT as u64)
+            )?);
             // The oldest were forgotten.
-            assert!(tx.record_message_id("alice", &id(1))?);
+            assert!(tx.record_message_id("alice", &id(1), sent(1))?);
             Ok(())
         })
         .unwrap();
