@@ -25,7 +25,11 @@ impl Pattern {
 }
 
 pub(crate) fn builder(pattern: Pattern) -> snow::Builder<'static> {
-    snow::Builder::new(pattern.params()).prologue(PROLOGUE)
+    #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+    let builder = snow::Builder::with_resolver(pattern.params(), Box::new(crate::cipher::Resolver));
+    #[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
+    let builder = snow::Builder::new(pattern.params());
+    builder.prologue(PROLOGUE)
 }
 
 fn write(state: &mut snow::HandshakeState) -> Result<Vec<u8>, ChannelError> {

@@ -36,6 +36,8 @@
 //! ```
 
 mod channel;
+#[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+mod cipher;
 mod error;
 mod handshake;
 mod keys;
