@@ -13,6 +13,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The allocator (see the workspace manifest): faster than glibc's for the many small,
+/// short-lived allocations of each message.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     // The chat owns the terminal: log lines would tear its screen.
