@@ -380,9 +380,9 @@ fn open_connection(path: &Path, extra: OpenFlags) -> Result<Connection, StoreErr
         .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    // Savepoint and statement journals (every send runs in a savepoint) stay in memory: they
-    // only serve rolling back within a transaction, and in temporary files they cost a
-    // write of every page a send changes.
+    // Savepoint and statement journals (every write of a commit runs in a savepoint) stay in
+    // memory: they only serve rolling back within a transaction, and in temporary files they
+    // cost a write of every page a write changes.
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(db)?;
     Ok(conn)
@@ -499,13 +499,7 @@ fn commit_batch(conn: &Connection, batch: &mut [Box<dyn Write>]) -> Result<(), S
         exec(conn, "BEGIN IMMEDIATE")?;
         for write in batch.iter_mut() {
             // A failed write has been rolled back; its own result tells its caller why.
-            let _ = in_savepoint(conn, Savepoint::Write, |conn| {
-                if write.run(conn) {
-                    Ok(())
-                } else {
-                    Err(())
-                }
-            })?;
+            let _ = in_savepoint(conn, |conn| if write.run(conn) { Ok(()) } else { Err(()) })?;
         }
         exec(conn, "COMMIT")
     })();
@@ -519,31 +513,19 @@ fn commit_batch(conn: &Connection, batch: &mut [Box<dyn Write>]) -> Result<(), S
     })
 }
 
-/// The savepoints of the writer: one per write, and inside a write of sends one per send.
-#[derive(Clone, Copy)]
-enum Savepoint {
-    Write,
-    Send,
-}
-
 /// Runs `work` inside a savepoint, rolled back to if `work` fails (so that its failure changes
 /// nothing), and returns what `work` returned. The outer error: the savepoint itself failed,
 /// and the transaction with it.
 fn in_savepoint<T, E>(
     conn: &Connection,
-    savepoint: Savepoint,
     work: impl FnOnce(&Connection) -> Result<T, E>,
 ) -> rusqlite::Result<Result<T, E>> {
-    let (begin, rollback, release) = match savepoint {
-        Savepoint::Write => ("SAVEPOINT write", "ROLLBACK TO write", "RELEASE write"),
-        Savepoint::Send => ("SAVEPOINT send", "ROLLBACK TO send", "RELEASE send"),
-    };
-    exec(conn, begin)?;
+    exec(conn, "SAVEPOINT write")?;
     let result = work(conn);
     if result.is_err() {
-        exec(conn, rollback)?;
+        exec(conn, "ROLLBACK TO write")?;
     }
-    exec(conn, release)?;
+    exec(conn, "RELEASE write")?;
     Ok(result)
 }
 
@@ -994,30 +976,87 @@ fn device_keys(
     .collect()
 }
 
-/// Each send in a savepoint of its own: a refused one is rolled back and stored nothing (its
-/// sequence numbers are given back with the rolled-back `next_seq`), the others stand.
+/// Each send is checked before anything of it is written: a refused one stores nothing and
+/// uses no sequence numbers, the others stand. (Checking first, rather than undoing a refused
+/// send in a savepoint of its own, spares every send the savepoint's journal of the pages it
+/// changes.) A failure while writing fails the whole write, which its savepoint undoes.
 fn append_batch(
     conn: &Connection,
     sends: &[Vec<NewEnvelope>],
 ) -> Result<Vec<Result<Vec<u64>, StoreError>>, StoreError> {
     sends
         .iter()
-        .map(|envelopes| {
-            let result = in_savepoint(conn, Savepoint::Send, |conn| {
-                append_envelopes(conn, envelopes)
-            })
-            .map_err(db)?;
-            Ok(result.map_err(|e| in_op("append_batch", e)))
+        .map(|envelopes| match check_send(conn, envelopes) {
+            Ok(()) => append_envelopes(conn, envelopes).map(Ok),
+            Err(refused) => Ok(Err(in_op("append_batch", refused))),
         })
         .collect()
 }
 
-/// One send's envelopes; on an error the caller rolls back what it did.
+/// Whether every envelope of one send may be stored: its device exists, its mailbox has room,
+/// and its sender's quota there is not used up (counting the send's earlier envelopes).
+fn check_send(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<(), StoreError> {
+    let mut count = conn
+        .prepare_cached("SELECT mailbox_count FROM devices WHERE account = ?1 AND device_id = ?2")
+        .map_err(db)?;
+    // The mailboxes of the envelopes checked so far.
+    let mut earlier: Vec<DeviceAddress> = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        let destination = envelope.destination;
+        let stored: i64 = count
+            .query_row(
+                params![destination.account.0, destination.device_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(db)?
+            .ok_or(StoreError::NotFound)?;
+        let before = earlier.iter().filter(|&&d| d == destination).count() as i64;
+        // The mailbox with this envelope in it.
+        let after = stored + before + 1;
+        if after > MAILBOX_LIMIT {
+            return Err(StoreError::MailboxFull);
+        }
+        // A mailbox holding no more than the quota (this envelope included) cannot hold the
+        // quota from one sender already: no need to count.
+        if after > SENDER_QUOTA && envelope.source_account != destination.account {
+            let pending = pending_from(conn, destination, envelope.source_account)?;
+            if pending + before >= SENDER_QUOTA {
+                return Err(StoreError::SenderQuotaExceeded {
+                    max: MAX_PENDING_ENVELOPES_PER_SENDER,
+                });
+            }
+        }
+        earlier.push(destination);
+    }
+    Ok(())
+}
+
+/// Envelopes from `source` waiting in `mailbox`. The writer is the only connection that
+/// writes, so the count stays true until the send's inserts.
+fn pending_from(
+    conn: &Connection,
+    mailbox: DeviceAddress,
+    source: AccountId,
+) -> Result<i64, StoreError> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM envelopes \
+         WHERE account = ?1 AND device_id = ?2 AND source_account = ?3",
+    )
+    .map_err(db)?
+    .query_row(
+        params![mailbox.account.0, mailbox.device_id, source.0],
+        |row| row.get(0),
+    )
+    .map_err(db)
+}
+
+/// One checked send's envelopes.
 fn append_envelopes(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<Vec<u64>, StoreError> {
     let mut next_seq = conn
         .prepare_cached(
             "UPDATE devices SET next_seq = next_seq + 1, mailbox_count = mailbox_count + 1 \
-             WHERE account = ?1 AND device_id = ?2 RETURNING next_seq - 1, mailbox_count",
+             WHERE account = ?1 AND device_id = ?2 RETURNING next_seq - 1",
         )
         .map_err(db)?;
     let mut insert = conn
@@ -1035,21 +1074,9 @@ fn append_envelopes(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<Vec<
         );
         let timestamp = i64::try_from(envelope.server_timestamp_ms)
             .map_err(|_| StoreError::Backend("envelope timestamp out of range".to_owned()))?;
-        let (seq, count): (i64, i64) = next_seq
-            .query_row(params![account, device_id], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()
-            .map_err(db)?
-            .ok_or(StoreError::NotFound)?;
-        if count > MAILBOX_LIMIT {
-            return Err(StoreError::MailboxFull);
-        }
-        // A mailbox holding no more than the quota (this envelope included) cannot hold the
-        // quota from one sender already: no need to count.
-        if count > SENDER_QUOTA {
-            check_sender_quota(conn, envelope)?;
-        }
+        let seq: i64 = next_seq
+            .query_row(params![account, device_id], |row| row.get(0))
+            .map_err(db)?;
         insert
             .execute(params![
                 account,
@@ -1066,37 +1093,6 @@ fn append_envelopes(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<Vec<
         seqs.push(stored_u64(seq)?);
     }
     Ok(seqs)
-}
-
-/// Refuses `envelope` if its mailbox holds [`MAX_PENDING_ENVELOPES_PER_SENDER`] from its
-/// sender already (its own account's are not counted). The writer is the only connection
-/// that writes, so the count stays true until the insert.
-fn check_sender_quota(conn: &Connection, envelope: &NewEnvelope) -> Result<(), StoreError> {
-    let destination = envelope.destination;
-    if envelope.source_account == destination.account {
-        return Ok(());
-    }
-    let pending: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM envelopes \
-             WHERE account = ?1 AND device_id = ?2 AND source_account = ?3",
-        )
-        .map_err(db)?
-        .query_row(
-            params![
-                destination.account.0,
-                destination.device_id,
-                envelope.source_account.0
-            ],
-            |row| row.get(0),
-        )
-        .map_err(db)?;
-    if pending >= SENDER_QUOTA {
-        return Err(StoreError::SenderQuotaExceeded {
-            max: MAX_PENDING_ENVELOPES_PER_SENDER,
-        });
-    }
-    Ok(())
 }
 
 fn fetch_envelopes(
