@@ -29,6 +29,7 @@ echo "== load generator briefly (figures: README, Benchmarks)"
 bench() { cargo run -q --profile test -p sotto-bench -- "$@"; }
 bench throughput --senders 2 --messages 20
 bench throughput --senders 2 --messages 40 --in-flight 8
+bench throughput --senders 2 --messages 20 --unanswered
 bench throughput --senders 2 --messages 20 --backend postgres
 bench idle --connections 200 --hold-secs 1
 

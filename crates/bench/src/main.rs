@@ -5,7 +5,9 @@
 //!   pairs of registered clients (`sotto-client`, each with its own encrypted profile); every
 //!   sender sends to its receiver; prints acknowledged messages per second and the delivery
 //!   latency (send call to the receiver's stored-and-acknowledged event) p50/p99. `--rate` paces
-//!   the senders (open loop) instead of sending as fast as acknowledgements come back.
+//!   the senders (open loop) instead of sending as fast as acknowledgements come back. Each pair
+//!   first exchanges a message each way (established sessions); `--unanswered` skips the reply,
+//!   so that every message is a session-starting PreKey message.
 //! - `sotto-bench idle --connections 10000`: that many registered devices holding an
 //!   authenticated channel open; prints the server's resident memory before and after.
 //!

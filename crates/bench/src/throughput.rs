@@ -33,6 +33,11 @@ pub(crate) struct Options {
     /// sending each message as soon as the previous one is acknowledged.
     #[arg(long)]
     rate: Option<u64>,
+    /// The receivers never answer: every message is then a session-starting PreKey message
+    /// (with its Kyber ciphertext), as before a first reply. By default each pair has
+    /// exchanged a message each way, as in a conversation under way.
+    #[arg(long)]
+    unanswered: bool,
 }
 
 async fn register(dir: &Path, name: &str, server: &ServerInfo) -> anyhow::Result<Client> {
@@ -64,6 +69,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         in_flight,
         backend,
         rate,
+        unanswered,
     } = options;
     anyhow::ensure!(
         senders > 0 && messages > 0 && in_flight > 0,
@@ -85,10 +91,18 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         let receiver = register(profiles.path(), &format!("receiver{i}"), &info).await?;
         pairs.push((sender, receiver));
     }
-    // Warm-up: every pair has a session and the receivers' mailboxes are drained.
+    // Warm-up: every pair has a session and the mailboxes are drained. Unless `unanswered`,
+    // each pair has exchanged a message each way, as in a conversation under way: the
+    // sessions are established, and the messages that follow are ordinary Signal messages.
     for (sender, receiver) in &pairs {
         sender.send_text(receiver.username(), "warm-up").await?;
         next_message(receiver).await?;
+        if !unanswered {
+            receiver
+                .send_text(sender.username(), "warm-up reply")
+                .await?;
+            next_message(sender).await?;
+        }
     }
 
     eprintln!("sending {messages} messages from each of {senders} senders…");
@@ -149,10 +163,13 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     let total = senders * messages;
     let acks = Latencies::new(acks);
     let deliveries = Latencies::new(deliveries);
-    let mode = match rate {
+    let mut mode = match rate {
         Some(rate) => format!("paced at {rate} msg/s"),
         None => "closed loop".to_owned(),
     };
+    if unanswered {
+        mode.push_str(", unanswered (PreKey messages)");
+    }
     println!(
         "backend {backend:?}, {senders} sender(s) x {messages} messages, \
          {in_flight} in flight per sender, {mode}"

@@ -350,10 +350,11 @@ impl Inner {
                 tx.put_session(&user, device, &record)?;
             }
         }
-        if trust::check_sendable(tx, &plan.to).is_err() {
-            return Ok(Prepared::Untrusted);
-        }
-        let theirs = trust::trusted_key(tx, &plan.to)?;
+        let theirs = match trust::sendable_key(tx, &plan.to) {
+            Ok(key) => key,
+            Err(ClientError::UntrustedIdentity { .. }) => return Ok(Prepared::Untrusted),
+            Err(e) => return Err(e),
+        };
         let mut recipient = self.usable_sessions(tx, &plan.to, theirs.as_ref())?;
         let mut own =
             self.usable_sessions(tx, &self.username, Some(self.identity.identity_key()))?;

@@ -53,23 +53,29 @@ pub(crate) fn observe(
 
 /// The identity key trusted for `username`, if any.
 pub(crate) fn trusted_key(tx: &Tx<'_>, username: &str) -> Result<Option<IdentityKey>, ClientError> {
-    match tx.contact(username)? {
-        Some(contact) => Ok(Some(
-            IdentityKey::try_from(&contact.identity_key[..])
-                .map_err(|_| crate::error::StoreError::Corrupt { table: "contacts" })?,
-        )),
-        None => Ok(None),
-    }
+    tx.contact(username)?
+        .map(|contact| key_of(&contact))
+        .transpose()
 }
 
-/// Refuses sending to a contact whose verified key changed and was not verified again.
-pub(crate) fn check_sendable(tx: &Tx<'_>, username: &str) -> Result<(), ClientError> {
+/// The identity key trusted for `username` (if any), to send with; refused while their
+/// verified key has changed and the new one is not verified.
+pub(crate) fn sendable_key(
+    tx: &Tx<'_>,
+    username: &str,
+) -> Result<Option<IdentityKey>, ClientError> {
     match tx.contact(username)? {
         Some(contact) if contact.verified_key_changed => Err(ClientError::UntrustedIdentity {
             username: username.to_owned(),
         }),
-        _ => Ok(()),
+        Some(contact) => key_of(&contact).map(Some),
+        None => Ok(None),
     }
+}
+
+fn key_of(contact: &ContactRecord) -> Result<IdentityKey, ClientError> {
+    IdentityKey::try_from(&contact.identity_key[..])
+        .map_err(|_| crate::error::StoreError::Corrupt { table: "contacts" }.into())
 }
 
 /// Marks the current key of `username` verified.
@@ -108,7 +114,7 @@ mod tests {
                 let contact = tx.contact("bob")?.unwrap();
                 assert!(contact.key_changed && !contact.verified && !contact.verified_key_changed);
                 assert!(trusted_key(tx, "bob")?.unwrap().ct_eq(&second));
-                check_sendable(tx, "bob")?;
+                assert!(sendable_key(tx, "bob")?.unwrap().ct_eq(&second));
                 Ok(())
             })
             .unwrap();
@@ -129,14 +135,15 @@ mod tests {
                 let contact = tx.contact("bob")?.unwrap();
                 assert!(!contact.verified && contact.key_changed && contact.verified_key_changed);
                 assert!(matches!(
-                    check_sendable(tx, "bob"),
+                    sendable_key(tx, "bob"),
                     Err(ClientError::UntrustedIdentity { username }) if username == "bob"
                 ));
+                assert!(trusted_key(tx, "bob")?.unwrap().ct_eq(&second));
                 // Seeing the new key again does not clear the block; verifying it does.
                 assert_eq!(observe(tx, "bob", &second, 3)?, Seen::Known);
-                assert!(check_sendable(tx, "bob").is_err());
+                assert!(sendable_key(tx, "bob").is_err());
                 verify(tx, "bob")?;
-                check_sendable(tx, "bob")?;
+                assert!(sendable_key(tx, "bob")?.unwrap().ct_eq(&second));
                 let contact = tx.contact("bob")?.unwrap();
                 assert!(contact.verified && !contact.key_changed);
                 assert!(matches!(

@@ -264,6 +264,12 @@ fn db_path(dir: &Path) -> PathBuf {
     dir.join(PROFILE_DB_FILE)
 }
 
+/// Runs one statement of the transaction machinery (`BEGIN`, `SAVEPOINT`, `COMMIT`, ...),
+/// prepared once per connection: they run for every write.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 /// Prepared statements kept per connection: more than the store's distinct statements, so
 /// that none is parsed again.
 const STATEMENT_CACHE: usize = 64;
@@ -477,12 +483,12 @@ impl Store {
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, ClientError>,
     ) -> (std::thread::Result<Result<T, ClientError>>, Kept) {
         if !writer.in_transaction {
-            if let Err(e) = writer.conn.execute_batch("BEGIN IMMEDIATE") {
+            if let Err(e) = run(&writer.conn, "BEGIN IMMEDIATE") {
                 return (Ok(Err(StoreError::from(e).into())), Kept::No);
             }
             writer.in_transaction = true;
         }
-        let ran = match writer.conn.execute_batch("SAVEPOINT write") {
+        let ran = match run(&writer.conn, "SAVEPOINT write") {
             Ok(()) => {
                 let mut scoped = Tx {
                     conn: &writer.conn,
@@ -494,7 +500,7 @@ impl Store {
             Err(e) => Ok(Err(StoreError::from(e).into())),
         };
         let kept = matches!(ran, Ok(Ok(_)))
-            && writer.conn.execute_batch("RELEASE write").is_ok()
+            && run(&writer.conn, "RELEASE write").is_ok()
             && !writer.conn.is_autocommit();
         if kept {
             writer.sessions.keep_write();
@@ -527,7 +533,7 @@ impl Store {
         let saved = commit && self.save_sessions(writer);
         writer.sessions.clear();
         if saved {
-            match writer.conn.execute_batch("COMMIT") {
+            match run(&writer.conn, "COMMIT") {
                 Ok(()) => return true,
                 Err(e) => tracing::warn!(error = %e, "committing to the local store failed"),
             }
