@@ -38,6 +38,12 @@ pub(crate) struct Options {
     /// exchanged a message each way, as in a conversation under way.
     #[arg(long)]
     unanswered: bool,
+    /// Where the clients' profiles go (in a fresh temporary directory inside it). By default
+    /// the system's temporary directory, on the same disk as the server's database here; a
+    /// memory file system (`/dev/shm`) takes the clients' disk syncs off that disk, as when
+    /// every client has a disk of its own.
+    #[arg(long)]
+    profiles: Option<std::path::PathBuf>,
 }
 
 async fn register(dir: &Path, name: &str, server: &ServerInfo) -> anyhow::Result<Client> {
@@ -70,6 +76,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         backend,
         rate,
         unanswered,
+        profiles: profiles_in,
     } = options;
     anyhow::ensure!(
         senders > 0 && messages > 0 && in_flight > 0,
@@ -82,7 +89,11 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
             server.process.key_hex(),
         )?),
     };
-    let profiles = tempfile::tempdir()?;
+    let profiles = match &profiles_in {
+        Some(dir) => tempfile::tempdir_in(dir)
+            .with_context(|| format!("making a profile directory in {}", dir.display()))?,
+        None => tempfile::tempdir()?,
+    };
 
     eprintln!("registering {senders} sender/receiver pairs…");
     let mut pairs = Vec::new();
@@ -169,6 +180,9 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     };
     if unanswered {
         mode.push_str(", unanswered (PreKey messages)");
+    }
+    if let Some(dir) = &profiles_in {
+        mode.push_str(&format!(", client profiles in {}", dir.display()));
     }
     println!(
         "backend {backend:?}, {senders} sender(s) x {messages} messages, \
