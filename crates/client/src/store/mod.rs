@@ -4,9 +4,9 @@
 //! fresh random nonce per write and the table and row key in the associated data, so that
 //! rows cannot be swapped or moved; every lookup key (usernames, prekey and envelope ids) is
 //! an HMAC-SHA256 under a separate derived key (for ids written in runs, such as envelope ids,
-//! two halves of HMACs, of the run and of the id, so that a run's rows share pages). The file shows neither contents nor contact
-//! names. A key-check value in the plaintext `meta` table detects a wrong passphrase or key
-//! file before anything else is read or written.
+//! two halves of HMACs, of the run and of the id, so that a run's rows share pages). The file
+//! shows neither contents nor contact names. A key-check value in the plaintext `meta` table
+//! detects a wrong passphrase or key file before anything else is read or written.
 //!
 //! All access goes through [`Store::write`], [`Store::write_group`] and [`Store::read`], which
 //! run closures inside SQLite transactions: read-modify-write cycles (a ratchet step and its
