@@ -501,13 +501,19 @@ fn started_session() -> SessionRecord {
     record
 }
 
-#[test]
-fn sessions_changed_in_a_shared_transaction_are_saved_once_as_the_kept_writes_left_them() {
-    let (_dir, store) = temp_store();
+/// A fresh store holding [`started_session`] as the session with bob's device 1.
+fn store_with_a_session() -> (tempfile::TempDir, Store, SessionRecord) {
+    let (dir, store) = temp_store();
     let start = started_session();
     store
         .write(|tx| Ok(tx.put_session("bob", 1, &start)?))
         .unwrap();
+    (dir, store, start)
+}
+
+#[test]
+fn sessions_changed_in_a_shared_transaction_are_saved_once_as_the_kept_writes_left_them() {
+    let (_dir, store, start) = store_with_a_session();
     // Each write takes a ratchet step on bob's session; the ones that fail or panic after
     // saving their step must leave the session as the kept writes before them left it.
     let write = |outcome: &'static str| {
@@ -563,11 +569,7 @@ fn sessions_changed_in_a_shared_transaction_are_saved_once_as_the_kept_writes_le
 
 #[test]
 fn sessions_that_cannot_be_saved_at_commit_fail_the_whole_transaction() {
-    let (_dir, store) = temp_store();
-    let start = started_session();
-    store
-        .write(|tx| Ok(tx.put_session("bob", 1, &start)?))
-        .unwrap();
+    let (_dir, store, start) = store_with_a_session();
     let (step, step_answer) = QueuedWrite::queue(|tx: &mut Tx<'_>| -> Result<(), ClientError> {
         let mut record = tx.session("bob", 1)?.unwrap();
         record.encrypt(b"step", 1).unwrap();
