@@ -398,12 +398,15 @@ impl Connection {
             frames.push(response_frame(outcome.response));
             registered = registered.or(outcome.registered);
         }
-        self.write(&frames).await?;
+        // Bound before the answer goes out: a client that has its answer may reconnect as the
+        // new device at once, and that connection must find this one bound already (and
+        // replace it), not be replaced by it.
         if let Some(device) = registered {
             if self.device.is_none() {
                 self.bind(device).await;
             }
         }
+        self.write(&frames).await?;
         Ok(())
     }
 

@@ -230,3 +230,31 @@ async fn registrations_from_one_address_are_rate_limited() {
     assert_eq!(code(&error), ErrorCode::Unauthenticated, "{error}");
     again.close().await;
 }
+
+#[tokio::test]
+async fn a_device_that_reconnects_as_soon_as_it_registered_keeps_the_new_connection() {
+    let server = TestServer::start().await;
+    // A client that has its registration answered may connect again as the device at once
+    // (as the load generator does): the new connection replaces the one it registered on,
+    // never the other way round.
+    for i in 0..20 {
+        let key = StaticKeypair::generate();
+        let mut first = TestClient::connect(&server, &key).await;
+        let registered = first
+            .request(Body::Register(register_request(&format!("quick{i}"), 3, 1)))
+            .await;
+        assert!(
+            matches!(registered, response::Body::Registered(_)),
+            "{registered:?}"
+        );
+        let mut second = TestClient::connect(&server, &key).await;
+        let (_, frame) = first.frames_until_close().await;
+        assert_eq!(frame.map(|f| u16::from(f.code)), Some(4000), "round {i}");
+        second.queue_empty().await;
+        match second.request(Body::PrekeyCount(PrekeyCount {})).await {
+            response::Body::PrekeyCounts(c) => assert_eq!(c.one_time, 1),
+            other => panic!("{other:?}"),
+        }
+        second.close().await;
+    }
+}
