@@ -993,8 +993,9 @@ fn append_batch(
         .collect()
 }
 
-/// Whether every envelope of one send may be stored: its device exists, its mailbox has room,
-/// and its sender's quota there is not used up (counting the send's earlier envelopes).
+/// Whether every envelope of one send may be stored: its timestamp fits, its device exists,
+/// its mailbox has room, and its sender's quota there is not used up (counting the send's
+/// earlier envelopes).
 fn check_send(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<(), StoreError> {
     let mut count = conn
         .prepare_cached("SELECT mailbox_count FROM devices WHERE account = ?1 AND device_id = ?2")
@@ -1002,6 +1003,7 @@ fn check_send(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<(), StoreE
     // The mailboxes of the envelopes checked so far.
     let mut earlier: Vec<DeviceAddress> = Vec::with_capacity(envelopes.len());
     for envelope in envelopes {
+        stored_timestamp(envelope)?;
         let destination = envelope.destination;
         let stored: i64 = count
             .query_row(
@@ -1030,6 +1032,12 @@ fn check_send(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<(), StoreE
         earlier.push(destination);
     }
     Ok(())
+}
+
+/// An envelope's timestamp as stored.
+fn stored_timestamp(envelope: &NewEnvelope) -> Result<i64, StoreError> {
+    i64::try_from(envelope.server_timestamp_ms)
+        .map_err(|_| StoreError::Backend("envelope timestamp out of range".to_owned()))
 }
 
 /// Envelopes from `source` waiting in `mailbox`. The writer is the only connection that
@@ -1072,8 +1080,7 @@ fn append_envelopes(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<Vec<
             envelope.destination.account.0,
             envelope.destination.device_id,
         );
-        let timestamp = i64::try_from(envelope.server_timestamp_ms)
-            .map_err(|_| StoreError::Backend("envelope timestamp out of range".to_owned()))?;
+        let timestamp = stored_timestamp(envelope)?;
         let seq: i64 = next_seq
             .query_row(params![account, device_id], |row| row.get(0))
             .map_err(db)?;
