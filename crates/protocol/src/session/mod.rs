@@ -372,6 +372,43 @@ impl SessionRecord {
         Ok(message)
     }
 
+    /// The counter the next message on the current sending chain gets; `None` without a
+    /// current session.
+    pub fn next_sending_counter(&self) -> Option<u32> {
+        self.current
+            .as_ref()
+            .map(|state| state.sender_chain.chain_key.index())
+    }
+
+    /// Moves the current sending chain on, so that the next message gets `counter` (or a
+    /// later one: a chain never moves back); the message keys passed over are never used, and
+    /// the peer takes the gap as messages that did not arrive.
+    ///
+    /// For a store that may have lost its latest writes (a crash) but knows up to which
+    /// counter messages may have gone out meanwhile: encrypting again from the older state
+    /// would use those message keys a second time, for other plaintexts. A chain that would
+    /// have to move more than [`MAX_FORWARD_JUMPS`](crate::MAX_FORWARD_JUMPS), further than
+    /// the peer follows, is archived instead: the next message starts a new session.
+    pub fn skip_sending_to(&mut self, counter: u32) {
+        let Some(state) = self.current.as_mut() else {
+            return;
+        };
+        let index = state.sender_chain.chain_key.index();
+        if counter <= index {
+            return;
+        }
+        if counter - index > MAX_FORWARD_JUMPS {
+            self.archive_current_state();
+            return;
+        }
+        while state.sender_chain.chain_key.index() < counter {
+            match state.sender_chain.chain_key.step() {
+                Some((_, next)) => state.sender_chain.chain_key = next,
+                None => break,
+            }
+        }
+    }
+
     /// Decrypts a Double Ratchet message. May draw a new ratchet key (32 bytes) when the
     /// message starts a new receiving chain.
     pub fn decrypt<R: CryptoRng + ?Sized>(

@@ -430,6 +430,46 @@ fn forward_jump_limit_and_skipped_key_limit() {
 }
 
 #[test]
+fn skipping_the_sending_chain_passes_over_keys_the_peer_tolerates_missing() {
+    let mut rng = ChaCha20Rng::seed_from_u64(15);
+    let (mut alice, mut bob) = established(&mut rng);
+    assert_eq!(alice.next_sending_counter(), Some(0));
+    // Two messages sent from a state that is then lost (a crash): the state before them,
+    // restored, skips past every counter that may have been used.
+    let saved = alice.clone();
+    let lost: Vec<SignalMessage> = (0..2)
+        .map(|i| {
+            whisper(
+                alice
+                    .encrypt(format!("lost {i}").as_bytes(), NOW_MS)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(alice.next_sending_counter(), Some(2));
+    let mut restored = saved;
+    restored.skip_sending_to(10);
+    assert_eq!(restored.next_sending_counter(), Some(10));
+    restored.skip_sending_to(4); // never back
+    assert_eq!(restored.next_sending_counter(), Some(10));
+    let after = whisper(restored.encrypt(b"after", NOW_MS).unwrap());
+    assert_eq!(after.counter(), 10);
+    // The peer reads the message after the gap and, later, the ones before it.
+    assert_eq!(bob.decrypt(&after, &mut rng).unwrap(), b"after");
+    assert_eq!(bob.decrypt(&lost[1], &mut rng).unwrap(), b"lost 1");
+    assert_eq!(bob.decrypt(&lost[0], &mut rng).unwrap(), b"lost 0");
+
+    // Further than the peer follows: the session is archived, a new one must start.
+    restored.skip_sending_to(11 + MAX_FORWARD_JUMPS + 1);
+    assert!(!restored.has_current_session());
+    assert_eq!(restored.next_sending_counter(), None);
+    assert!(matches!(
+        restored.encrypt(b"no", NOW_MS),
+        Err(EncryptError::NoSession)
+    ));
+}
+
+#[test]
 fn records_reject_garbage_and_unknown_format_versions() {
     let mut rng = ChaCha20Rng::seed_from_u64(15);
     let (alice, _) = established(&mut rng);
