@@ -1,9 +1,11 @@
 //! Group commit: one task takes the envelopes of every connection's sends and stores whatever
-//! has queued up meanwhile with one durable [`Store::append_batch`] call, so that
-//! durability costs one commit per batch rather than per send. A send refused by the store (a
-//! full mailbox, a vanished device) fails alone, in the same commit as the others. A send is
-//! answered only after the commit holding it has returned.
+//! has queued up meanwhile with one [`Store::append_batch`] call, so that durability costs one
+//! commit per batch rather than per send. A send refused by the store (a full mailbox, a
+//! vanished device) fails alone, in the same commit as the others. The envelopes go to the
+//! connections of their devices on this instance as soon as the batch is visible, while it is
+//! being made durable; a send is answered only once the batch is durable.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -13,12 +15,12 @@ use crate::delivery::Delivery;
 use crate::limits::{COMMIT_QUEUE_SENDS, MAX_COMMIT_BATCH_ENVELOPES};
 use crate::metrics::Metrics;
 use crate::reply::RequestError;
-use crate::store::{DeviceAddress, NewEnvelope, Store, StoreError};
+use crate::store::{Appended, DeviceAddress, NewEnvelope, Store, StoreError, StoredEnvelope};
 
 /// One send's envelopes, and where to say how its commit went.
 struct Job {
     envelopes: Vec<NewEnvelope>,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    done: oneshot::Sender<Result<(), RequestError>>,
 }
 
 /// Where connections hand their sends to the batcher.
@@ -73,10 +75,7 @@ impl CommitQueue {
             .await
             .map_err(|_| RequestError::ShuttingDown)?;
         let _ = turn.queued.send(());
-        result
-            .await
-            .map_err(|_| RequestError::ShuttingDown)?
-            .map_err(RequestError::Store)
+        result.await.map_err(|_| RequestError::ShuttingDown)?
     }
 }
 
@@ -159,10 +158,12 @@ impl Worker {
         // Only the sends that were stored wake their mailboxes.
         let mailboxes: Vec<Vec<DeviceAddress>> = sends.iter().map(|s| destinations(s)).collect();
         let counts: Vec<usize> = sends.iter().map(Vec::len).collect();
+        let handed = Handed::new(&self.delivery, &sends);
         match self.store.append_batch(sends).await {
-            Ok(results) if results.len() == waiting.len() => {
+            Ok(Appended { results, durable }) if results.len() == waiting.len() => {
                 let mut woken = Vec::new();
                 let mut stored = 0;
+                let envelopes = handed.into_stored(&results);
                 let answers: Vec<Result<(), StoreError>> = results
                     .into_iter()
                     .zip(mailboxes.into_iter().zip(counts))
@@ -175,14 +176,27 @@ impl Worker {
                     .collect();
                 woken.sort_unstable();
                 woken.dedup();
+                // Visible: push now, while the batch is made durable.
+                self.delivery.wake_local(&woken, envelopes);
+                if let Err(e) = durable.wait().await {
+                    tracing::error!(error = %e, "a stored batch of sends could not be synced");
+                    self.metrics.commit_failed();
+                    for (done, answer) in waiting.into_iter().zip(answers) {
+                        let _ = done.send(
+                            answer
+                                .map_err(RequestError::Store)
+                                .and(Err(RequestError::Unsynced)),
+                        );
+                    }
+                    return;
+                }
                 self.metrics.commit(stored);
-                self.delivery.wake_local(&woken);
                 for (done, answer) in waiting.into_iter().zip(answers) {
-                    let _ = done.send(answer);
+                    let _ = done.send(answer.map_err(RequestError::Store));
                 }
                 self.delivery.wake_remote(&woken).await;
             }
-            Ok(results) => {
+            Ok(Appended { results, .. }) => {
                 // A store bug: whatever it stored, no send can be told it succeeded.
                 tracing::error!(
                     sends = waiting.len(),
@@ -191,9 +205,9 @@ impl Worker {
                 );
                 self.metrics.commit_failed();
                 for done in waiting {
-                    let _ = done.send(Err(StoreError::Backend(
+                    let _ = done.send(Err(RequestError::Store(StoreError::Backend(
                         "the batch was answered wrongly".into(),
-                    )));
+                    ))));
                 }
             }
             Err(e) => {
@@ -201,13 +215,71 @@ impl Worker {
                 self.metrics.commit_failed();
                 let mut waiting = waiting.into_iter();
                 if let Some(done) = waiting.next() {
-                    let _ = done.send(Err(e));
+                    let _ = done.send(Err(RequestError::Store(e)));
                 }
                 for done in waiting {
-                    let _ = done.send(Err(StoreError::Backend("batch failed".into())));
+                    let _ = done.send(Err(RequestError::Store(StoreError::Backend(
+                        "batch failed".into(),
+                    ))));
                 }
             }
         }
+    }
+}
+
+/// The envelopes of a batch whose devices are connected to this instance, kept to hand to
+/// their connections once stored (see [`crate::delivery::Handoff`]).
+struct Handed {
+    /// `(send, envelope within it, device, envelope without its id)`.
+    envelopes: Vec<(usize, usize, DeviceAddress, StoredEnvelope)>,
+}
+
+impl Handed {
+    fn new(delivery: &Delivery, sends: &[Vec<NewEnvelope>]) -> Self {
+        let devices: Vec<DeviceAddress> = sends.iter().flat_map(|s| destinations(s)).collect();
+        let connected = delivery.connected_here(&devices);
+        let mut envelopes = Vec::new();
+        if connected.is_empty() {
+            return Self { envelopes };
+        }
+        for (send, list) in sends.iter().enumerate() {
+            for (index, envelope) in list.iter().enumerate() {
+                if connected.contains(&envelope.destination) {
+                    envelopes.push((
+                        send,
+                        index,
+                        envelope.destination,
+                        StoredEnvelope {
+                            id: 0,
+                            source: envelope.source.clone(),
+                            source_device: envelope.source_device,
+                            r#type: envelope.envelope_type,
+                            content: envelope.content.clone(),
+                            server_timestamp_ms: envelope.server_timestamp_ms,
+                        },
+                    ));
+                }
+            }
+        }
+        Self { envelopes }
+    }
+
+    /// The envelopes of the sends that were stored, with their ids, by device (in sequence
+    /// order: sends take their numbers in batch order).
+    fn into_stored(
+        self,
+        results: &[Result<Vec<u64>, StoreError>],
+    ) -> HashMap<DeviceAddress, Vec<StoredEnvelope>> {
+        let mut stored: HashMap<DeviceAddress, Vec<StoredEnvelope>> = HashMap::new();
+        for (send, index, device, mut envelope) in self.envelopes {
+            if let Some(Ok(ids)) = results.get(send) {
+                if let Some(&id) = ids.get(index) {
+                    envelope.id = id;
+                    stored.entry(device).or_default().push(envelope);
+                }
+            }
+        }
+        stored
     }
 }
 
@@ -228,8 +300,7 @@ mod tests {
 
     use super::*;
     use crate::store::{
-        AccountDevices, AccountId, DeviceRecord, NewDevice, PrekeyCounts, PrekeyUpload,
-        StoredEnvelope,
+        AccountDevices, AccountId, DeviceRecord, Durable, NewDevice, PrekeyCounts, PrekeyUpload,
     };
 
     /// The device whose mailbox is full.
@@ -279,16 +350,13 @@ mod tests {
         ) -> Result<Option<Vec<Bundle>>, StoreError> {
             Ok(None)
         }
-        async fn append_batch(
-            &self,
-            sends: Vec<Vec<NewEnvelope>>,
-        ) -> Result<Vec<Result<Vec<u64>, StoreError>>, StoreError> {
+        async fn append_batch(&self, sends: Vec<Vec<NewEnvelope>>) -> Result<Appended, StoreError> {
             let hold = self.hold_first.lock().unwrap().take();
             if let Some(hold) = hold {
                 let _ = hold.await;
             }
             self.appends.lock().unwrap().push(sends.len());
-            Ok(sends
+            let results = sends
                 .iter()
                 .map(|envelopes| {
                     if envelopes.iter().any(|e| e.destination.device_id == FULL) {
@@ -297,7 +365,11 @@ mod tests {
                         Ok((1..=envelopes.len() as u64).collect())
                     }
                 })
-                .collect())
+                .collect();
+            Ok(Appended {
+                results,
+                durable: Durable::already(),
+            })
         }
         async fn fetch_envelopes(
             &self,

@@ -293,13 +293,7 @@ impl Connection {
                     self.fetch = None;
                     self.pushed(fetched).await
                 }
-                Event::Woken => match &self.handle {
-                    Some(handle) if handle.is_replaced() => Err(End::Replaced),
-                    _ => {
-                        self.push.dirty = true;
-                        Ok(())
-                    }
-                },
+                Event::Woken => self.woken().await,
                 Event::Nats(message) => self.nats(message),
                 Event::Message(message) => self.received(message).await,
             };
@@ -310,11 +304,10 @@ impl Connection {
         if end.is_orderly() {
             let _ = timeout(SHUTDOWN_GRACE, async {
                 while let Some(outcome) = self.in_flight.next().await {
-                    if self
-                        .write(&[response_frame(outcome.response)])
-                        .await
-                        .is_err()
-                    {
+                    let Some(response) = outcome.response else {
+                        continue;
+                    };
+                    if self.write(&[response_frame(response)]).await.is_err() {
                         break;
                     }
                 }
@@ -348,6 +341,51 @@ impl Connection {
                 .fetch_envelopes(address, after, PUSH_PAGE_ENVELOPES)
                 .await
         }));
+    }
+
+    /// A local wake: pushes the envelopes handed over with it if they are exactly the ones
+    /// after the last pushed (and no mailbox read is due, which could be pushing them too);
+    /// otherwise the mailbox is read.
+    async fn woken(&mut self) -> Result<(), End> {
+        let Some(handle) = &self.handle else {
+            return Ok(());
+        };
+        if handle.is_replaced() {
+            return Err(End::Replaced);
+        }
+        let handoff = handle.take_handoff();
+        let last_pushed = self.push.last_pushed;
+        // A mailbox read since may have pushed some of them already.
+        let envelopes: Vec<StoredEnvelope> = handoff
+            .envelopes
+            .into_iter()
+            .filter(|envelope| envelope.id > last_pushed)
+            .collect();
+        let mut previous = last_pushed;
+        let follows = envelopes.iter().all(|envelope| {
+            let next = previous.checked_add(1) == Some(envelope.id);
+            previous = envelope.id;
+            next
+        });
+        if handoff.overflowed
+            || self.push.dirty
+            || self.fetch.is_some()
+            || !follows
+            || envelopes.is_empty()
+        {
+            self.push.dirty = true;
+            return Ok(());
+        }
+        let frames: Vec<ServerFrame> = envelopes
+            .into_iter()
+            .map(|envelope| {
+                self.push.last_pushed = envelope.id;
+                push_frame(push::Kind::Envelope(envelope))
+            })
+            .collect();
+        self.write(&frames).await?;
+        self.shared.metrics.envelopes_pushed(frames.len());
+        Ok(())
     }
 
     /// Pushes a fetched page; after the last page of the initial mailbox, "queue empty".
@@ -394,8 +432,12 @@ impl Connection {
         }
         let mut frames = Vec::with_capacity(outcomes.len());
         let mut registered = None;
+        let mut unanswered = false;
         for outcome in outcomes {
-            frames.push(response_frame(outcome.response));
+            match outcome.response {
+                Some(response) => frames.push(response_frame(response)),
+                None => unanswered = true,
+            }
             registered = registered.or(outcome.registered);
         }
         // Bound before the answer goes out: a client that has its answer may reconnect as the
@@ -407,6 +449,10 @@ impl Connection {
             }
         }
         self.write(&frames).await?;
+        if unanswered {
+            // Whether a send survives is unknown: the client learns that by the close.
+            return Err(End::Internal);
+        }
         Ok(())
     }
 
@@ -461,7 +507,7 @@ impl Connection {
                     _ => "not a request frame",
                 };
                 let outcome = requests::malformed(&self.shared, id, why);
-                self.write(&[response_frame(outcome.response)]).await
+                self.finish(outcome).await
             }
         }
     }

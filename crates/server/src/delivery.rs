@@ -4,8 +4,10 @@
 //! connection subscribes to its device's subject `<prefix>.mailbox.<account>.<device>` while it
 //! lives; after a commit every instance publishes a wake there. The same subject carries
 //! take-overs: a new connection announces itself, and an older one of the same device on any
-//! instance closes. Wakes carry nothing but the publishing instance: a woken connection reads
-//! its mailbox from the database.
+//! instance closes. Wakes over NATS carry nothing but the publishing instance: a woken
+//! connection reads its mailbox from the database. Local wakes hand the connection the
+//! envelopes just stored for it as well, so that a connection that has pushed everything
+//! before them pushes them without reading them back ([`Handoff`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-use crate::limits::NATS_SUBSCRIBE_TIMEOUT;
-use crate::store::DeviceAddress;
+use crate::limits::{NATS_SUBSCRIBE_TIMEOUT, PUSH_PAGE_ENVELOPES};
+use crate::store::{DeviceAddress, StoredEnvelope};
 
 /// A wake: `WAKE || publishing instance (8 bytes)`.
 const WAKE: u8 = b'w';
@@ -66,15 +68,42 @@ pub(crate) enum Signal {
     Ignore,
 }
 
+/// Envelopes stored for a connection's device since it last looked, in sequence order. At
+/// most [`PUSH_PAGE_ENVELOPES`]: beyond that they are dropped and the connection reads its
+/// mailbox instead, so a connection that falls behind holds no more than a page.
+#[derive(Debug, Default)]
+pub(crate) struct Handoff {
+    /// What was handed over.
+    pub(crate) envelopes: Vec<StoredEnvelope>,
+    /// Some were dropped.
+    pub(crate) overflowed: bool,
+}
+
 /// One connection's place in the registry.
 #[derive(Debug)]
 pub(crate) struct ConnectionHandle {
     wake: Notify,
     replaced: AtomicBool,
     stamp: Stamp,
+    handoff: Mutex<Handoff>,
 }
 
 impl ConnectionHandle {
+    /// What was handed over since the last call.
+    pub(crate) fn take_handoff(&self) -> Handoff {
+        std::mem::take(&mut *self.handoff.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn hand_over(&self, envelopes: Vec<StoredEnvelope>) {
+        let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+        if handoff.envelopes.len() + envelopes.len() > PUSH_PAGE_ENVELOPES {
+            handoff.envelopes.clear();
+            handoff.overflowed = true;
+        } else if !handoff.overflowed {
+            handoff.envelopes.extend(envelopes);
+        }
+    }
+
     /// Waits for a wake or for the connection's replacement.
     pub(crate) async fn woken(&self) {
         self.wake.notified().await;
@@ -138,6 +167,7 @@ impl Delivery {
             wake: Notify::new(),
             replaced: AtomicBool::new(false),
             stamp: Stamp::now(),
+            handoff: Mutex::default(),
         });
         let old = self
             .local
@@ -211,11 +241,29 @@ impl Delivery {
         }
     }
 
-    /// Wakes the connections of these devices on this instance.
-    pub(crate) fn wake_local(&self, devices: &[DeviceAddress]) {
+    /// Which of these devices have a connection on this instance.
+    pub(crate) fn connected_here(&self, devices: &[DeviceAddress]) -> Vec<DeviceAddress> {
+        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        devices
+            .iter()
+            .copied()
+            .filter(|device| local.contains_key(device))
+            .collect()
+    }
+
+    /// Wakes the connections of these devices on this instance, handing them the envelopes
+    /// just stored for them (in sequence order, per device) that `stored` has.
+    pub(crate) fn wake_local(
+        &self,
+        devices: &[DeviceAddress],
+        mut stored: HashMap<DeviceAddress, Vec<StoredEnvelope>>,
+    ) {
         let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
         for device in devices {
             if let Some(handle) = local.get(device) {
+                if let Some(envelopes) = stored.remove(device) {
+                    handle.hand_over(envelopes);
+                }
                 handle.wake.notify_one();
             }
         }
@@ -275,10 +323,47 @@ mod tests {
         first.woken().await; // the replacement woke it
                              // The old connection leaving does not unregister the new one.
         delivery.detach(device(1), &first);
-        delivery.wake_local(&[device(1)]);
+        delivery.wake_local(&[device(1)], HashMap::new());
         second.woken().await;
         delivery.detach(device(1), &second);
         assert!(delivery.local.lock().unwrap().is_empty());
+    }
+
+    fn stored(id: u64) -> StoredEnvelope {
+        StoredEnvelope {
+            id,
+            source: "alice".into(),
+            source_device: 1,
+            r#type: 1,
+            content: vec![1],
+            server_timestamp_ms: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn wakes_hand_over_what_was_stored_up_to_a_page() {
+        let delivery = Delivery::new(None, "sotto".into());
+        let handle = delivery.attach(device(1)).await.handle;
+        let woken = |ids: std::ops::RangeInclusive<u64>| {
+            let stored = HashMap::from([(device(1), ids.map(stored).collect())]);
+            delivery.wake_local(&[device(1), device(2)], stored);
+        };
+        woken(1..=2);
+        woken(3..=3);
+        handle.woken().await;
+        let handoff = handle.take_handoff();
+        let ids: Vec<u64> = handoff.envelopes.iter().map(|e| e.id).collect();
+        assert_eq!((ids, handoff.overflowed), (vec![1, 2, 3], false));
+        assert!(handle.take_handoff().envelopes.is_empty());
+
+        // More than a page unread: none of it is kept, and the connection reads its mailbox.
+        woken(4..=(3 + PUSH_PAGE_ENVELOPES as u64));
+        woken(100..=100);
+        woken(101..=101);
+        let handoff = handle.take_handoff();
+        assert!(handoff.envelopes.is_empty() && handoff.overflowed);
+        woken(102..=102);
+        assert_eq!(handle.take_handoff().envelopes.len(), 1);
     }
 
     #[test]

@@ -23,7 +23,11 @@ use crate::Shared;
 /// registered one.
 #[derive(Debug)]
 pub(crate) struct Outcome {
-    pub(crate) response: Response,
+    /// `None` when the outcome is unknown ([`RequestError::Unsynced`]): then the connection
+    /// closes without an answer, so that the client, as after any lost answer, sends again
+    /// with the same message id (receivers keep one copy), rather than taking an error for
+    /// "not sent".
+    pub(crate) response: Option<Response>,
     pub(crate) registered: Option<DeviceRecord>,
 }
 
@@ -91,12 +95,13 @@ pub(crate) async fn handle(
         (Body::Ack(ack), Some(device)) => acknowledge(&shared, device, ack).await,
     };
     let address = device.as_ref().map(|d| d.address);
+    let answered = !matches!(result, Err(RequestError::Unsynced));
     let result = result.map_err(|e| e.into_api(kind, address));
     shared
         .metrics
         .request(kind, result.as_ref().map(|_| ()).map_err(|e| e.code()));
     Outcome {
-        response: reply::response(request.id, result),
+        response: answered.then(|| reply::response(request.id, result)),
         registered,
     }
 }
@@ -109,7 +114,7 @@ pub(crate) fn malformed(shared: &Shared, id: u64, why: &str) -> Outcome {
         .metrics
         .request(RequestKind::Malformed, Err(error.code()));
     Outcome {
-        response: reply::response(id, Err(error)),
+        response: Some(reply::response(id, Err(error))),
         registered: None,
     }
 }

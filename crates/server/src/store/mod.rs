@@ -2,9 +2,13 @@
 //! conformance suite that both pass (`tests/it/store_conformance.rs`).
 //!
 //! The server stores only public keys and ciphertexts. Every method is one transaction; a
-//! method that returns an error has changed nothing. Writes that acknowledge a sender
-//! ([`Store::append_batch`]) are durable when they return (SQLite WAL with
-//! `synchronous=FULL`, PostgreSQL with `synchronous_commit=on`).
+//! method that returns an error has changed nothing. Writes are durable when they return
+//! (SQLite: its write-ahead log synced; PostgreSQL: `synchronous_commit=on`), with two
+//! exceptions that a power cut may undo until the next sync, and that can be undone without
+//! harm: acknowledgements (the device gets the envelope again and recognises it by its id)
+//! and expiry. A batch of sends ([`Store::append_batch`]) returns once it is visible to
+//! readers, so that its envelopes can be pushed, and says separately when it is durable
+//! ([`Appended::durable`]): senders are answered only then.
 
 mod postgres;
 mod sqlite;
@@ -149,6 +153,45 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// A batch of sends as [`Store::append_batch`] stored it.
+#[derive(Debug)]
+pub struct Appended {
+    /// One entry per send, in the order given: the per-device sequence number given to each
+    /// of its envelopes (in its order), or why that send was refused.
+    pub results: Vec<Result<Vec<u64>, StoreError>>,
+    /// Completes once the batch is durable.
+    pub durable: Durable,
+}
+
+/// Completes once a commit is on disk.
+#[derive(Debug)]
+pub struct Durable(Option<tokio::sync::oneshot::Receiver<Result<(), StoreError>>>);
+
+impl Durable {
+    /// A commit that was durable by the time it was visible.
+    pub fn already() -> Self {
+        Self(None)
+    }
+
+    /// A commit whose sync the database writer reports on `synced`.
+    fn pending(synced: tokio::sync::oneshot::Receiver<Result<(), StoreError>>) -> Self {
+        Self(Some(synced))
+    }
+
+    /// Waits until the commit is on disk. An error means it may never get there: what it
+    /// stored is visible, and may have been pushed, but a power cut could undo it.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        match self.0 {
+            None => Ok(()),
+            Some(synced) => synced.await.unwrap_or_else(|_| {
+                Err(StoreError::Backend(
+                    "the database writer stopped before the commit was synced".to_owned(),
+                ))
+            }),
+        }
+    }
+}
+
 /// A `fetch_envelopes` request as the databases' signed integers, or `None` when it can
 /// return nothing: sequence numbers are at most `i64::MAX`, so nothing comes after a larger
 /// `after`, and a zero `limit` asks for nothing.
@@ -199,21 +242,21 @@ pub trait Store: Send + Sync + 'static {
         device_id: Option<u32>,
     ) -> Result<Option<Vec<Bundle>>, StoreError>;
 
-    /// Stores a batch of independent sends in one durable transaction (one commit for all of
-    /// them), each send all or nothing: the result has one entry per send, in the order given,
-    /// either the per-device sequence number given to each of its envelopes (in its order) or
-    /// why that send was refused (such as [`StoreError::NotFound`] for a missing device,
-    /// [`StoreError::MailboxFull`] or [`StoreError::SenderQuotaExceeded`]), in which case it stored nothing and used no sequence
-    /// number, while the other sends are committed. The outer error means the transaction
-    /// failed as a whole and nothing of the batch was stored.
+    /// Stores a batch of independent sends in one transaction (one commit for all of them),
+    /// each send all or nothing, and returns once the batch is visible to
+    /// [`Store::fetch_envelopes`]; [`Appended::durable`] completes once it is durable. The
+    /// results have one entry per send, in the order given, either the per-device sequence
+    /// number given to each of its envelopes (in its order) or why that send was refused
+    /// (such as [`StoreError::NotFound`] for a missing device, [`StoreError::MailboxFull`] or
+    /// [`StoreError::SenderQuotaExceeded`]), in which case it stored nothing and used no
+    /// sequence number, while the other sends are committed. The outer error means the
+    /// transaction failed as a whole and nothing of the batch was stored.
     ///
     /// Sends take their sequence numbers in batch order. Sequence numbers increase per device,
-    /// start at 1 and are never reused; each device's envelopes become visible to
-    /// [`Store::fetch_envelopes`] in sequence order.
-    async fn append_batch(
-        &self,
-        sends: Vec<Vec<NewEnvelope>>,
-    ) -> Result<Vec<Result<Vec<u64>, StoreError>>, StoreError>;
+    /// start at 1 and are never given out twice, not even after a power cut undid a batch
+    /// that had been visible (they may jump after a restart); each device's envelopes become
+    /// visible to [`Store::fetch_envelopes`] in sequence order.
+    async fn append_batch(&self, sends: Vec<Vec<NewEnvelope>>) -> Result<Appended, StoreError>;
 
     /// Envelopes of a mailbox with a sequence number above `after`, in order, at most `limit`.
     async fn fetch_envelopes(
@@ -224,10 +267,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<StoredEnvelope>, StoreError>;
 
     /// Deletes these envelopes of this device's mailbox (ids of other devices' envelopes, or of
-    /// deleted ones, are ignored) and returns how many were deleted.
+    /// deleted ones, are ignored) and returns how many were deleted. A power cut may undo the
+    /// deletion until the next durable write.
     async fn ack_envelopes(&self, device: DeviceAddress, ids: &[u64]) -> Result<u64, StoreError>;
 
-    /// Deletes every envelope stored before `before_ms` and returns how many.
+    /// Deletes every envelope stored before `before_ms` and returns how many. A power cut may
+    /// undo the deletion until the next durable write.
     async fn expire_envelopes(&self, before_ms: u64) -> Result<u64, StoreError>;
 }
 

@@ -28,8 +28,9 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AccountDevices, AccountId, DeviceAddress, DeviceRecord, NewDevice, NewEnvelope, PrekeyCounts,
-    PrekeyUpload, Store, StoreError, StoredEnvelope, MAX_PENDING_ENVELOPES_PER_SENDER,
+    AccountDevices, AccountId, Appended, DeviceAddress, DeviceRecord, Durable, NewDevice,
+    NewEnvelope, PrekeyCounts, PrekeyUpload, Store, StoreError, StoredEnvelope,
+    MAX_PENDING_ENVELOPES_PER_SENDER,
 };
 
 /// Connections per server instance. Each request holds one for one short transaction; 16 keep
@@ -886,21 +887,22 @@ impl Store for PostgresStore {
             .map_err(|e| in_op("take_bundles", e))
     }
 
-    async fn append_batch(
-        &self,
-        sends: Vec<Vec<NewEnvelope>>,
-    ) -> Result<Vec<Result<Vec<u64>, StoreError>>, StoreError> {
-        if sends.iter().all(Vec::is_empty) {
-            return Ok(sends.iter().map(|_| Ok(Vec::new())).collect());
-        }
-        let results = self
-            .append_batch_tx(sends)
-            .await
-            .map_err(|e| in_op("append_batch", e))?;
-        Ok(results
-            .into_iter()
-            .map(|result| result.map_err(|e| in_op("append_batch", e)))
-            .collect())
+    async fn append_batch(&self, sends: Vec<Vec<NewEnvelope>>) -> Result<Appended, StoreError> {
+        let results = if sends.iter().all(Vec::is_empty) {
+            sends.iter().map(|_| Ok(Vec::new())).collect()
+        } else {
+            self.append_batch_tx(sends)
+                .await
+                .map_err(|e| in_op("append_batch", e))?
+                .into_iter()
+                .map(|result| result.map_err(|e| in_op("append_batch", e)))
+                .collect()
+        };
+        // Committed with `synchronous_commit` on: durable as soon as visible.
+        Ok(Appended {
+            results,
+            durable: Durable::already(),
+        })
     }
 
     async fn fetch_envelopes(
