@@ -111,6 +111,10 @@ pub enum StoreError {
     /// nothing of it was kept.
     #[error("local database: a write could not be committed")]
     WriteFailed,
+    /// Syncing the local database to disk failed: what was written since may be lost, so the
+    /// store takes no more writes until the profile is opened again.
+    #[error("local database: syncing to disk failed; open the profile again")]
+    SyncFailed,
 }
 
 /// The connection to the server failed.

@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use crate::consts::{
-    ACK_FLUSH_TIMEOUT, GROUP_COMMIT_MAX_WRITES, PREKEY_BATCH, SAFETY_NUMBER_VERSION,
+    ACK_FLUSH_TIMEOUT, DEFERRED_SYNC_DELAY, GROUP_COMMIT_MAX_WRITES, PREKEY_BATCH,
+    SAFETY_NUMBER_VERSION,
 };
 use crate::error::{ClientError, ConnectionError};
 use crate::store::{AccountRecord, GroupWrite, QueuedWrite, Store, StoreKey, Tx};
@@ -101,6 +102,9 @@ pub(crate) struct Inner {
     acks: mpsc::UnboundedSender<acks::AckCommand>,
     /// Writes waiting for [`Inner::drain_writes`].
     writes: std::sync::Mutex<WriteQueue>,
+    /// A sync of commits that did not wait for the disk is due (see
+    /// [`Inner::schedule_deferred_sync`]).
+    sync_scheduled: std::sync::atomic::AtomicBool,
 }
 
 /// See [`Inner::write`].
@@ -122,7 +126,8 @@ impl Inner {
     }
 
     /// Runs `f` in a write transaction of the store, off the async threads (it may wait for a
-    /// disk sync, and does the cryptography around it); `Ok` once its changes are durable.
+    /// disk sync, and does the cryptography around it); `Ok` once its changes are durable
+    /// (or, if `f` said [`Tx::sync_later`], committed).
     /// Writes queue up: one blocking thread at a time drains the queue, a batch of writes per
     /// transaction and commit.
     async fn write<T: Send + 'static>(
@@ -154,6 +159,26 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Syncs the commits that did not wait for the disk within [`DEFERRED_SYNC_DELAY`]
+    /// (unless a later commit has synced them by then).
+    fn schedule_deferred_sync(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.sync_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(DEFERRED_SYNC_DELAY).await;
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            inner.sync_scheduled.store(false, Ordering::Release);
+            let _ = tokio::task::spawn_blocking(move || inner.store.sync_deferred()).await;
+        });
+    }
+}
+
 /// Runs the queued writes (see [`Inner::write`]). Should it stop before the queue is empty
 /// (it panicked, or the runtime dropped it unstarted), its drop ends the queue's writes with
 /// "closed" answers and lets the next write start a new drainer: no write is left waiting.
@@ -182,7 +207,9 @@ impl Drainer {
                 let n = queue.writes.len().min(GROUP_COMMIT_MAX_WRITES);
                 queue.writes.drain(..n).collect()
             };
-            self.inner.store.write_group(batch);
+            if self.inner.store.write_group(batch) {
+                self.inner.schedule_deferred_sync();
+            }
         }
     }
 }
@@ -478,6 +505,7 @@ impl Client {
             maintenance_wanted: Arc::clone(&maintenance_wanted),
             acks,
             writes: std::sync::Mutex::default(),
+            sync_scheduled: std::sync::atomic::AtomicBool::new(false),
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         tokio::spawn(acks::run(weak.clone(), ack_commands));
@@ -585,9 +613,15 @@ impl Client {
 
     /// Closes the connection cleanly, after waiting briefly for acknowledgements still being
     /// sent; pending and later requests fail, and `next_event` returns `None` once what was
-    /// already processed has been handed out.
+    /// already processed has been handed out. Then takes everything written to disk and
+    /// releases the sending chains' reservations, so that the next open has nothing to
+    /// recover.
     pub async fn close(&self) {
         self.inner.flush_acks().await;
         self.inner.transport.close().await;
+        let inner = Arc::clone(&self.inner);
+        if let Err(error) = blocking(move || inner.store.release_reservations()).await {
+            tracing::warn!(%error, "releasing the sending chains' reservations failed");
+        }
     }
 }

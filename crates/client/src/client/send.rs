@@ -2,7 +2,8 @@
 //! corrections.
 //!
 //! Consistency: the ratchet steps of a send are committed *before* the envelopes go out,
-//! together with the history entry. A chain key is therefore never used twice, whatever
+//! together with the history entry (the commit waits for the disk only when the chain needs a
+//! new reservation, see `store`). A chain key is therefore never used twice, whatever
 //! happens next: if the send fails, the recipient's devices simply never see those message
 //! numbers (a gap the ratchet tolerates), and the history entry is removed again — unless the
 //! failure leaves open whether the server stored the message (the connection dropped or the
@@ -306,6 +307,8 @@ impl Inner {
         events: &mut Vec<Event>,
     ) -> Result<Prepared, ClientError> {
         let mut rng = rand::rng();
+        // Nothing but ratchet steps and the history entry, unless sessions change here.
+        let only_steps = plan.drops.is_empty() && plan.bundles.is_empty();
         for (user, device) in std::mem::take(&mut plan.drops) {
             tx.delete_session(&user, device)?;
         }
@@ -382,10 +385,16 @@ impl Inner {
             }
             return Ok(Prepared::Fetch(fetch));
         }
+        // The steps need not be on disk before the envelopes leave, as long as a reservation
+        // on disk covers them (see `Tx::cover_sent`); the history entry gets there soon after.
+        if only_steps {
+            tx.sync_later();
+        }
         let mut out = [Vec::new(), Vec::new()];
         for (list, encrypted) in out.iter_mut().zip([envelopes, own_envelopes]) {
             for (user, device, record, envelope) in encrypted {
                 tx.put_session(&user, device, &record)?;
+                tx.cover_sent(&user, device, &record)?;
                 list.push(envelope);
             }
         }

@@ -21,6 +21,18 @@
 //! ([`SessionCache`]).
 //! [`Store::write`] runs one write in a transaction of its own. Reads use a connection of
 //! their own and see committed data only.
+//!
+//! Durability: the writer commits with `synchronous=NORMAL` and then syncs the write-ahead
+//! log itself, which is what `synchronous=FULL` adds to a commit in WAL mode — unless every
+//! write of the transaction said it need not wait for the disk ([`Tx::sync_later`]): a send
+//! whose ratchet steps are covered by a reservation. Such commits reach the disk with the
+//! next sync ([`Store::sync_deferred`] runs one soon after). A chain key must never be used
+//! twice, and such a send leaves before its commit is on disk, so a crash could take the
+//! sending chain back to a counter already used. Hence the reservations: before a chain sends
+//! past its reserved counter, a commit that waits for the disk reserves more
+//! ([`Tx::cover_sent`]); after a crash, opening the store moves each chain with a reservation
+//! on to its end; closing cleanly releases them after a last sync
+//! ([`Store::release_reservations`]).
 
 mod crypto;
 mod records;
@@ -45,6 +57,7 @@ pub(crate) use records::{AccountRecord, ContactRecord, IdRun, MessageRecord, Pre
 
 use crate::consts::{
     MESSAGE_IDS_KEPT, PROCESSED_IDS_KEPT, PROFILE_DB_FILE, PROFILE_DB_NEW_FILE, PRUNE_EVERY,
+    SEND_RESERVATION,
 };
 use crate::content::MessageId;
 use crate::error::{ClientError, StoreError};
@@ -64,6 +77,7 @@ mod table {
     pub(super) const CONTACTS: &str = "contacts";
     pub(super) const SESSIONS: &str = "sessions";
     pub(super) const MESSAGES: &str = "messages";
+    pub(super) const SEND_RESERVATIONS: &str = "send_reservations";
 }
 
 /// Names of the `kv` entries.
@@ -87,10 +101,44 @@ pub(crate) struct Store {
 /// The write connection.
 struct Writer {
     conn: Connection,
+    /// The database's write-ahead log, opened only to sync it: SQLite removes the log only
+    /// when the last connection to the database closes, and `conn` lives as long as this.
+    wal: std::fs::File,
     /// Whether a transaction of ours is open on it.
     in_transaction: bool,
+    /// Whether a write kept in the open transaction waits for the disk.
+    needs_sync: bool,
+    /// Whether a commit has not been synced yet.
+    unsynced: bool,
+    /// Syncs so far.
+    #[cfg(test)]
+    syncs: u64,
+    /// A sync failed: nothing written since may be trusted to reach the disk (the kernel may
+    /// have dropped what it failed to write), so the store takes no more writes.
+    broken: bool,
     /// Sessions read or written in the open transaction (see [`SessionCache`]).
     sessions: SessionCache,
+}
+
+impl Writer {
+    /// Takes every commit so far to disk.
+    fn sync(&mut self) -> bool {
+        match self.wal.sync_data() {
+            Ok(()) => {
+                self.unsynced = false;
+                #[cfg(test)]
+                {
+                    self.syncs += 1;
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "syncing the local store failed; it takes no more writes");
+                self.broken = true;
+                false
+            }
+        }
+    }
 }
 
 /// Whether a write's changes are in the open transaction.
@@ -335,6 +383,7 @@ impl Store {
                     conn: &tx,
                     keys: &new.keys,
                     sessions: None,
+                    sync: None,
                 })?;
                 tx.commit().map_err(StoreError::from)?;
             }
@@ -398,25 +447,71 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(StoreError::from)?;
         schema::migrate(&mut conn)?;
+        // From here on the writer syncs the log itself (see the module docs).
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(StoreError::from)?;
+        let mut wal_path = db_path(dir).into_os_string();
+        wal_path.push("-wal");
+        let wal = std::fs::File::open(&wal_path)?;
         let reader = Connection::open_with_flags(
             db_path(dir),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(StoreError::from)?;
         configure(&reader)?;
-        Ok(Store {
+        let store = Store {
             reader: Mutex::new(reader),
             writer: Mutex::new(Writer {
                 conn,
+                wal,
                 in_transaction: false,
+                needs_sync: false,
+                unsynced: false,
+                #[cfg(test)]
+                syncs: 0,
+                broken: false,
                 sessions: SessionCache::default(),
             }),
             keys,
+        };
+        // Reservations left behind: the last process to use the profile did not close it
+        // (it crashed, or is still running): its sending chains move on past them.
+        let recovered = store.write(|tx| Ok(tx.recover_sending_chains()?))?;
+        if recovered > 0 {
+            tracing::debug!(
+                sessions = recovered,
+                "sending chains moved past their reservations"
+            );
+        }
+        Ok(store)
+    }
+
+    /// How many times the store has synced its log.
+    #[cfg(test)]
+    pub(crate) fn syncs(&self) -> u64 {
+        self.lock_writer().syncs
+    }
+
+    /// Syncs the commits that did not wait for the disk, if any are left.
+    pub(crate) fn sync_deferred(&self) {
+        let mut writer = self.lock_writer();
+        if writer.unsynced && !writer.broken {
+            writer.sync();
+        }
+    }
+
+    /// Releases every sending chain's reservation, once everything committed is on disk:
+    /// for a clean close, after which nothing needs moving on.
+    pub(crate) fn release_reservations(&self) -> Result<(), ClientError> {
+        self.write(|tx| {
+            tx.exec("DELETE FROM send_reservations", [])?;
+            Ok(())
         })
     }
 
     /// Runs `f` in a write transaction of its own: if `f` succeeds, its writes are durable
-    /// when this returns `Ok`; if it fails, none of them is kept.
+    /// (committed, if it said [`Tx::sync_later`]) when this returns `Ok`; if it fails, none of
+    /// them is kept.
     pub(crate) fn write<T>(
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, ClientError>,
@@ -435,8 +530,9 @@ impl Store {
 
     /// Runs `writes` one after the other in one transaction, each in a savepoint of its own
     /// (so that one that fails or panics leaves nothing behind and the others stay), commits
-    /// once, and then tells each whether its changes were committed.
-    pub(crate) fn write_group(&self, writes: Vec<Box<dyn GroupWrite>>) {
+    /// once, and then tells each whether its changes were committed. Returns whether commits
+    /// are left that did not wait for the disk ([`Store::sync_deferred`] takes them there).
+    pub(crate) fn write_group(&self, writes: Vec<Box<dyn GroupWrite>>) -> bool {
         let mut writer = self.lock_writer();
         let mut failed = Vec::new();
         let mut kept = Vec::with_capacity(writes.len());
@@ -455,6 +551,7 @@ impl Store {
             }
         }
         let committed = self.end(&mut writer, !kept.is_empty());
+        let unsynced = writer.unsynced;
         drop(writer);
         for write in failed {
             write.finish(false);
@@ -462,6 +559,7 @@ impl Store {
         for write in kept {
             write.finish(committed);
         }
+        unsynced
     }
 
     /// The writer, with no transaction of ours open (one a panic left behind is rolled back).
@@ -471,6 +569,7 @@ impl Store {
             let _ = writer.conn.execute_batch("ROLLBACK");
         }
         writer.in_transaction = false;
+        writer.needs_sync = false;
         writer.sessions.clear();
         writer
     }
@@ -482,18 +581,23 @@ impl Store {
         writer: &mut Writer,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, ClientError>,
     ) -> (std::thread::Result<Result<T, ClientError>>, Kept) {
+        if writer.broken {
+            return (Ok(Err(StoreError::SyncFailed.into())), Kept::No);
+        }
         if !writer.in_transaction {
             if let Err(e) = run(&writer.conn, "BEGIN IMMEDIATE") {
                 return (Ok(Err(StoreError::from(e).into())), Kept::No);
             }
             writer.in_transaction = true;
         }
+        let sync = std::cell::Cell::new(true);
         let ran = match run(&writer.conn, "SAVEPOINT write") {
             Ok(()) => {
                 let mut scoped = Tx {
                     conn: &writer.conn,
                     keys: &self.keys,
                     sessions: Some(&writer.sessions),
+                    sync: Some(&sync),
                 };
                 catch_unwind(AssertUnwindSafe(|| f(&mut scoped)))
             }
@@ -504,6 +608,7 @@ impl Store {
             && !writer.conn.is_autocommit();
         if kept {
             writer.sessions.keep_write();
+            writer.needs_sync |= sync.get();
             return (ran, Kept::Yes);
         }
         // Undo this write only, unless that fails or SQLite ended the transaction already.
@@ -525,16 +630,22 @@ impl Store {
     }
 
     /// Ends the open transaction, if any: committed (with the sessions it changed) if
-    /// `commit`, else rolled back. Whether it committed.
+    /// `commit`, else rolled back. Whether it committed — and, unless all its writes said
+    /// they need not wait, reached the disk.
     fn end(&self, writer: &mut Writer, commit: bool) -> bool {
         if !std::mem::take(&mut writer.in_transaction) {
             return false;
         }
+        let needs_sync = std::mem::take(&mut writer.needs_sync);
         let saved = commit && self.save_sessions(writer);
         writer.sessions.clear();
         if saved {
             match run(&writer.conn, "COMMIT") {
-                Ok(()) => return true,
+                Ok(()) if needs_sync => return writer.sync(),
+                Ok(()) => {
+                    writer.unsynced = true;
+                    return true;
+                }
                 Err(e) => tracing::warn!(error = %e, "committing to the local store failed"),
             }
         }
@@ -552,6 +663,7 @@ impl Store {
             conn,
             keys: &self.keys,
             sessions: None,
+            sync: None,
         };
         for (username, cached) in &sessions.0.get_mut().users {
             for (device, record) in &cached.sessions {
@@ -578,6 +690,7 @@ impl Store {
             conn: &tx,
             keys: &self.keys,
             sessions: None,
+            sync: None,
         };
         f(&mut scoped)
     }
@@ -589,6 +702,8 @@ pub(crate) struct Tx<'a> {
     keys: &'a StoreKeys,
     /// In write transactions.
     sessions: Option<&'a SessionCache>,
+    /// In a write: whether it waits for the disk (see [`Tx::sync_later`]).
+    sync: Option<&'a std::cell::Cell<bool>>,
 }
 
 fn corrupt(table: &'static str) -> StoreError {
@@ -1080,18 +1195,136 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         let owner = self.user_key(username);
         let key = self.session_key(username, device_id);
+        self.save_session_row(&owner, &key, device_id, record)
+    }
+
+    /// Writes a session to its row.
+    fn save_session_row(
+        &self,
+        owner: &[u8; 32],
+        key: &[u8; 32],
+        device_id: u32,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
         let mut value = Zeroizing::new(Vec::new());
         value.extend_from_slice(&device_id.to_be_bytes());
         value.extend_from_slice(&Zeroizing::new(record.serialize()));
         let sealed = self
             .keys
-            .seal(table::SESSIONS, &Self::session_row(&owner, &key), &value);
+            .seal(table::SESSIONS, &Self::session_row(owner, key), &value);
         self.exec(
             "INSERT INTO sessions (owner, k, v) VALUES (?1, ?2, ?3)
              ON CONFLICT (owner, k) DO UPDATE SET v = excluded.v",
             params![&owner[..], &key[..], sealed],
         )?;
         Ok(())
+    }
+
+    // -- durability and sending-chain reservations (see the module docs) ----------------------
+
+    /// This write need not be on disk when it is answered: it gets there with the next sync,
+    /// unless a later call in it ([`Tx::cover_sent`]) needs the disk after all.
+    pub(crate) fn sync_later(&self) {
+        if let Some(sync) = self.sync {
+            sync.set(false);
+        }
+    }
+
+    /// Makes sure the message just encrypted on `record` (the session with one device of
+    /// `username`) is covered by a reservation that is on disk before the message leaves: if
+    /// its counter is past the chain's reservation, reserves it and the next
+    /// [`SEND_RESERVATION`]` - 1` counters, and this write then waits for the disk.
+    pub(crate) fn cover_sent(
+        &self,
+        username: &str,
+        device_id: u32,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let Some(next) = record.next_sending_counter().filter(|&next| next > 0) else {
+            return Ok(());
+        };
+        let owner = self.user_key(username);
+        let key = self.session_key(username, device_id);
+        let row = Self::session_row(&owner, &key);
+        let sealed: Option<Vec<u8>> = self.query_row(
+            "SELECT v FROM send_reservations WHERE owner = ?1 AND k = ?2",
+            params![&owner[..], &key[..]],
+            |r| r.get(0),
+        )?;
+        let reserved = sealed
+            .map(|sealed| self.open_reservation(&row, &sealed))
+            .transpose()?;
+        // The message just encrypted has counter `next - 1`.
+        if reserved.is_some_and(|until| next <= until) {
+            return Ok(());
+        }
+        // This message and the next `SEND_RESERVATION - 1`.
+        let until = (next - 1).saturating_add(SEND_RESERVATION);
+        let sealed = self
+            .keys
+            .seal(table::SEND_RESERVATIONS, &row, &until.to_be_bytes());
+        self.exec(
+            "INSERT INTO send_reservations (owner, k, v) VALUES (?1, ?2, ?3)
+             ON CONFLICT (owner, k) DO UPDATE SET v = excluded.v",
+            params![&owner[..], &key[..], sealed],
+        )?;
+        if let Some(sync) = self.sync {
+            sync.set(true);
+        }
+        Ok(())
+    }
+
+    /// The counter a reservation runs up to (exclusive).
+    fn open_reservation(&self, row: &[u8; 64], sealed: &[u8]) -> Result<u32, StoreError> {
+        let bytes = self.keys.open(table::SEND_RESERVATIONS, row, sealed)?;
+        let bytes: [u8; 4] = bytes[..]
+            .try_into()
+            .map_err(|_| corrupt(table::SEND_RESERVATIONS))?;
+        Ok(u32::from_be_bytes(bytes))
+    }
+
+    /// Moves every sending chain with a reservation on to the reservation's end, so that no
+    /// counter a lost commit may have sent with is used again, and drops the reservations.
+    /// A reservation that does not open archives its session instead (the next message
+    /// starts a new one); a session that does not open stays as it is, unusable anyway.
+    /// Returns how many sessions it looked at.
+    fn recover_sending_chains(&self) -> Result<usize, StoreError> {
+        let reservations: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = {
+            let mut statement = self
+                .conn
+                .prepare("SELECT owner, k, v FROM send_reservations")?;
+            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (owner, key, sealed) in &reservations {
+            let (Ok(owner), Ok(key)) = (
+                <[u8; 32]>::try_from(&owner[..]),
+                <[u8; 32]>::try_from(&key[..]),
+            ) else {
+                continue;
+            };
+            let row = Self::session_row(&owner, &key);
+            let session: Option<Vec<u8>> = self.query_row(
+                "SELECT v FROM sessions WHERE owner = ?1 AND k = ?2",
+                params![&owner[..], &key[..]],
+                |r| r.get(0),
+            )?;
+            let Some(session) = session else { continue };
+            let Ok((device_id, mut record)) = self
+                .keys
+                .open(table::SESSIONS, &row, &session)
+                .and_then(|bytes| decode_session(&bytes))
+            else {
+                continue;
+            };
+            match self.open_reservation(&row, sealed) {
+                Ok(until) => record.skip_sending_to(until),
+                Err(_) => record.archive_current_state(),
+            }
+            self.save_session_row(&owner, &key, device_id, &record)?;
+        }
+        self.exec("DELETE FROM send_reservations", [])?;
+        Ok(reservations.len())
     }
 
     pub(crate) fn delete_session(&self, username: &str, device_id: u32) -> Result<(), StoreError> {

@@ -614,3 +614,126 @@ fn sessions_that_cannot_be_saved_at_commit_fail_the_whole_transaction() {
     let stored = store.read(|tx| Ok(tx.session("bob", 1)?)).unwrap().unwrap();
     assert_ne!(stored.serialize(), start.serialize());
 }
+
+/// A send on bob's session as `prepare` makes one: the ratchet step, the reservation covering
+/// it, the history entry, and no wait for the disk unless the reservation grew. Returns the
+/// counter the step used.
+fn send_step(tx: &mut Tx<'_>) -> Result<u32, ClientError> {
+    tx.sync_later();
+    let mut record = tx.session("bob", 1)?.unwrap();
+    record.encrypt(b"step", 1).unwrap();
+    tx.put_session("bob", 1, &record)?;
+    tx.cover_sent("bob", 1, &record)?;
+    tx.add_message(&message("bob", "sent"))?;
+    Ok(record.next_sending_counter().unwrap() - 1)
+}
+
+/// The files of the store in `dir` as they are now, copied to a new directory: what a power
+/// cut would leave of everything committed since.
+fn snapshot(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for name in [PROFILE_DB_FILE, "sotto.db-wal"] {
+        std::fs::copy(dir.join(name), copy.path().join(name)).unwrap();
+    }
+    copy
+}
+
+fn bobs_counter(store: &Store) -> Option<u32> {
+    store
+        .read(|tx| Ok(tx.session("bob", 1)?))
+        .unwrap()
+        .unwrap()
+        .next_sending_counter()
+}
+
+fn reservations(store: &Store) -> i64 {
+    store
+        .read(|tx| {
+            Ok(tx.query_row_required("SELECT count(*) FROM send_reservations", [], |r| r.get(0))?)
+        })
+        .unwrap()
+}
+
+#[test]
+fn sends_within_a_reservation_do_not_wait_for_the_disk_and_a_crash_skips_the_reservation() {
+    let (dir, store, _) = store_with_a_session();
+    let key = StoreKey::KeyFile(dir.path().join("key"));
+    let synced = store.syncs();
+    assert_eq!(store.write(send_step).unwrap(), 0);
+    assert_eq!(
+        store.syncs(),
+        synced + 1,
+        "the first send reserves, on disk"
+    );
+    // A power cut from here on would take the next sends back.
+    let cut = snapshot(dir.path());
+    for counter in 1..SEND_RESERVATION {
+        assert_eq!(store.write(send_step).unwrap(), counter);
+    }
+    assert_eq!(
+        store.syncs(),
+        synced + 1,
+        "sends within the reservation do not wait"
+    );
+    assert_eq!(store.write(send_step).unwrap(), SEND_RESERVATION);
+    assert_eq!(
+        store.syncs(),
+        synced + 2,
+        "the send past it reserves more, on disk"
+    );
+    store.write(send_step).unwrap();
+    store.sync_deferred();
+    assert_eq!(
+        store.syncs(),
+        synced + 3,
+        "what did not wait is synced after"
+    );
+    store.sync_deferred();
+    assert_eq!(store.syncs(), synced + 3, "once");
+
+    // After the cut the session is back at counter 1, but none of the counters the lost
+    // commits may have sent with is used again: the chain moves past its reservation.
+    let after_cut = Store::open(cut.path(), &key).unwrap();
+    assert_eq!(bobs_counter(&after_cut), Some(SEND_RESERVATION));
+    assert_eq!(reservations(&after_cut), 0);
+    drop(after_cut);
+
+    // A reservation that does not open (the file was altered): the session is archived, and
+    // the next message starts a new one.
+    let cut = snapshot(dir.path());
+    tamper(cut.path(), "UPDATE send_reservations SET v = x'00'");
+    let after_cut = Store::open(cut.path(), &key).unwrap();
+    assert_eq!(bobs_counter(&after_cut), None);
+
+    // A clean close releases the reservations: reopened, the chain goes on where it was.
+    let counter = bobs_counter(&store);
+    store.release_reservations().unwrap();
+    drop(store);
+    let reopened = Store::open(dir.path(), &key).unwrap();
+    assert_eq!(bobs_counter(&reopened), counter);
+    assert_eq!(reservations(&reopened), 0);
+}
+
+#[test]
+fn a_send_that_changes_more_than_ratchet_steps_waits_for_the_disk() {
+    let (_dir, store, _) = store_with_a_session();
+    store.write(send_step).unwrap();
+    let synced = store.syncs();
+    // Within the reservation, but a write of the same transaction needs the disk: all wait.
+    let (send, send_answer) = QueuedWrite::queue(send_step);
+    let (contact, contact_answer) = QueuedWrite::queue(|tx: &mut Tx<'_>| {
+        let key = IdentityKeyPair::generate(&mut rand::rng());
+        Ok(tx.put_contact(&contact("carol", &key))?)
+    });
+    assert!(
+        !store.write_group(vec![send, contact]),
+        "nothing left unsynced"
+    );
+    send_answer.blocking_recv().unwrap().unwrap().unwrap();
+    contact_answer.blocking_recv().unwrap().unwrap().unwrap();
+    assert_eq!(store.syncs(), synced + 1);
+    // Alone, it does not wait, and says so.
+    let (send, _) = QueuedWrite::queue(send_step);
+    assert!(store.write_group(vec![send]), "left unsynced");
+    assert_eq!(store.syncs(), synced + 1);
+}

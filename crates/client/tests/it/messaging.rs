@@ -480,3 +480,35 @@ async fn concurrent_sends_from_one_client_all_arrive_once_and_both_can_go_on() {
     bob.close().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_stopped_without_closing_skips_its_reserved_counters_and_is_read_on_across_the_gap(
+) {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start_new(data.path()).await;
+    let (alice_profile, bob_profile) = (Profile::new(), Profile::new());
+    let alice = alice_profile.register(server.info(), "alice").await;
+    let bob = bob_profile.register(server.info(), "bob").await;
+    alice.send_text("bob", "hello").await.unwrap();
+    assert_eq!(next_message(&bob).await.text, "hello");
+    bob.send_text("alice", "hi").await.unwrap();
+    assert_eq!(next_message(&alice).await.text, "hi");
+
+    // Sends within a reservation, then the process goes away without closing the profile
+    // (as in a crash): the reopened profile moves the sending chain past the reservation.
+    for text in ["one", "two", "three"] {
+        alice.send_text("bob", text).await.unwrap();
+    }
+    drop(alice);
+    let alice = alice_profile.open().await;
+    alice.send_text("bob", "after the restart").await.unwrap();
+    for text in ["one", "two", "three", "after the restart"] {
+        assert_eq!(next_message(&bob).await.text, text);
+    }
+    // And the conversation goes on both ways.
+    bob.send_text("alice", "still here").await.unwrap();
+    assert_eq!(next_message(&alice).await.text, "still here");
+    alice.close().await;
+    bob.close().await;
+    server.stop().await;
+}
