@@ -7,7 +7,9 @@
 //!   latency (send call to the receiver's stored-and-acknowledged event) p50/p99. `--rate` paces
 //!   the senders (open loop) instead of sending as fast as acknowledgements come back. Each pair
 //!   first exchanges a message each way (established sessions); `--unanswered` skips the reply,
-//!   so that every message is a session-starting PreKey message.
+//!   so that every message is a session-starting PreKey message. Measuring starts a second
+//!   after the warm-up, once the registrations' writes are behind; the share of CPU time the
+//!   host took from the machine meanwhile (steal) is printed along.
 //! - `sotto-bench idle --connections 10000`: that many registered devices holding an
 //!   authenticated channel open; prints the server's resident memory before and after.
 //!

@@ -1,4 +1,4 @@
-//! Percentiles of latency samples.
+//! Percentiles of latency samples, and the machine's CPU time taken by its host.
 
 use std::time::Duration;
 
@@ -35,6 +35,39 @@ impl Latencies {
     }
 }
 
+/// The machine's CPU time so far, from `/proc/stat` (Linux): all of it, and the part its
+/// hypervisor gave to others while this machine wanted it (steal), in clock ticks.
+#[derive(Clone, Copy)]
+pub(crate) struct CpuTime {
+    total: u64,
+    steal: u64,
+}
+
+impl CpuTime {
+    /// `None` where `/proc/stat` is not there or not as Linux writes it.
+    pub(crate) fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .map(|field| field.parse().ok())
+            .collect::<Option<_>>()?;
+        Some(Self {
+            // user, nice, system, idle, iowait, irq, softirq, steal (guest time is in user).
+            total: fields.iter().take(8).sum(),
+            steal: *fields.get(7)?,
+        })
+    }
+
+    /// The share of the machine's CPU time since `earlier` that was stolen, in percent.
+    pub(crate) fn steal_since(&self, earlier: &CpuTime) -> f64 {
+        let total = self.total.saturating_sub(earlier.total).max(1);
+        100.0 * self.steal.saturating_sub(earlier.steal) as f64 / total as f64
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -51,5 +84,21 @@ mod tests {
         assert_eq!(l.percentile(100.0), Duration::from_millis(100));
         assert_eq!(l.percentile(0.0), Duration::from_millis(1));
         assert_eq!(Latencies::new(vec![]).percentile(50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn steal_is_a_share_of_all_cpu_time() {
+        let before = CpuTime {
+            total: 1_000,
+            steal: 10,
+        };
+        let after = CpuTime {
+            total: 1_200,
+            steal: 60,
+        };
+        assert_eq!(after.steal_since(&before), 25.0);
+        assert_eq!(before.steal_since(&before), 0.0);
+        #[cfg(target_os = "linux")]
+        assert!(CpuTime::now().is_some(), "/proc/stat reads");
     }
 }

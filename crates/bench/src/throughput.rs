@@ -7,8 +7,11 @@ use anyhow::Context as _;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use sotto_client::{Client, Event, ServerInfo, StoreKey};
 
-use crate::stats::Latencies;
+use crate::stats::{CpuTime, Latencies};
 use crate::{Backend, TestServer};
+
+/// How long the system is left alone between the warm-up and the measurement.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// How long the receivers may take to get the last messages once the senders are done.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -116,7 +119,12 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         }
     }
 
+    // The registrations' writes (each device's hundreds of prekeys, on the server and in the
+    // profiles) reach the disk in the background; measure after them, not among them.
+    tokio::time::sleep(SETTLE).await;
+
     eprintln!("sending {messages} messages from each of {senders} senders…");
+    let cpu_before = CpuTime::now();
     let base = Instant::now();
     let mut receiving = Vec::new();
     for (_, receiver) in &pairs {
@@ -166,6 +174,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         acks.extend(task.await??);
     }
     let send_time = base.elapsed();
+    let cpu_after = CpuTime::now();
     let mut deliveries = Vec::new();
     for task in receiving {
         deliveries.extend(task.await??);
@@ -199,6 +208,13 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         deliveries.len(),
         deliveries.summary()
     );
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        // Other virtual machines on the same host: a cause of tail latency beyond ours.
+        println!(
+            "CPU time the host gave elsewhere while sending (steal): {:.1} %",
+            after.steal_since(&before)
+        );
+    }
     for (sender, receiver) in &pairs {
         sender.close().await;
         receiver.close().await;
