@@ -84,6 +84,12 @@ pub enum EncryptError {
     /// session. Only a corrupted or crafted record gets here.
     #[error("sending chain exhausted")]
     ChainExhausted,
+    /// A skip of the sending chain would go further than the peer follows.
+    #[error("sending chain skip beyond {limit} message keys")]
+    SkipTooFar {
+        /// The most a chain may skip.
+        limit: u32,
+    },
 }
 
 /// Decrypting failed. The session record is unchanged whatever the variant.
@@ -372,41 +378,41 @@ impl SessionRecord {
         Ok(message)
     }
 
-    /// The counter the next message on the current sending chain gets; `None` without a
-    /// current session.
-    pub fn next_sending_counter(&self) -> Option<u32> {
-        self.current
-            .as_ref()
-            .map(|state| state.sender_chain.chain_key.index())
+    /// The current sending chain: our ratchet key it belongs to (sent in every message's
+    /// header) and the counter its next message gets; `None` without a current session.
+    pub fn sending_chain(&self) -> Option<(&PublicKey, u32)> {
+        self.current.as_ref().map(|state| {
+            let chain = &state.sender_chain;
+            (&chain.ratchet.public_key, chain.chain_key.index())
+        })
     }
 
-    /// Moves the current sending chain on, so that the next message gets `counter` (or a
+    /// Moves the current sending chain on, so that its next message gets `counter` (or a
     /// later one: a chain never moves back); the message keys passed over are never used, and
     /// the peer takes the gap as messages that did not arrive.
     ///
     /// For a store that may have lost its latest writes (a crash) but knows up to which
     /// counter messages may have gone out meanwhile: encrypting again from the older state
-    /// would use those message keys a second time, for other plaintexts. A chain that would
-    /// have to move more than [`MAX_FORWARD_JUMPS`](crate::MAX_FORWARD_JUMPS), further than
-    /// the peer follows, is archived instead: the next message starts a new session.
-    pub fn skip_sending_to(&mut self, counter: u32) {
-        let Some(state) = self.current.as_mut() else {
-            return;
-        };
+    /// would use those message keys a second time, for other plaintexts. Refuses, changing
+    /// nothing, to move more than [`MAX_FORWARD_JUMPS`](crate::MAX_FORWARD_JUMPS): further
+    /// than the peer follows.
+    pub fn skip_sending_to(&mut self, counter: u32) -> Result<(), EncryptError> {
+        let state = self.current.as_mut().ok_or(EncryptError::NoSession)?;
         let index = state.sender_chain.chain_key.index();
         if counter <= index {
-            return;
+            return Ok(());
         }
         if counter - index > MAX_FORWARD_JUMPS {
-            self.archive_current_state();
-            return;
+            return Err(EncryptError::SkipTooFar {
+                limit: MAX_FORWARD_JUMPS,
+            });
         }
-        while state.sender_chain.chain_key.index() < counter {
-            match state.sender_chain.chain_key.step() {
-                Some((_, next)) => state.sender_chain.chain_key = next,
-                None => break,
-            }
+        let mut chain_key = state.sender_chain.chain_key.clone();
+        while chain_key.index() < counter {
+            chain_key = chain_key.step().ok_or(EncryptError::ChainExhausted)?.1;
         }
+        state.sender_chain.chain_key = chain_key;
+        Ok(())
     }
 
     /// Decrypts a Double Ratchet message. May draw a new ratchet key (32 bytes) when the

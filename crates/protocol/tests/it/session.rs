@@ -433,7 +433,9 @@ fn forward_jump_limit_and_skipped_key_limit() {
 fn skipping_the_sending_chain_passes_over_keys_the_peer_tolerates_missing() {
     let mut rng = ChaCha20Rng::seed_from_u64(15);
     let (mut alice, mut bob) = established(&mut rng);
-    assert_eq!(alice.next_sending_counter(), Some(0));
+    let (ratchet_key, counter) = alice.sending_chain().unwrap();
+    let ratchet_key = *ratchet_key;
+    assert_eq!(counter, 0);
     // Two messages sent from a state that is then lost (a crash): the state before them,
     // restored, skips past every counter that may have been used.
     let saved = alice.clone();
@@ -446,12 +448,12 @@ fn skipping_the_sending_chain_passes_over_keys_the_peer_tolerates_missing() {
             )
         })
         .collect();
-    assert_eq!(alice.next_sending_counter(), Some(2));
+    assert_eq!(alice.sending_chain().unwrap().1, 2);
     let mut restored = saved;
-    restored.skip_sending_to(10);
-    assert_eq!(restored.next_sending_counter(), Some(10));
-    restored.skip_sending_to(4); // never back
-    assert_eq!(restored.next_sending_counter(), Some(10));
+    restored.skip_sending_to(10).unwrap();
+    assert_eq!(restored.sending_chain(), Some((&ratchet_key, 10)));
+    restored.skip_sending_to(4).unwrap(); // never back
+    assert_eq!(restored.sending_chain().unwrap().1, 10);
     let after = whisper(restored.encrypt(b"after", NOW_MS).unwrap());
     assert_eq!(after.counter(), 10);
     // The peer reads the message after the gap and, later, the ones before it.
@@ -459,14 +461,19 @@ fn skipping_the_sending_chain_passes_over_keys_the_peer_tolerates_missing() {
     assert_eq!(bob.decrypt(&lost[1], &mut rng).unwrap(), b"lost 1");
     assert_eq!(bob.decrypt(&lost[0], &mut rng).unwrap(), b"lost 0");
 
-    // Further than the peer follows: the session is archived, a new one must start.
-    restored.skip_sending_to(11 + MAX_FORWARD_JUMPS + 1);
-    assert!(!restored.has_current_session());
-    assert_eq!(restored.next_sending_counter(), None);
-    assert!(matches!(
-        restored.encrypt(b"no", NOW_MS),
+    // Further than the peer follows: refused, nothing changed.
+    let before = restored.serialize();
+    assert_eq!(
+        restored.skip_sending_to(11 + MAX_FORWARD_JUMPS + 1),
+        Err(EncryptError::SkipTooFar {
+            limit: MAX_FORWARD_JUMPS
+        })
+    );
+    assert_eq!(restored.serialize(), before);
+    assert_eq!(
+        SessionRecord::new().skip_sending_to(1),
         Err(EncryptError::NoSession)
-    ));
+    );
 }
 
 #[test]
