@@ -161,11 +161,12 @@ pub(crate) const OUTGOING_QUEUE: usize = 256;
 /// (usernames take the place of ACIs as the stable ids).
 pub(crate) const SAFETY_NUMBER_VERSION: u32 = 2;
 
-/// Messages a sending chain may send past its last durable commit: a send whose counter is
-/// beyond the chain's durable reservation first reserves this many counters (its own
-/// included), in a commit that waits for the disk; the sends within a reservation do not wait for it (see
-/// `store::Tx::cover_sent`). After a crash a chain skips what is left of its reservation, at
-/// most this many message keys, which the peer keeps as skipped keys until they age out.
+/// Counters a sending chain reserves at once: a send on a chain without a reservation, or
+/// past the end of its reservation, first reserves its own counter and this many minus one
+/// after it, in a commit that waits for the disk; the sends within the reservation do not
+/// wait for it (see `store::Tx::cover_sent`). After a crash a chain skips what is left of its
+/// reservation, fewer than this many message keys, which the peer keeps as skipped keys
+/// until they age out.
 pub(crate) const SEND_RESERVATION: u32 = 32;
 
 /// A commit that did not wait for the disk (a send within its reservation) is synced at the

@@ -614,8 +614,8 @@ impl Client {
     /// Closes the connection cleanly, after waiting briefly for acknowledgements still being
     /// sent; pending and later requests fail, and `next_event` returns `None` once what was
     /// already processed has been handed out. Then takes everything written to disk and
-    /// releases the sending chains' reservations, so that the next open has nothing to
-    /// recover.
+    /// releases the sending chains' reservations this client made, so that the next open
+    /// has nothing of it to recover.
     pub async fn close(&self) {
         self.inner.flush_acks().await;
         self.inner.transport.close().await;

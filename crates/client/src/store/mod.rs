@@ -15,7 +15,8 @@
 //! Group commit: the client queues its writes, and one thread runs the queued ones in one
 //! transaction ([`Store::write_group`]), so that the writes that queue up while a commit waits
 //! for the disk share the next one. Each runs in a savepoint of its own (so one that fails
-//! leaves nothing behind), and each is answered only once the transaction is durable. A burst
+//! leaves nothing behind), and each is answered only once the transaction is durable (or,
+//! for writes that may wait, committed: see below). A burst
 //! of sends and received batches thus costs one disk sync instead of one each. The sessions
 //! such a transaction changes are kept decoded and written once, when it commits
 //! ([`SessionCache`]).
@@ -30,9 +31,10 @@
 //! twice, and such a send leaves before its commit is on disk, so a crash could take the
 //! sending chain back to a counter already used. Hence the reservations: before a chain sends
 //! past its reserved counter, a commit that waits for the disk reserves more
-//! ([`Tx::cover_sent`]); after a crash, opening the store moves each chain with a reservation
-//! on to its end; closing cleanly releases them after a last sync
-//! ([`Store::release_reservations`]).
+//! ([`Tx::cover_sent`]). A reservation names its chain and the opening of the store that made
+//! it, which alone trusts it (another process's may not be on disk yet). After a crash,
+//! opening the store moves each chain with a reservation on to its end; closing cleanly
+//! releases the opening's own after a last sync ([`Store::release_reservations`]).
 
 mod crypto;
 mod records;
@@ -96,6 +98,8 @@ pub(crate) struct Store {
     reader: Mutex<Connection>,
     writer: Mutex<Writer>,
     keys: StoreKeys,
+    /// This opening of the store, random: whose sending-chain reservations are whose.
+    opener: [u8; 16],
 }
 
 /// The write connection.
@@ -326,7 +330,8 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // Durable commits: a message is acknowledged to the server only after its commit, so the
-    // commit must survive a power cut.
+    // commit must survive a power cut. (The writer turns to `NORMAL` once the store is open
+    // and syncs the log itself; see the module docs.)
     conn.pragma_update(None, "synchronous", "FULL")?;
     // Deleted rows (spent one-time prekeys, replaced sessions) are overwritten, not left in
     // free pages, for forward secrecy against someone who later learns the store key.
@@ -382,6 +387,7 @@ impl Store {
                 init(&mut Tx {
                     conn: &tx,
                     keys: &new.keys,
+                    opener: &[0; 16],
                     sessions: None,
                     sync: None,
                 })?;
@@ -450,9 +456,15 @@ impl Store {
         // From here on the writer syncs the log itself (see the module docs).
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(StoreError::from)?;
-        let mut wal_path = db_path(dir).into_os_string();
+        // The file SQLite itself uses (it follows symbolic links): not one by the same name.
+        let mut wal_path =
+            std::ffi::OsString::from(conn.path().ok_or(StoreError::Missing("database file"))?);
         wal_path.push("-wal");
-        let wal = std::fs::File::open(&wal_path)?;
+        // Writable: some systems sync only files open for writing. Nothing is written to it.
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&wal_path)?;
         let reader = Connection::open_with_flags(
             db_path(dir),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -473,6 +485,7 @@ impl Store {
                 sessions: SessionCache::default(),
             }),
             keys,
+            opener: rand::random(),
         };
         // Reservations left behind: the last process to use the profile did not close it
         // (it crashed, or is still running): its sending chains move on past them.
@@ -500,11 +513,15 @@ impl Store {
         }
     }
 
-    /// Releases every sending chain's reservation, once everything committed is on disk:
-    /// for a clean close, after which nothing needs moving on.
+    /// Releases the sending-chain reservations this opening of the store made, in a write
+    /// that waits for the disk (and so takes every commit before it there): for a clean
+    /// close, after which its chains need no moving on.
     pub(crate) fn release_reservations(&self) -> Result<(), ClientError> {
         self.write(|tx| {
-            tx.exec("DELETE FROM send_reservations", [])?;
+            tx.exec(
+                "DELETE FROM send_reservations WHERE opener = ?1",
+                [&tx.opener[..]],
+            )?;
             Ok(())
         })
     }
@@ -590,12 +607,13 @@ impl Store {
             }
             writer.in_transaction = true;
         }
-        let sync = std::cell::Cell::new(true);
+        let sync = std::cell::Cell::new(Wait::Yes);
         let ran = match run(&writer.conn, "SAVEPOINT write") {
             Ok(()) => {
                 let mut scoped = Tx {
                     conn: &writer.conn,
                     keys: &self.keys,
+                    opener: &self.opener,
                     sessions: Some(&writer.sessions),
                     sync: Some(&sync),
                 };
@@ -608,7 +626,7 @@ impl Store {
             && !writer.conn.is_autocommit();
         if kept {
             writer.sessions.keep_write();
-            writer.needs_sync |= sync.get();
+            writer.needs_sync |= sync.get() != Wait::Later;
             return (ran, Kept::Yes);
         }
         // Undo this write only, unless that fails or SQLite ended the transaction already.
@@ -662,6 +680,7 @@ impl Store {
         let tx = Tx {
             conn,
             keys: &self.keys,
+            opener: &self.opener,
             sessions: None,
             sync: None,
         };
@@ -689,6 +708,7 @@ impl Store {
         let mut scoped = Tx {
             conn: &tx,
             keys: &self.keys,
+            opener: &self.opener,
             sessions: None,
             sync: None,
         };
@@ -700,10 +720,23 @@ impl Store {
 pub(crate) struct Tx<'a> {
     conn: &'a Connection,
     keys: &'a StoreKeys,
+    /// The store's opening (see [`Store::opener`]).
+    opener: &'a [u8; 16],
     /// In write transactions.
     sessions: Option<&'a SessionCache>,
-    /// In a write: whether it waits for the disk (see [`Tx::sync_later`]).
-    sync: Option<&'a std::cell::Cell<bool>>,
+    /// In a write: whether it waits for the disk.
+    sync: Option<&'a std::cell::Cell<Wait>>,
+}
+
+/// Whether a write waits for the disk before it is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// Yes: every write, unless it says otherwise.
+    Yes,
+    /// No, it gets there with the next sync ([`Tx::sync_later`]).
+    Later,
+    /// Yes, whatever it says ([`Tx::cover_sent`] made a reservation).
+    Must,
 }
 
 fn corrupt(table: &'static str) -> StoreError {
@@ -1220,113 +1253,6 @@ impl Tx<'_> {
         Ok(())
     }
 
-    // -- durability and sending-chain reservations (see the module docs) ----------------------
-
-    /// This write need not be on disk when it is answered: it gets there with the next sync,
-    /// unless a later call in it ([`Tx::cover_sent`]) needs the disk after all.
-    pub(crate) fn sync_later(&self) {
-        if let Some(sync) = self.sync {
-            sync.set(false);
-        }
-    }
-
-    /// Makes sure the message just encrypted on `record` (the session with one device of
-    /// `username`) is covered by a reservation that is on disk before the message leaves: if
-    /// its counter is past the chain's reservation, reserves it and the next
-    /// [`SEND_RESERVATION`]` - 1` counters, and this write then waits for the disk.
-    pub(crate) fn cover_sent(
-        &self,
-        username: &str,
-        device_id: u32,
-        record: &SessionRecord,
-    ) -> Result<(), StoreError> {
-        let Some(next) = record.next_sending_counter().filter(|&next| next > 0) else {
-            return Ok(());
-        };
-        let owner = self.user_key(username);
-        let key = self.session_key(username, device_id);
-        let row = Self::session_row(&owner, &key);
-        let sealed: Option<Vec<u8>> = self.query_row(
-            "SELECT v FROM send_reservations WHERE owner = ?1 AND k = ?2",
-            params![&owner[..], &key[..]],
-            |r| r.get(0),
-        )?;
-        let reserved = sealed
-            .map(|sealed| self.open_reservation(&row, &sealed))
-            .transpose()?;
-        // The message just encrypted has counter `next - 1`.
-        if reserved.is_some_and(|until| next <= until) {
-            return Ok(());
-        }
-        // This message and the next `SEND_RESERVATION - 1`.
-        let until = (next - 1).saturating_add(SEND_RESERVATION);
-        let sealed = self
-            .keys
-            .seal(table::SEND_RESERVATIONS, &row, &until.to_be_bytes());
-        self.exec(
-            "INSERT INTO send_reservations (owner, k, v) VALUES (?1, ?2, ?3)
-             ON CONFLICT (owner, k) DO UPDATE SET v = excluded.v",
-            params![&owner[..], &key[..], sealed],
-        )?;
-        if let Some(sync) = self.sync {
-            sync.set(true);
-        }
-        Ok(())
-    }
-
-    /// The counter a reservation runs up to (exclusive).
-    fn open_reservation(&self, row: &[u8; 64], sealed: &[u8]) -> Result<u32, StoreError> {
-        let bytes = self.keys.open(table::SEND_RESERVATIONS, row, sealed)?;
-        let bytes: [u8; 4] = bytes[..]
-            .try_into()
-            .map_err(|_| corrupt(table::SEND_RESERVATIONS))?;
-        Ok(u32::from_be_bytes(bytes))
-    }
-
-    /// Moves every sending chain with a reservation on to the reservation's end, so that no
-    /// counter a lost commit may have sent with is used again, and drops the reservations.
-    /// A reservation that does not open archives its session instead (the next message
-    /// starts a new one); a session that does not open stays as it is, unusable anyway.
-    /// Returns how many sessions it looked at.
-    fn recover_sending_chains(&self) -> Result<usize, StoreError> {
-        let reservations: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = {
-            let mut statement = self
-                .conn
-                .prepare("SELECT owner, k, v FROM send_reservations")?;
-            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        for (owner, key, sealed) in &reservations {
-            let (Ok(owner), Ok(key)) = (
-                <[u8; 32]>::try_from(&owner[..]),
-                <[u8; 32]>::try_from(&key[..]),
-            ) else {
-                continue;
-            };
-            let row = Self::session_row(&owner, &key);
-            let session: Option<Vec<u8>> = self.query_row(
-                "SELECT v FROM sessions WHERE owner = ?1 AND k = ?2",
-                params![&owner[..], &key[..]],
-                |r| r.get(0),
-            )?;
-            let Some(session) = session else { continue };
-            let Ok((device_id, mut record)) = self
-                .keys
-                .open(table::SESSIONS, &row, &session)
-                .and_then(|bytes| decode_session(&bytes))
-            else {
-                continue;
-            };
-            match self.open_reservation(&row, sealed) {
-                Ok(until) => record.skip_sending_to(until),
-                Err(_) => record.archive_current_state(),
-            }
-            self.save_session_row(&owner, &key, device_id, &record)?;
-        }
-        self.exec("DELETE FROM send_reservations", [])?;
-        Ok(reservations.len())
-    }
-
     pub(crate) fn delete_session(&self, username: &str, device_id: u32) -> Result<(), StoreError> {
         let owner = self.user_key(username);
         let key = self.session_key(username, device_id);
@@ -1348,6 +1274,168 @@ impl Tx<'_> {
         )?;
         self.update_cached_sessions(username, |cached| *cached = CachedUser::default());
         Ok(())
+    }
+
+    // -- durability and sending-chain reservations (see the module docs) ----------------------
+
+    /// This write need not be on disk when it is answered: it gets there with the next sync
+    /// (unless [`Tx::cover_sent`] makes a reservation in it, which must be on disk first).
+    pub(crate) fn sync_later(&self) {
+        if let Some(sync) = self.sync {
+            if sync.get() != Wait::Must {
+                sync.set(Wait::Later);
+            }
+        }
+    }
+
+    /// Makes sure the message just encrypted on `record` (the session with one device of
+    /// `username`) is covered by a reservation that is on disk before the message leaves:
+    /// one that this opening of the store made (and so synced before its next write) for the
+    /// same sending chain, up to past the message's counter. If there is none, reserves the
+    /// message's counter and the next [`SEND_RESERVATION`]` - 1`, and this write waits for
+    /// the disk.
+    pub(crate) fn cover_sent(
+        &self,
+        username: &str,
+        device_id: u32,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let Some((ratchet_key, next)) = record.sending_chain().filter(|&(_, next)| next > 0) else {
+            return Ok(());
+        };
+        let ratchet_key = ratchet_key.serialize();
+        let owner = self.user_key(username);
+        let key = self.session_key(username, device_id);
+        let found: Option<(Vec<u8>, Vec<u8>)> = self.query_row(
+            "SELECT opener, v FROM send_reservations WHERE owner = ?1 AND k = ?2",
+            params![&owner[..], &key[..]],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if let Some((opener, sealed)) = found {
+            let ours = opener == self.opener[..];
+            // A reservation of another opening may not be on disk yet: not trusted.
+            if ours {
+                let (chain, until) = self.open_reservation(&owner, &key, &opener, &sealed)?;
+                // The message just encrypted has counter `next - 1`.
+                if chain == ratchet_key && next <= until {
+                    return Ok(());
+                }
+            }
+        }
+        let until = (next - 1).saturating_add(SEND_RESERVATION);
+        let mut value = ratchet_key.to_vec();
+        value.extend_from_slice(&until.to_be_bytes());
+        let row = reservation_row(&owner, &key, self.opener);
+        let sealed = self.keys.seal(table::SEND_RESERVATIONS, &row, &value);
+        self.exec(
+            "INSERT INTO send_reservations (owner, k, opener, v) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (owner, k) DO UPDATE SET opener = excluded.opener, v = excluded.v",
+            params![&owner[..], &key[..], &self.opener[..], sealed],
+        )?;
+        if let Some(sync) = self.sync {
+            sync.set(Wait::Must);
+        }
+        Ok(())
+    }
+
+    /// A reservation: the sending chain's ratchet key and the counter it runs up to
+    /// (exclusive).
+    fn open_reservation(
+        &self,
+        owner: &[u8; 32],
+        key: &[u8; 32],
+        opener: &[u8],
+        sealed: &[u8],
+    ) -> Result<([u8; 33], u32), StoreError> {
+        let row = reservation_row(owner, key, opener);
+        let bytes = self.keys.open(table::SEND_RESERVATIONS, &row, sealed)?;
+        let corrupt = || corrupt(table::SEND_RESERVATIONS);
+        let (chain, until) = bytes.split_at_checked(33).ok_or_else(corrupt)?;
+        Ok((
+            chain.try_into().map_err(|_| corrupt())?,
+            u32::from_be_bytes(until.try_into().map_err(|_| corrupt())?),
+        ))
+    }
+
+    /// Moves every sending chain with a reservation (left by an opening of the store that did
+    /// not close it: it crashed, or is still running) on to the reservation's end, so that
+    /// no counter a lost commit may have sent with is used again, and drops the reservation.
+    /// A reservation that does not open moves its chain on by [`SEND_RESERVATION`], as far as
+    /// any reservation reaches past a session on disk. A session that does not open keeps its
+    /// reservation, for a program that can read it. Returns how many chains moved.
+    fn recover_sending_chains(&self) -> Result<usize, StoreError> {
+        type Row = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+        let reservations: Vec<Row> = {
+            let mut statement = self
+                .conn
+                .prepare("SELECT owner, k, opener, v FROM send_reservations")?;
+            let rows =
+                statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut moved = 0;
+        for (owner, key, opener, sealed) in reservations {
+            let drop_reservation = || {
+                self.exec(
+                    "DELETE FROM send_reservations WHERE owner = ?1 AND k = ?2",
+                    params![&owner, &key],
+                )
+            };
+            let (Ok(owner_key), Ok(row_key)) = (
+                <[u8; 32]>::try_from(&owner[..]),
+                <[u8; 32]>::try_from(&key[..]),
+            ) else {
+                drop_reservation()?;
+                continue;
+            };
+            let session: Option<Vec<u8>> = self.query_row(
+                "SELECT v FROM sessions WHERE owner = ?1 AND k = ?2",
+                params![&owner, &key],
+                |r| r.get(0),
+            )?;
+            let Some(session) = session else {
+                drop_reservation()?;
+                continue;
+            };
+            let Ok((device_id, mut record)) = self
+                .keys
+                .open(
+                    table::SESSIONS,
+                    &Self::session_row(&owner_key, &row_key),
+                    &session,
+                )
+                .and_then(|bytes| decode_session(&bytes))
+            else {
+                continue;
+            };
+            let Some((current, next)) = record.sending_chain() else {
+                drop_reservation()?;
+                continue;
+            };
+            let current = current.serialize();
+            let until = match self.open_reservation(&owner_key, &row_key, &opener, &sealed) {
+                Ok((chain, until)) if chain == current => until,
+                // Reserved for an earlier chain: the current one started in a commit on disk
+                // and sent nothing without a reservation of its own.
+                Ok(_) => next,
+                Err(_) => next.saturating_add(SEND_RESERVATION),
+            };
+            if until > next {
+                if record.skip_sending_to(until).is_err() {
+                    // Beyond what the peer follows (or the chain's end): the session goes,
+                    // and the next message starts a new one.
+                    self.exec(
+                        "DELETE FROM sessions WHERE owner = ?1 AND k = ?2",
+                        params![&owner, &key],
+                    )?;
+                } else {
+                    self.save_session_row(&owner_key, &row_key, device_id, &record)?;
+                }
+                moved += 1;
+            }
+            drop_reservation()?;
+        }
+        Ok(moved)
     }
 
     // -- contacts ------------------------------------------------------------------------------
@@ -1523,6 +1611,11 @@ impl Tx<'_> {
     fn due_for_pruning(&self) -> bool {
         self.conn.last_insert_rowid() % PRUNE_EVERY == 0
     }
+}
+
+/// A reservation's associated data: its session's row and the opening that made it.
+fn reservation_row(owner: &[u8; 32], key: &[u8; 32], opener: &[u8]) -> Vec<u8> {
+    [&owner[..], &key[..], opener].concat()
 }
 
 fn decode_session(bytes: &[u8]) -> Result<(u32, SessionRecord), StoreError> {

@@ -26,8 +26,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE processed (seq INTEGER PRIMARY KEY, k BLOB NOT NULL UNIQUE);",
     // 2: the (sender, message id) pairs of received messages, to keep one of each.
     "CREATE TABLE received_ids (seq INTEGER PRIMARY KEY, k BLOB NOT NULL UNIQUE);",
-    // 3: how far each sending chain may have sent beyond the last sync, keyed like `sessions`.
-    "CREATE TABLE send_reservations (owner BLOB NOT NULL, k BLOB NOT NULL, v BLOB NOT NULL,
+    // 3: how far each sending chain may have sent beyond the last sync, keyed like `sessions`,
+    // with the (random) opening of the store that made the reservation.
+    "CREATE TABLE send_reservations (owner BLOB NOT NULL, k BLOB NOT NULL,
+                                     opener BLOB NOT NULL, v BLOB NOT NULL,
                                      PRIMARY KEY (owner, k)) WITHOUT ROWID;",
 ];
 

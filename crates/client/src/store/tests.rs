@@ -625,7 +625,7 @@ fn send_step(tx: &mut Tx<'_>) -> Result<u32, ClientError> {
     tx.put_session("bob", 1, &record)?;
     tx.cover_sent("bob", 1, &record)?;
     tx.add_message(&message("bob", "sent"))?;
-    Ok(record.next_sending_counter().unwrap() - 1)
+    Ok(record.sending_chain().unwrap().1 - 1)
 }
 
 /// The files of the store in `dir` as they are now, copied to a new directory: what a power
@@ -643,7 +643,8 @@ fn bobs_counter(store: &Store) -> Option<u32> {
         .read(|tx| Ok(tx.session("bob", 1)?))
         .unwrap()
         .unwrap()
-        .next_sending_counter()
+        .sending_chain()
+        .map(|(_, next)| next)
 }
 
 fn reservations(store: &Store) -> i64 {
@@ -698,12 +699,13 @@ fn sends_within_a_reservation_do_not_wait_for_the_disk_and_a_crash_skips_the_res
     assert_eq!(reservations(&after_cut), 0);
     drop(after_cut);
 
-    // A reservation that does not open (the file was altered): the session is archived, and
-    // the next message starts a new one.
+    // A reservation that does not open (the file was altered): the chain moves on as far as
+    // any reservation reaches past the session on disk.
+    let on_disk = bobs_counter(&store).unwrap();
     let cut = snapshot(dir.path());
     tamper(cut.path(), "UPDATE send_reservations SET v = x'00'");
     let after_cut = Store::open(cut.path(), &key).unwrap();
-    assert_eq!(bobs_counter(&after_cut), None);
+    assert_eq!(bobs_counter(&after_cut), Some(on_disk + SEND_RESERVATION));
 
     // A clean close releases the reservations: reopened, the chain goes on where it was.
     let counter = bobs_counter(&store);
@@ -736,4 +738,24 @@ fn a_send_that_changes_more_than_ratchet_steps_waits_for_the_disk() {
     let (send, _) = QueuedWrite::queue(send_step);
     assert!(store.write_group(vec![send]), "left unsynced");
     assert_eq!(store.syncs(), synced + 1);
+}
+
+#[test]
+fn a_reservation_another_opening_made_is_not_trusted_to_be_on_disk() {
+    let (dir, store, _) = store_with_a_session();
+    let key = StoreKey::KeyFile(dir.path().join("key"));
+    store.write(send_step).unwrap();
+    // Another process with the same profile: the reservation it finds may not have been
+    // synced yet by the process that made it, so its own send reserves again, on disk.
+    let other = Store::open(dir.path(), &key).unwrap();
+    let synced = other.syncs();
+    other.write(send_step).unwrap();
+    assert_eq!(other.syncs(), synced + 1);
+    other.write(send_step).unwrap();
+    assert_eq!(other.syncs(), synced + 1, "its own reservation it trusts");
+    // Closing one releases only its own reservations.
+    store.release_reservations().unwrap();
+    assert_eq!(reservations(&other), 1);
+    other.release_reservations().unwrap();
+    assert_eq!(reservations(&other), 0);
 }
