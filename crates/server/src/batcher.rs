@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::stream::{FuturesOrdered, StreamExt as _};
+
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -119,11 +121,18 @@ struct Worker {
     metrics: Arc<Metrics>,
 }
 
+/// What is left of a stored batch once it is visible: waiting for it to be durable, then
+/// answering its senders.
+type Syncing = futures_util::future::BoxFuture<'static, ()>;
+
 impl Worker {
     async fn run(self, mut queue: mpsc::Receiver<Job>, mut closing: oneshot::Receiver<()>) {
         let mut closed = false;
+        // Batches being synced, in commit order; the next batch is stored meanwhile.
+        let mut syncing = FuturesOrdered::<Syncing>::new();
         loop {
             let first = tokio::select! {
+                Some(()) = syncing.next(), if !syncing.is_empty() => continue,
                 job = queue.recv() => match job {
                     Some(job) => job,
                     None => break,
@@ -146,11 +155,16 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            self.commit(batch).await;
+            if let Some(rest) = self.commit(batch).await {
+                syncing.push_back(rest);
+            }
         }
+        while syncing.next().await.is_some() {}
     }
 
-    async fn commit(&self, batch: Vec<Job>) {
+    /// Stores a batch and pushes what was stored; returns what is left to do once that is
+    /// visible (the sync and the answers), if anything.
+    async fn commit(&self, batch: Vec<Job>) -> Option<Syncing> {
         let (sends, waiting): (Vec<Vec<NewEnvelope>>, Vec<_>) = batch
             .into_iter()
             .map(|job| (job.envelopes, job.done))
@@ -158,7 +172,7 @@ impl Worker {
         // Only the sends that were stored wake their mailboxes.
         let mailboxes: Vec<Vec<DeviceAddress>> = sends.iter().map(|s| destinations(s)).collect();
         let counts: Vec<usize> = sends.iter().map(Vec::len).collect();
-        let handed = Handed::new(&self.delivery, &sends);
+        let handed = Handed::new(&self.delivery, &sends, &mailboxes);
         match self.store.append_batch(sends).await {
             Ok(Appended { results, durable }) if results.len() == waiting.len() => {
                 let mut woken = Vec::new();
@@ -178,23 +192,27 @@ impl Worker {
                 woken.dedup();
                 // Visible: push now, while the batch is made durable.
                 self.delivery.wake_local(&woken, envelopes);
-                if let Err(e) = durable.wait().await {
-                    tracing::error!(error = %e, "a stored batch of sends could not be synced");
-                    self.metrics.commit_failed();
-                    for (done, answer) in waiting.into_iter().zip(answers) {
-                        let _ = done.send(
-                            answer
-                                .map_err(RequestError::Store)
-                                .and(Err(RequestError::Unsynced)),
-                        );
+                let (delivery, metrics) = (Arc::clone(&self.delivery), Arc::clone(&self.metrics));
+                Some(Box::pin(async move {
+                    let synced = durable.wait().await;
+                    if let Err(e) = &synced {
+                        tracing::error!(error = %e, "a stored batch of sends was not synced");
+                        metrics.commit_failed();
+                    } else {
+                        metrics.commit(stored);
                     }
-                    return;
-                }
-                self.metrics.commit(stored);
-                for (done, answer) in waiting.into_iter().zip(answers) {
-                    let _ = done.send(answer.map_err(RequestError::Store));
-                }
-                self.delivery.wake_remote(&woken).await;
+                    for (done, answer) in waiting.into_iter().zip(answers) {
+                        // Stored but maybe not durable: the sender cannot be told either way.
+                        let answer = match (&synced, answer) {
+                            (Err(_), Ok(())) => Err(StoreError::Unsynced),
+                            (_, answer) => answer,
+                        };
+                        let _ = done.send(answer.map_err(RequestError::Store));
+                    }
+                    if synced.is_ok() {
+                        delivery.wake_remote(&woken).await;
+                    }
+                }))
             }
             Ok(Appended { results, .. }) => {
                 // A store bug: whatever it stored, no send can be told it succeeded.
@@ -209,6 +227,7 @@ impl Worker {
                         "the batch was answered wrongly".into(),
                     ))));
                 }
+                None
             }
             Err(e) => {
                 // Each sender's request logs the failure with its device.
@@ -222,6 +241,7 @@ impl Worker {
                         "batch failed".into(),
                     ))));
                 }
+                None
             }
         }
     }
@@ -235,9 +255,14 @@ struct Handed {
 }
 
 impl Handed {
-    fn new(delivery: &Delivery, sends: &[Vec<NewEnvelope>]) -> Self {
-        let devices: Vec<DeviceAddress> = sends.iter().flat_map(|s| destinations(s)).collect();
-        let connected = delivery.connected_here(&devices);
+    fn new(
+        delivery: &Delivery,
+        sends: &[Vec<NewEnvelope>],
+        mailboxes: &[Vec<DeviceAddress>],
+    ) -> Self {
+        let devices: Vec<DeviceAddress> = mailboxes.iter().flatten().copied().collect();
+        let connected: std::collections::HashSet<DeviceAddress> =
+            delivery.connected_here(&devices).into_iter().collect();
         let mut envelopes = Vec::new();
         if connected.is_empty() {
             return Self { envelopes };
@@ -312,6 +337,8 @@ mod tests {
     struct FakeStore {
         appends: Mutex<Vec<usize>>,
         hold_first: Mutex<Option<oneshot::Receiver<()>>>,
+        /// Batches are visible but never synced: the disk failed.
+        unsynced: bool,
     }
 
     #[async_trait]
@@ -368,7 +395,13 @@ mod tests {
                 .collect();
             Ok(Appended {
                 results,
-                durable: Durable::already(),
+                durable: if self.unsynced {
+                    let (synced, durable) = oneshot::channel();
+                    let _ = synced.send(Err(StoreError::Unsynced));
+                    Durable::pending(durable)
+                } else {
+                    Durable::already()
+                },
             })
         }
         async fn fetch_envelopes(
@@ -452,6 +485,36 @@ mod tests {
         batcher.close().await;
         let refused = queue.append(to(1), SendTurn::next(&mut None)).await;
         assert!(matches!(refused, Err(RequestError::ShuttingDown)));
+    }
+
+    #[tokio::test]
+    async fn sends_stored_but_not_synced_are_answered_as_unknown_and_refused_ones_as_refused() {
+        let store = Arc::new(FakeStore {
+            unsynced: true,
+            ..Default::default()
+        });
+        let delivery = Arc::new(Delivery::new(None, "test".into()));
+        let (queue, batcher) = spawn(store, Arc::clone(&delivery), Arc::new(Metrics::default()));
+        let woken = delivery
+            .attach(DeviceAddress {
+                account: AccountId(1),
+                device_id: 3,
+            })
+            .await;
+        let stored = queue.append(to(3), SendTurn::next(&mut None)).await;
+        assert!(
+            matches!(stored, Err(RequestError::Store(StoreError::Unsynced))),
+            "{stored:?}"
+        );
+        let refused = queue.append(to(FULL), SendTurn::next(&mut None)).await;
+        assert!(
+            matches!(refused, Err(RequestError::Store(StoreError::MailboxFull))),
+            "{refused:?}"
+        );
+        // The stored one was pushed before its sync failed.
+        woken.handle.woken().await;
+        assert_eq!(woken.handle.take_handoff().envelopes.len(), 1);
+        batcher.close().await;
     }
 
     #[tokio::test]

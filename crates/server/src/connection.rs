@@ -4,7 +4,8 @@
 //! The task waits on whatever comes first: a WebSocket message, a finished request, a mailbox
 //! page fetched for pushing, a wake (local or over NATS), or shutdown. An idle connection has
 //! nothing pending but those waits and its socket's idle deadline (see `server`): no buffer
-//! beyond the socket's small ones. A connection whose key has no device also waits on its
+//! beyond the socket's small ones (and, while a wake is pending, the envelopes handed over
+//! with it: at most a page). A connection whose key has no device also waits on its
 //! registration deadline.
 
 use std::future::{pending, Future};
@@ -354,6 +355,7 @@ impl Connection {
             return Err(End::Replaced);
         }
         let handoff = handle.take_handoff();
+        let handed = !handoff.envelopes.is_empty();
         let last_pushed = self.push.last_pushed;
         // A mailbox read since may have pushed some of them already.
         let envelopes: Vec<StoredEnvelope> = handoff
@@ -361,6 +363,10 @@ impl Connection {
             .into_iter()
             .filter(|envelope| envelope.id > last_pushed)
             .collect();
+        if handed && envelopes.is_empty() && !handoff.overflowed {
+            // All of them pushed by a mailbox read already, and nothing else stored since.
+            return Ok(());
+        }
         let mut previous = last_pushed;
         let follows = envelopes.iter().all(|envelope| {
             let next = previous.checked_add(1) == Some(envelope.id);

@@ -29,10 +29,6 @@ pub(crate) enum RequestError {
     TooLarge(String),
     /// The commit queue is gone: the server is shutting down.
     ShuttingDown,
-    /// The send was stored, and may have been pushed, but its commit could not be synced:
-    /// whether it survives a power cut is unknown. Not answered (see
-    /// [`crate::requests::Outcome::response`]).
-    Unsynced,
     /// What the store said.
     Store(StoreError),
 }
@@ -110,7 +106,6 @@ impl RequestError {
             }
             Self::TooLarge(m) => (ErrorCode::TooLarge, m),
             Self::ShuttingDown => (ErrorCode::Internal, "the server is shutting down".into()),
-            Self::Unsynced => (ErrorCode::Internal, "internal server error".into()),
             Self::Store(e) => match e {
                 StoreError::UsernameTaken => (ErrorCode::Conflict, "username is taken".into()),
                 StoreError::KeyTaken => (

@@ -15,7 +15,7 @@ use crate::batcher::SendTurn;
 use crate::metrics::RequestKind;
 use crate::rate_limit::ClientAddress;
 use crate::reply::{self, Limited, RequestError};
-use crate::store::{AccountId, DeviceAddress, DeviceRecord, NewEnvelope, PrekeyCounts};
+use crate::store::{AccountId, DeviceAddress, DeviceRecord, NewEnvelope, PrekeyCounts, StoreError};
 use crate::validate;
 use crate::Shared;
 
@@ -23,7 +23,7 @@ use crate::Shared;
 /// registered one.
 #[derive(Debug)]
 pub(crate) struct Outcome {
-    /// `None` when the outcome is unknown ([`RequestError::Unsynced`]): then the connection
+    /// `None` when the outcome is unknown ([`StoreError::Unsynced`]): then the connection
     /// closes without an answer, so that the client, as after any lost answer, sends again
     /// with the same message id (receivers keep one copy), rather than taking an error for
     /// "not sent".
@@ -95,7 +95,7 @@ pub(crate) async fn handle(
         (Body::Ack(ack), Some(device)) => acknowledge(&shared, device, ack).await,
     };
     let address = device.as_ref().map(|d| d.address);
-    let answered = !matches!(result, Err(RequestError::Unsynced));
+    let answered = !matches!(result, Err(RequestError::Store(StoreError::Unsynced)));
     let result = result.map_err(|e| e.into_api(kind, address));
     shared
         .metrics
@@ -341,7 +341,7 @@ async fn send_message(
             .directory
             .devices(shared.store.as_ref(), &sender.username)
             .await?
-            .ok_or(RequestError::Store(crate::store::StoreError::NotFound))?;
+            .ok_or(RequestError::Store(StoreError::NotFound))?;
         (destination.devices.clone(), others(&own.devices))
     };
     let mismatches: Vec<DeviceMismatch> = [

@@ -2,7 +2,8 @@
 //! conformance suite that both pass (`tests/it/store_conformance.rs`).
 //!
 //! The server stores only public keys and ciphertexts. Every method is one transaction; a
-//! method that returns an error has changed nothing. Writes are durable when they return
+//! method that returns an error has changed nothing, but for [`StoreError::Unsynced`] (the
+//! disk failed under a commit). Writes are durable when they return
 //! (SQLite: its write-ahead log synced; PostgreSQL: `synchronous_commit=on`), with two
 //! exceptions that a power cut may undo until the next sync, and that can be undone without
 //! harm: acknowledgements (the device gets the envelope again and recognises it by its id)
@@ -148,6 +149,11 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
+    /// The write was committed, and may have been seen (an envelope pushed), but could not be
+    /// synced to disk: whether it survives a power cut is unknown. The store takes no more
+    /// writes. (The one error after which something may have changed.)
+    #[error("the write could not be synced to disk; the database takes no more writes")]
+    Unsynced,
     /// The database failed. The message is for the server's log only: it never reaches a client.
     #[error("database error: {0}")]
     Backend(String),
@@ -174,7 +180,7 @@ impl Durable {
     }
 
     /// A commit whose sync the database writer reports on `synced`.
-    fn pending(synced: tokio::sync::oneshot::Receiver<Result<(), StoreError>>) -> Self {
+    pub(crate) fn pending(synced: tokio::sync::oneshot::Receiver<Result<(), StoreError>>) -> Self {
         Self(Some(synced))
     }
 
@@ -252,10 +258,11 @@ pub trait Store: Send + Sync + 'static {
     /// sequence number, while the other sends are committed. The outer error means the
     /// transaction failed as a whole and nothing of the batch was stored.
     ///
-    /// Sends take their sequence numbers in batch order. Sequence numbers increase per device,
-    /// start at 1 and are never given out twice, not even after a power cut undid a batch
-    /// that had been visible (they may jump after a restart); each device's envelopes become
-    /// visible to [`Store::fetch_envelopes`] in sequence order.
+    /// Sends take their sequence numbers in batch order. Sequence numbers increase per device
+    /// and are never given out twice, not even after a power cut undid a batch that had been
+    /// visible; they start at 1 and go up by one, but for the jump SQLite's make after a
+    /// restart (see its module docs); each device's envelopes become visible to
+    /// [`Store::fetch_envelopes`] in sequence order.
     async fn append_batch(&self, sends: Vec<Vec<NewEnvelope>>) -> Result<Appended, StoreError>;
 
     /// Envelopes of a mailbox with a sequence number above `after`, in order, at most `limit`.

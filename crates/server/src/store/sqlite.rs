@@ -2,9 +2,9 @@
 //!
 //! Every write — `take_bundles` included, since it deletes one-time prekeys — runs on one
 //! writer connection owned by a thread of its own, in arrival order. The writes that queue up
-//! while a commit is being synced run together in the next transaction (group commit), each
-//! inside a savepoint of its own: a write that fails is rolled back to its savepoint and
-//! changes nothing, the others commit. Reads run on a few reader connections on tokio's
+//! while a transaction runs go together into the next one (group commit), each inside a
+//! savepoint of its own: a write that fails is rolled back to its savepoint and changes
+//! nothing, the others commit. Reads run on a few reader connections on tokio's
 //! blocking threads; WAL lets them read while the writer writes.
 //!
 //! Committing and syncing are two steps, on two threads. The writer commits with
@@ -78,9 +78,11 @@ const MAILBOX_LIMIT: i64 = MAX_MAILBOX_ENVELOPES as i64;
 const SENDER_QUOTA: i64 = MAX_PENDING_ENVELOPES_PER_SENDER as i64;
 
 /// Sequence numbers start above `(n - 1) << SEQ_EPOCH_BITS` after the store's `n`-th start
-/// (see the module docs): one device would need a trillion envelopes between two starts to
-/// reach the next start's numbers, and `i64` holds those of eight million starts.
-const SEQ_EPOCH_BITS: u32 = 40;
+/// (see the module docs): one device would need 68 billion envelopes between two starts to
+/// reach the next start's numbers, and `i64` holds those of 134 million starts (four years of
+/// restarting every second). (A database restored from a backup counts its starts from the
+/// backup's: devices may then see numbers again, as they see its old mailboxes.)
+const SEQ_EPOCH_BITS: u32 = 36;
 
 /// The schema, one entry per version: `MIGRATIONS[i]` takes a database from version `i` to
 /// `i + 1` (kept in `PRAGMA user_version`). Only ever append.
@@ -171,7 +173,7 @@ INSERT INTO starts (count) VALUES (0);
 
 /// The embedded backend: one SQLite file in WAL mode.
 ///
-/// All writes run on one writer thread; the writes that arrive while a commit is syncing are
+/// All writes run on one writer thread; the writes that arrive while a transaction runs are
 /// committed together (each in its own savepoint, so one failing changes nothing of the
 /// others), and every caller is answered only once its commit is durable — but for
 /// acknowledgements and expiry, and for batches of sends, which are visible before they are
@@ -441,25 +443,36 @@ fn open_blocking(path: PathBuf) -> Result<Opened, StoreError> {
     // The log exists from the first transaction in WAL mode on, and SQLite removes it only
     // when the last connection to the database closes: this one stays open as long as the
     // handle does.
-    let mut wal_path = path.clone().into_os_string();
+    // The file SQLite itself uses (it follows symbolic links): not one by the same name.
+    let mut wal_path = std::ffi::OsString::from(
+        writer
+            .path()
+            .ok_or_else(|| StoreError::Backend("the database has no file name".to_owned()))?,
+    );
     wal_path.push("-wal");
-    let wal = std::fs::File::open(&wal_path).map_err(|e| {
-        StoreError::Backend(format!(
-            "opening the write-ahead log {}: {e}",
-            Path::new(&wal_path).display()
-        ))
-    })?;
+    // Writable: some systems sync only files open for writing. Nothing is written to it.
+    let wal = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&wal_path)
+        .map_err(|e| {
+            StoreError::Backend(format!(
+                "opening the write-ahead log {}: {e}",
+                Path::new(&wal_path).display()
+            ))
+        })?;
+    let broken = Broken::default();
     let (commits, checkpoint_due) = std::sync::mpsc::sync_channel(1);
     let checkpointer = open_connection(&path, OpenFlags::empty())?;
+    let checkpointer_broken = broken.clone();
     std::thread::Builder::new()
         .name("sotto-sqlite-checkpointer".to_owned())
-        .spawn(move || run_checkpointer(checkpointer, checkpoint_due))
+        .spawn(move || run_checkpointer(checkpointer, checkpoint_due, checkpointer_broken))
         .map_err(|e| StoreError::Backend(format!("starting the database checkpointer: {e}")))?;
-    let broken = Arc::default();
     let syncs = Arc::default();
     let syncer = Syncer {
         wal,
-        broken: Arc::clone(&broken),
+        broken: broken.clone(),
         syncs: Arc::clone(&syncs),
     };
     let (committed, to_sync) = std::sync::mpsc::channel();
@@ -568,9 +581,19 @@ trait Write: Send {
     /// Its transaction committed (not synced yet).
     fn committed(&mut self);
 
-    /// Its transaction ended: `failure` says why it did not commit, or why its commit could
-    /// not be synced.
-    fn finish(self: Box<Self>, failure: Option<&str>);
+    /// Its transaction ended, as `ended` says.
+    fn finish(self: Box<Self>, ended: Ended<'_>);
+}
+
+/// How a write's transaction ended.
+#[derive(Clone, Copy, Debug)]
+enum Ended<'a> {
+    /// Committed, and synced if it had to be.
+    Done,
+    /// Not committed, for this reason: nothing of it stays.
+    NotCommitted(&'a str),
+    /// Committed (and visible) but not synced: a power cut may undo it.
+    NotSynced,
 }
 
 /// A write and the channel its caller waits on.
@@ -584,18 +607,19 @@ struct Pending<T, F> {
 }
 
 impl<T, F> Pending<T, F> {
-    /// Answers the caller: its write's own result, or `failure` if that was fine but its
-    /// transaction did not commit (or sync).
-    fn reply(&mut self, failure: Option<&str>) {
+    /// Answers the caller: its write's own result, unless that was fine but its transaction
+    /// did not end well.
+    fn reply(&mut self, ended: Ended<'_>) {
         let Some(reply) = self.reply.take() else {
             return;
         };
-        let result = match (self.result.take(), failure) {
+        let result = match (self.result.take(), ended) {
             // A write that failed changed nothing, committed or not: its own error says why.
             (Some(Err(e)), _) => Err(e),
-            (Some(Ok(value)), None) => Ok(value),
-            (_, Some(failure)) => Err(StoreError::Backend(failure.to_owned())),
-            (None, None) => Err(StoreError::Backend("the write was not run".to_owned())),
+            (Some(Ok(value)), Ended::Done) => Ok(value),
+            (_, Ended::NotCommitted(failure)) => Err(StoreError::Backend(failure.to_owned())),
+            (_, Ended::NotSynced) => Err(StoreError::Unsynced),
+            (None, Ended::Done) => Err(StoreError::Backend("the write was not run".to_owned())),
         };
         // The caller may have stopped waiting; the write stands or falls all the same.
         let _ = reply.send(result.map_err(|e| in_op(self.op, e)));
@@ -627,19 +651,46 @@ where
 
     fn committed(&mut self) {
         if !matches!(self.answer, Answer::Synced) {
-            self.reply(None);
+            self.reply(Ended::Done);
         }
     }
 
-    fn finish(mut self: Box<Self>, failure: Option<&str>) {
-        self.reply(failure);
+    fn finish(mut self: Box<Self>, ended: Ended<'_>) {
+        self.reply(ended);
         if let Answer::CommittedThenSynced(synced) = self.answer {
-            let _ = synced.send(match failure {
-                None => Ok(()),
-                Some(failure) => Err(StoreError::Backend(format!("{}: {failure}", self.op))),
+            let _ = synced.send(match ended {
+                Ended::Done => Ok(()),
+                Ended::NotCommitted(failure) => {
+                    Err(StoreError::Backend(format!("{}: {failure}", self.op)))
+                }
+                Ended::NotSynced => Err(StoreError::Unsynced),
             });
         }
     }
+}
+
+/// Set once the disk failed (a sync, or an I/O error of SQLite's): from then on nothing
+/// written may be trusted to reach the disk (the kernel may have dropped the pages it failed
+/// to write), so the store takes no more writes, and checkpoints stop, until it is opened
+/// again.
+#[derive(Clone, Default)]
+struct Broken(Arc<std::sync::atomic::AtomicBool>);
+
+impl Broken {
+    fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn set(&self, why: &dyn std::fmt::Display) {
+        if !self.0.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            tracing::error!(error = %why, "the database failed to write to disk; it takes no more writes");
+        }
+    }
+}
+
+/// Whether SQLite failed at the disk.
+fn is_io_error(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure)
 }
 
 /// The writer connection, and where its commits go to be synced.
@@ -647,8 +698,7 @@ struct Writer {
     conn: Connection,
     /// Commits for the syncer.
     committed: std::sync::mpsc::Sender<Committed>,
-    /// Set by the syncer when a sync failed.
-    broken: Arc<std::sync::atomic::AtomicBool>,
+    broken: Broken,
     /// Tells the checkpointer that something was committed.
     commits: std::sync::mpsc::SyncSender<()>,
 }
@@ -662,21 +712,24 @@ struct Committed {
 /// The syncer: the write-ahead log, opened only to sync it.
 struct Syncer {
     wal: std::fs::File,
-    /// Set when a sync failed.
-    broken: Arc<std::sync::atomic::AtomicBool>,
+    broken: Broken,
     /// Syncs so far.
     syncs: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Ends every write of `writes` as `ended`.
+fn finish_all(writes: impl IntoIterator<Item = Box<dyn Write>>, ended: Ended<'_>) {
+    for write in writes {
+        write.finish(ended);
+    }
+}
+
 /// The writer thread: takes what is queued, runs it in one transaction, answers what may be
 /// answered at commit, and hands the rest to the syncer; then goes on with the next
-/// transaction while the syncer syncs, so that a slow sync holds up the senders it answers,
-/// not the commits (and pushes) after it. Returns when the store is dropped and the queue is
-/// empty, or once a sync failed: after that nothing written may be trusted to reach the disk
-/// (the kernel may have dropped the pages it failed to write), so the store takes no more
-/// writes until it is opened again.
+/// transaction while the syncer syncs, so that a slow sync holds up the answers it owes, not
+/// the commits (and pushes) after it. Returns when the store is dropped and the queue is
+/// empty, or once the disk failed ([`Broken`]).
 fn run_writer(writer: Writer, mut queue: mpsc::Receiver<Box<dyn Write>>) {
-    use std::sync::atomic::Ordering;
     let mut batch: Vec<Box<dyn Write>> = Vec::with_capacity(MAX_WRITES_PER_COMMIT);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -686,20 +739,22 @@ fn run_writer(writer: Writer, mut queue: mpsc::Receiver<Box<dyn Write>>) {
                 Err(_) => break,
             }
         }
-        if writer.broken.load(Ordering::Acquire) {
-            for write in batch.drain(..) {
-                write.finish(Some(
-                    "the database takes no more writes after a failed sync",
-                ));
-            }
+        if writer.broken.is_set() {
+            let why = "the database takes no more writes after a disk failure";
+            finish_all(batch.drain(..), Ended::NotCommitted(why));
             return;
         }
         match commit_batch(&writer.conn, &mut batch) {
-            Err(failure) => {
+            Err(e) if is_io_error(&e) => {
+                // Whether the commit is on disk, or in the log at all, is unknown.
+                writer.broken.set(&e);
+                finish_all(batch.drain(..), Ended::NotSynced);
+                return;
+            }
+            Err(e) => {
+                let failure = format!("the transaction did not commit: {e}");
                 tracing::warn!(error = %failure, writes = batch.len(), "a database commit failed");
-                for write in batch.drain(..) {
-                    write.finish(Some(&failure));
-                }
+                finish_all(batch.drain(..), Ended::NotCommitted(&failure));
             }
             Ok(()) => {
                 let _ = writer.commits.try_send(());
@@ -713,9 +768,8 @@ fn run_writer(writer: Writer, mut queue: mpsc::Receiver<Box<dyn Write>>) {
                     writer.committed.send(Committed { writes, needs_sync })
                 {
                     // The syncer is gone (it panicked): nothing can be synced any more.
-                    for write in unsynced.writes {
-                        write.finish(Some("the database syncer stopped"));
-                    }
+                    writer.broken.set(&"the database syncer stopped");
+                    finish_all(unsynced.writes, Ended::NotSynced);
                     return;
                 }
             }
@@ -725,51 +779,59 @@ fn run_writer(writer: Writer, mut queue: mpsc::Receiver<Box<dyn Write>>) {
 
 /// The syncer thread: syncs the log once for every commit that came meanwhile (so that one
 /// sync serves many commits), then answers their writes, in commit order. After a failed sync
-/// every write it answers fails. Returns when the writer is gone.
+/// every commit it answers counts as not synced. Returns when the writer is gone.
 fn run_syncer(syncer: Syncer, committed: std::sync::mpsc::Receiver<Committed>) {
-    use std::sync::atomic::Ordering;
-    let mut failure: Option<String> = None;
     while let Ok(first) = committed.recv() {
         let mut commits = vec![first];
         commits.extend(committed.try_iter());
-        if failure.is_none() && commits.iter().any(|commit| commit.needs_sync) {
+        if !syncer.broken.is_set() && commits.iter().any(|commit| commit.needs_sync) {
             match syncer.wal.sync_data() {
                 Ok(()) => {
-                    syncer.syncs.fetch_add(1, Ordering::Relaxed);
+                    syncer
+                        .syncs
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "syncing the database failed; it takes no more writes");
-                    syncer.broken.store(true, Ordering::Release);
-                    failure = Some(format!("syncing the write-ahead log failed: {e}"));
-                }
+                Err(e) => syncer.broken.set(&e),
             }
         }
+        let ended = if syncer.broken.is_set() {
+            Ended::NotSynced
+        } else {
+            Ended::Done
+        };
         for commit in commits {
-            for write in commit.writes {
-                write.finish(failure.as_deref());
-            }
+            finish_all(commit.writes, ended);
         }
     }
 }
 
 /// The checkpointer thread: a while after commits, copies the pages in the write-ahead log
-/// into the database file (a passive checkpoint, which never blocks the writer). SQLite's own
-/// checkpoint, which the writer runs after the commit that takes the log past
-/// `wal_autocheckpoint` pages and which the writes after it wait for, then finds most pages
-/// copied already, and only it can let the log start over (the writer runs it with nothing
-/// written meanwhile). Returns when the writer is gone.
-fn run_checkpointer(conn: Connection, commits: std::sync::mpsc::Receiver<()>) {
+/// into the database file (a passive checkpoint, which never blocks the writer), so that the
+/// checkpoints SQLite runs in the writer (after the commit that takes the log past
+/// `wal_autocheckpoint` pages; the writes after it wait for them) find most pages copied
+/// already. Once a checkpoint has copied the whole log, the next write starts it over.
+/// Returns when the writer is gone, or once the disk failed.
+fn run_checkpointer(conn: Connection, commits: std::sync::mpsc::Receiver<()>, broken: Broken) {
     while commits.recv().is_ok() {
         std::thread::sleep(CHECKPOINT_DELAY);
         while commits.try_recv().is_ok() {}
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(error = %e, "a background checkpoint failed");
+        if broken.is_set() {
+            return;
+        }
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Ok(()) => {}
+            Err(e) if is_io_error(&e) => {
+                broken.set(&e);
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "a background checkpoint did not run"),
         }
     }
 }
 
-/// Runs the writes in one transaction, each in a savepoint, and commits.
-fn commit_batch(conn: &Connection, batch: &mut [Box<dyn Write>]) -> Result<(), String> {
+/// Runs the writes in one transaction, each in a savepoint, and commits; on failure, rolls
+/// back.
+fn commit_batch(conn: &Connection, batch: &mut [Box<dyn Write>]) -> rusqlite::Result<()> {
     let outcome = (|| {
         exec(conn, "BEGIN IMMEDIATE")?;
         for write in batch.iter_mut() {
@@ -778,14 +840,12 @@ fn commit_batch(conn: &Connection, batch: &mut [Box<dyn Write>]) -> Result<(), S
         }
         exec(conn, "COMMIT")
     })();
-    outcome.map_err(|e| {
-        if !conn.is_autocommit() {
-            // Nothing of this batch may stay; if even this fails the connection is unusable
-            // and the next BEGIN says so.
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        format!("the transaction did not commit: {e}")
-    })
+    if outcome.is_err() && !conn.is_autocommit() {
+        // Nothing of this batch may stay; if even this fails the connection is unusable and
+        // the next BEGIN says so.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    outcome
 }
 
 /// Runs `work` inside a savepoint, rolled back to if `work` fails (so that its failure changes
@@ -1795,5 +1855,19 @@ mod tests {
             .map(|envelope| envelope.id)
             .collect();
         assert_eq!(ids, [1, 2, 1 << SEQ_EPOCH_BITS, 2 << SEQ_EPOCH_BITS]);
+    }
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_database_behind_a_symbolic_link_syncs_the_log_sqlite_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = dir.path().join("sotto.db");
+        std::os::unix::fs::symlink(real.join("sotto.db"), &link).unwrap();
+        let store = SqliteStore::open(&link).await.unwrap();
+        let bob = account(&store, "bob", 1).await;
+        assert_eq!(send(&store, bob).await, 1);
+        assert!(real.join("sotto.db-wal").exists());
+        assert!(!dir.path().join("sotto.db-wal").exists());
     }
 }
