@@ -56,6 +56,14 @@ const WRITE_QUEUE: usize = 1024;
 /// the latency of its first write) arbitrarily long.
 const MAX_WRITES_PER_COMMIT: usize = 256;
 
+/// Pages in the write-ahead log after which the writer checkpoints it itself (SQLite's
+/// default is 1,000), holding up the commits after it meanwhile. The checkpointer copies the
+/// log in the background long before; the writer's own checkpoint is the backstop that lets
+/// the log start over when the background ones never catch up with a busy writer: at 40 MiB
+/// of log, about once a second at a thousand messages a second (some ten pages each) rather
+/// than ten times.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+
 /// How long after a commit the background checkpointer copies what is in the write-ahead log
 /// into the database file (see [`run_checkpointer`]): often enough that the checkpoints the
 /// writer runs itself find little left, seldom enough to copy a page written many times once.
@@ -439,6 +447,9 @@ fn open_blocking(path: PathBuf) -> Result<Opened, StoreError> {
     let seq_floor = count_start(&writer)?;
     writer
         .pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db)?;
+    writer
+        .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
         .map_err(db)?;
     // The log exists from the first transaction in WAL mode on, and SQLite removes it only
     // when the last connection to the database closes: this one stays open as long as the
@@ -1623,6 +1634,14 @@ mod tests {
             .unwrap();
         // NORMAL: the writer syncs the log itself, after the commit (see the module docs).
         assert_eq!(synchronous, 1, "synchronous=NORMAL");
+        let pages: i64 = store
+            .write("test", Answer::Synced, |conn| {
+                conn.query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
+                    .map_err(db)
+            })
+            .await
+            .unwrap();
+        assert_eq!(pages, WAL_AUTOCHECKPOINT_PAGES);
         assert_eq!(foreign_keys, 1);
         let check = Connection::open(&path).unwrap();
         let mode: String = check
