@@ -2,10 +2,10 @@
 //!
 //! Devices connect to the WebSocket at `/v1/ws` and speak `sotto-api` frames inside a Noise
 //! channel (`sotto-channel`); a device's Noise static key is its authentication key. The server
-//! keeps accounts and devices, the prekey directory and one mailbox per device; it answers a
-//! send only once its envelopes are committed durably (commits of many senders are grouped),
-//! pushes envelopes to connected devices and deletes them on the device's acknowledgement or
-//! after the TTL. It stores public keys and ciphertexts only, and logs account and device ids,
+//! keeps accounts and devices, the prekey directory and one mailbox per device; it pushes
+//! envelopes to connected devices as soon as they are committed, answers a send only once its
+//! envelopes are durable (commits of many senders are grouped), and deletes envelopes on the
+//! device's acknowledgement or after the TTL. It stores public keys and ciphertexts only, and logs account and device ids,
 //! never usernames, keys or contents.
 //!
 //! Storage is SQLite in the data directory by default, PostgreSQL with
