@@ -189,11 +189,8 @@ impl Durable {
     pub async fn wait(self) -> Result<(), StoreError> {
         match self.0 {
             None => Ok(()),
-            Some(synced) => synced.await.unwrap_or_else(|_| {
-                Err(StoreError::Backend(
-                    "the database writer stopped before the commit was synced".to_owned(),
-                ))
-            }),
+            // The writer stopped before the sync: as unknown as a failed one.
+            Some(synced) => synced.await.unwrap_or(Err(StoreError::Unsynced)),
         }
     }
 }
