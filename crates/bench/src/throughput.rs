@@ -27,13 +27,16 @@ pub(crate) struct Options {
     messages: usize,
     /// Messages each sender has in flight at once: 1 sends each message only once the
     /// previous one is acknowledged; more lets the client's sends share commits and writes.
-    #[arg(long, default_value_t = 1)]
+    /// Not with `--rate`, where there is no limit.
+    #[arg(long, default_value_t = 1, conflicts_with = "rate")]
     in_flight: usize,
     /// The server's storage.
     #[arg(long, value_enum, default_value = "sqlite")]
     backend: Backend,
-    /// Pace the senders to this many messages per second in total (open loop) instead of
-    /// sending each message as soon as the previous one is acknowledged.
+    /// Pace the senders to this many messages per second in total instead of sending each
+    /// message as soon as the previous one is acknowledged. Open loop: each message is sent
+    /// when it is due, whether or not the ones before it are acknowledged, so a slow message
+    /// holds up no other.
     #[arg(long)]
     rate: Option<u64>,
     /// The receivers never answer: every message is then a session-starting PreKey message
@@ -81,6 +84,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         unanswered,
         profiles: profiles_in,
     } = options;
+    let in_flight = if rate.is_some() { messages } else { in_flight };
     anyhow::ensure!(
         senders > 0 && messages > 0 && in_flight > 0,
         "need at least one sender, one message and one message in flight"
@@ -151,21 +155,26 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         let sender = sender.clone();
         let to = receiver.username().to_owned();
         sending.push(tokio::spawn(async move {
-            let sends = futures_util::stream::iter(0..messages).map(|seq| {
+            // Each message is taken up when it is due (paced) or at once, and sent as soon as
+            // fewer than `in_flight` of its sender's are unacknowledged (paced, at once).
+            let due = futures_util::stream::iter(0..messages).then(|seq| async move {
+                if let Some(rate) = rate {
+                    let slot =
+                        Duration::from_secs_f64((seq * senders + index) as f64 / rate as f64);
+                    tokio::time::sleep_until((base + slot).into()).await;
+                }
+                seq
+            });
+            let sends = due.map(|seq| {
                 let (sender, to) = (&sender, &to);
                 async move {
-                    if let Some(rate) = rate {
-                        let slot = (seq * senders + index) as f64 / rate as f64;
-                        tokio::time::sleep_until((base + Duration::from_secs_f64(slot)).into())
-                            .await;
-                    }
                     let started = base.elapsed();
                     let text = format!("bench {seq} {}", started.as_nanos());
                     sender.send_text(to, &text).await?;
                     anyhow::Ok(base.elapsed() - started)
                 }
             });
-            let acks: Vec<Duration> = sends.buffered(in_flight).try_collect().await?;
+            let acks: Vec<Duration> = sends.buffer_unordered(in_flight).try_collect().await?;
             anyhow::Ok(acks)
         }));
     }
@@ -193,10 +202,12 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     if let Some(dir) = &profiles_in {
         mode.push_str(&format!(", client profiles in {}", dir.display()));
     }
-    println!(
-        "backend {backend:?}, {senders} sender(s) x {messages} messages, \
-         {in_flight} in flight per sender, {mode}"
-    );
+    let in_flight = if rate.is_some() {
+        "open loop".to_owned()
+    } else {
+        format!("{in_flight} in flight per sender")
+    };
+    println!("backend {backend:?}, {senders} sender(s) x {messages} messages, {in_flight}, {mode}");
     println!(
         "throughput: {total} messages acknowledged in {:.2} s = {:.0} msg/s",
         send_time.as_secs_f64(),
@@ -204,7 +215,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     );
     println!("send → server acknowledgement: {}", acks.summary());
     println!(
-        "send → delivered, stored and acknowledged by the receiver ({} of {total}): {}",
+        "send → delivered to the receiver and stored in its profile ({} of {total}): {}",
         deliveries.len(),
         deliveries.summary()
     );

@@ -93,6 +93,11 @@ pub(crate) const RECEIVE_BATCH: usize = 100;
 /// recognised as processed and acknowledged again.
 pub(crate) const UNACKED_IDS_KEPT: usize = sotto_api::MAX_ACKS_PER_REQUEST;
 
+/// Received envelopes are acknowledged once their commit is on disk, and the acknowledgement
+/// task waits this long for more to come in first, so that they share one disk sync and one
+/// request (unless the client is closing). The messages themselves wait for neither.
+pub(crate) const ACK_GATHER_DELAY: Duration = Duration::from_millis(50);
+
 /// A failed acknowledgement is tried again after this long (a request already waits for the
 /// connection to come back, so this only paces retries against a server that fails them).
 pub(crate) const ACK_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -165,9 +170,14 @@ pub(crate) const SAFETY_NUMBER_VERSION: u32 = 2;
 /// past the end of its reservation, first reserves its own counter and this many minus one
 /// after it, in a commit that waits for the disk; the sends within the reservation do not
 /// wait for it (see `store::Tx::cover_sent`). After a crash a chain skips what is left of its
-/// reservation, fewer than this many message keys, which the peer keeps as skipped keys
-/// until they age out.
+/// reservation, fewer than this many plus [`SEND_RESERVATION_LOW`] message keys, which the
+/// peer keeps as skipped keys until they age out.
 pub(crate) const SEND_RESERVATION: u32 = 32;
+
+/// A reservation with this many counters left or fewer is extended by [`SEND_RESERVATION`]
+/// in a write of its own, which the sends that follow do not wait for: a chain that keeps
+/// sending finds its reservation on disk ahead of it.
+pub(crate) const SEND_RESERVATION_LOW: u32 = 8;
 
 /// A commit that did not wait for the disk (a send within its reservation) is synced at the
 /// latest this long after it, unless a later commit syncs first: how long a power cut may

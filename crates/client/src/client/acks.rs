@@ -1,5 +1,6 @@
 //! Acknowledgements, sent by a background task once received envelopes are committed
-//! locally, so that events do not wait for the round trip. Ids whose acknowledgement failed
+//! locally and that commit is on disk, so that events wait neither for the disk nor for the
+//! round trip. Those that come in within [`ACK_GATHER_DELAY`] share a sync and a request. Ids whose acknowledgement failed
 //! are kept (at most [`UNACKED_IDS_KEPT`]) and sent again with the next ones, or after
 //! [`ACK_RETRY_DELAY`]: the server does not push them again on the same connection.
 
@@ -11,13 +12,14 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Inner;
-use crate::consts::{ACK_RETRY_DELAY, UNACKED_IDS_KEPT};
+use crate::consts::{ACK_GATHER_DELAY, ACK_RETRY_DELAY, UNACKED_IDS_KEPT};
 use crate::error::ClientError;
 
 /// What the acknowledgement task is asked to do.
 pub(super) enum AckCommand {
-    /// Acknowledge these envelope ids. Only ids already committed locally are sent here.
-    Ids(Vec<u64>),
+    /// Acknowledge these envelope ids, committed locally by commit number `committed` (see
+    /// `Store::committed`), once that commit is on disk.
+    Ids { ids: Vec<u64>, committed: u64 },
     /// Answer once everything queued before has been tried.
     Flush(oneshot::Sender<()>),
 }
@@ -36,16 +38,46 @@ pub(super) async fn run(weak: Weak<Inner>, mut commands: mpsc::UnboundedReceiver
             }
         };
         let mut flushes = Vec::new();
+        let mut fresh = Vec::new();
+        let mut committed = 0;
         let mut open = match woke {
-            Some(command) => absorb(command, &mut unacked, &mut flushes),
+            Some(command) => absorb(command, &mut fresh, &mut committed, &mut flushes),
             None => true,
         };
         while open {
             match commands.try_recv() {
-                Ok(command) => open = absorb(Some(command), &mut unacked, &mut flushes),
+                Ok(command) => {
+                    open = absorb(Some(command), &mut fresh, &mut committed, &mut flushes)
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => open = false,
             }
+        }
+        if !fresh.is_empty() && flushes.is_empty() && open {
+            let gathered = tokio::time::Instant::now() + ACK_GATHER_DELAY;
+            loop {
+                tokio::select! {
+                    command = commands.recv() => {
+                        open = absorb(command, &mut fresh, &mut committed, &mut flushes);
+                        if !open || !flushes.is_empty() {
+                            break;
+                        }
+                    }
+                    () = tokio::time::sleep_until(gathered) => break,
+                }
+            }
+        }
+        if !fresh.is_empty() {
+            let Some(inner) = weak.upgrade() else { break };
+            // One sync for everything that came in meanwhile, off the writer's way.
+            let synced = tokio::task::spawn_blocking(move || inner.store.sync_through(committed))
+                .await
+                .unwrap_or(false);
+            if synced {
+                unacked.extend(fresh);
+            }
+            // Otherwise the store takes no more writes, and these are not acknowledged: the
+            // server delivers them again.
         }
         // The oldest are forgotten: the server redelivers them on the next connection, and
         // they are acknowledged again as already processed.
@@ -70,11 +102,15 @@ pub(super) async fn run(weak: Weak<Inner>, mut commands: mpsc::UnboundedReceiver
 /// Takes in one command; `false` once the channel is closed (the client is gone).
 fn absorb(
     command: Option<AckCommand>,
-    unacked: &mut VecDeque<u64>,
+    fresh: &mut Vec<u64>,
+    committed: &mut u64,
     flushes: &mut Vec<oneshot::Sender<()>>,
 ) -> bool {
     match command {
-        Some(AckCommand::Ids(ids)) => unacked.extend(ids),
+        Some(AckCommand::Ids { ids, committed: at }) => {
+            fresh.extend(ids);
+            *committed = (*committed).max(at);
+        }
         Some(AckCommand::Flush(done)) => flushes.push(done),
         None => return false,
     }

@@ -1,7 +1,10 @@
 //! Receiving: pushed envelopes are decrypted and stored in one local transaction per batch,
-//! then handed out as events while they are acknowledged to the server in the background
-//! (never before that commit: a lost acknowledgement only means a redelivery, recognised by
-//! envelope id).
+//! then handed out as events while they are acknowledged to the server in the background.
+//! The commit does not wait for the disk; the acknowledgement does: it is sent only once the
+//! commit is synced (a lost acknowledgement only means a redelivery, recognised by envelope
+//! id). Should a power cut undo a commit, nothing of it was acknowledged: the server delivers
+//! its envelopes again, and they are decrypted and stored again (the ratchet steps were
+//! undone with them), so a message shown before the cut comes back once after it.
 //!
 //! An envelope already processed (the server redelivers what it has no acknowledgement for)
 //! is acknowledged again without a new message; so is a message the ratchet reports as a
@@ -57,6 +60,9 @@ struct Decrypted {
     kyber_one_time: bool,
     /// ... and the identity key it came with.
     identity: Option<IdentityKey>,
+    /// Whether the session has a sending chain it did not have before (a ratchet step, or a
+    /// new session): a reply will start it.
+    new_chain: bool,
 }
 
 impl Inner {
@@ -109,16 +115,23 @@ impl Inner {
         }
     }
 
-    /// Stores a batch in one transaction, then queues its acknowledgement: the events do not
-    /// wait for it.
+    /// Stores a batch in one transaction, then queues its acknowledgement: the events wait
+    /// neither for it nor for the disk.
     async fn process(self: Arc<Self>, batch: Vec<Push>) -> Result<Vec<Event>, ClientError> {
         let processed = self
-            .write(move |inner, tx| inner.store_batch(tx, batch))
+            .write(move |inner, tx| {
+                tx.sync_later();
+                inner.store_batch(tx, batch)
+            })
             .await?;
-        // Committed: now the server may delete them. If the task is gone (the client is being
-        // dropped), the server delivers them again and they are recognised as processed.
+        // Committed: once that is on disk the server may delete them. If the task is gone (the
+        // client is being dropped), the server delivers them again and they are recognised
+        // as processed.
         if !processed.acks.is_empty() {
-            let _ = self.acks.send(AckCommand::Ids(processed.acks));
+            let _ = self.acks.send(AckCommand::Ids {
+                ids: processed.acks,
+                committed: self.store.committed(),
+            });
         }
         if processed.started_sessions {
             self.maintenance_wanted.notify_one();
@@ -180,6 +193,14 @@ impl Inner {
         let from = envelope.source.as_str();
         let device = envelope.source_device;
         let session = tx.session(from, device).map_err(local_failure)?;
+        let chain_before = session
+            .as_ref()
+            .and_then(|s| s.sending_chain().map(|(key, _)| key.serialize()));
+        let new_chain = |session: &SessionRecord| {
+            session
+                .sending_chain()
+                .is_some_and(|(key, _)| Some(key.serialize()) != chain_before)
+        };
         match EnvelopeType::try_from(envelope.r#type) {
             Ok(EnvelopeType::PrekeyMessage) => {
                 let message = PreKeySignalMessage::try_from(&envelope.content[..])
@@ -216,6 +237,7 @@ impl Inner {
                 let started = decrypted.used_pre_keys.is_some();
                 Ok(Decrypted {
                     plaintext: Zeroizing::new(decrypted.plaintext),
+                    new_chain: new_chain(&session),
                     session,
                     used: decrypted.used_pre_keys,
                     kyber_one_time: kyber.is_some_and(|(_, one_time)| one_time),
@@ -232,6 +254,7 @@ impl Inner {
                     .map_err(ratchet_failure)?;
                 Ok(Decrypted {
                     plaintext: Zeroizing::new(plaintext),
+                    new_chain: new_chain(&session),
                     session,
                     used: None,
                     kyber_one_time: false,
@@ -279,6 +302,9 @@ impl Inner {
             }
         }
         tx.put_session(from, device, &decrypted.session)?;
+        if decrypted.new_chain {
+            tx.reserve_new_chain(from, device, &decrypted.session)?;
+        }
         if let Some(used) = decrypted.used {
             out.started_sessions = true;
             if let Some(id) = used.one_time {

@@ -54,6 +54,8 @@ enum Prepared {
         envelopes: Vec<OutgoingEnvelope>,
         own_envelopes: Vec<OutgoingEnvelope>,
         history_seq: i64,
+        /// Sessions whose sending-chain reservation is running low.
+        top_up: Vec<Device>,
     },
     /// Some devices have no usable session: fetch these bundles first.
     Fetch(Vec<Fetch>),
@@ -185,8 +187,12 @@ impl Inner {
                     envelopes,
                     own_envelopes,
                     history_seq,
+                    top_up,
                 } => {
                     plan.history_seq = Some(history_seq);
+                    if !top_up.is_empty() {
+                        self.top_up_reservations(top_up);
+                    }
                     // The sessions are set up and committed: other sends may use them.
                     setup = None;
                     (envelopes, own_envelopes)
@@ -261,6 +267,35 @@ impl Inner {
     }
 
     /// Fetches and checks bundles (signatures are checked when sessions start from them).
+    /// Extends the sending-chain reservations of these sessions (see `Tx::cover_sent`) in a
+    /// write of its own and takes it to disk, in the background: no send waits for it.
+    fn top_up_reservations(self: &Arc<Self>, sessions: Vec<Device>) {
+        let inner = Arc::clone(self);
+        tokio::spawn(async move {
+            let topped_up = inner
+                .write(move |_, tx| {
+                    tx.sync_later();
+                    for (user, device) in &sessions {
+                        tx.top_up_reservation(user, *device)?;
+                    }
+                    Ok(())
+                })
+                .await;
+            match topped_up {
+                Ok(()) => {
+                    let committed = inner.store.committed();
+                    let _ =
+                        tokio::task::spawn_blocking(move || inner.store.sync_through(committed))
+                            .await;
+                }
+                // The sends that reach the reservation's end reserve themselves.
+                Err(error) => {
+                    tracing::debug!(%error, "extending sending-chain reservations failed");
+                }
+            }
+        });
+    }
+
     async fn fetch_bundles(
         &self,
         user: &str,
@@ -391,10 +426,13 @@ impl Inner {
             tx.sync_later();
         }
         let mut out = [Vec::new(), Vec::new()];
+        let mut top_up = Vec::new();
         for (list, encrypted) in out.iter_mut().zip([envelopes, own_envelopes]) {
             for (user, device, record, envelope) in encrypted {
                 tx.put_session(&user, device, &record)?;
-                tx.cover_sent(&user, device, &record)?;
+                if tx.cover_sent(&user, device, &record)? {
+                    top_up.push((user, device));
+                }
                 list.push(envelope);
             }
         }
@@ -416,6 +454,7 @@ impl Inner {
             envelopes,
             own_envelopes,
             history_seq,
+            top_up,
         })
     }
 

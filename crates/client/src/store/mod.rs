@@ -42,6 +42,7 @@ mod schema;
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -59,7 +60,7 @@ pub(crate) use records::{AccountRecord, ContactRecord, IdRun, MessageRecord, Pre
 
 use crate::consts::{
     MESSAGE_IDS_KEPT, PROCESSED_IDS_KEPT, PROFILE_DB_FILE, PROFILE_DB_NEW_FILE, PRUNE_EVERY,
-    SEND_RESERVATION,
+    SEND_RESERVATION, SEND_RESERVATION_LOW,
 };
 use crate::content::MessageId;
 use crate::error::{ClientError, StoreError};
@@ -100,48 +101,107 @@ pub(crate) struct Store {
     keys: StoreKeys,
     /// This opening of the store, random: whose sending-chain reservations are whose.
     opener: [u8; 16],
+    log: Log,
 }
 
 /// The write connection.
 struct Writer {
     conn: Connection,
-    /// The database's write-ahead log, opened only to sync it: SQLite removes the log only
-    /// when the last connection to the database closes, and `conn` lives as long as this.
-    wal: std::fs::File,
     /// Whether a transaction of ours is open on it.
     in_transaction: bool,
     /// Whether a write kept in the open transaction waits for the disk.
     needs_sync: bool,
-    /// Whether a commit has not been synced yet.
-    unsynced: bool,
-    /// Syncs so far.
-    #[cfg(test)]
-    syncs: u64,
-    /// A sync failed: nothing written since may be trusted to reach the disk (the kernel may
-    /// have dropped what it failed to write), so the store takes no more writes.
-    broken: bool,
     /// Sessions read or written in the open transaction (see [`SessionCache`]).
     sessions: SessionCache,
 }
 
-impl Writer {
-    /// Takes every commit so far to disk.
-    fn sync(&mut self) -> bool {
-        match self.wal.sync_data() {
+/// The write-ahead log's way to the disk: commits are counted as the writer makes them, and
+/// synced either by the writer before it lets go of the database (a write that waits for
+/// the disk) or by anyone else without holding the writer up ([`Store::sync_through`]).
+struct Log {
+    /// The database's write-ahead log, opened only to sync it: SQLite removes the log only
+    /// when the last connection to the database closes, and the writer lives as long as this.
+    /// A commit is in it (or, once checkpointed, in the database file, which SQLite syncs
+    /// after syncing the log) from when SQLite reports it done.
+    file: std::fs::File,
+    /// Commits so far.
+    committed: AtomicU64,
+    /// How many of them are known to be on disk.
+    synced: AtomicU64,
+    /// Held while syncing: one sync at a time, and those that waited for it find their
+    /// commits synced.
+    syncing: Mutex<()>,
+    /// A sync failed: nothing written since may be trusted to reach the disk (the kernel may
+    /// have dropped what it failed to write), so the store takes no more writes.
+    broken: AtomicBool,
+    /// This opening's sending-chain reservations (by owner and session row key): the number
+    /// of the commit that last wrote each, or of a later one (a write rolled back leaves its
+    /// number behind, which only errs on the safe side). A reservation is on disk once that
+    /// commit is synced.
+    reservations: Mutex<std::collections::HashMap<([u8; 32], [u8; 32]), u64>>,
+    /// Syncs so far.
+    #[cfg(test)]
+    syncs: AtomicU64,
+}
+
+impl Log {
+    /// Counts a commit SQLite has just made. Returns its number.
+    fn commit(&self) -> u64 {
+        self.committed.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Takes the commits up to number `through` to disk, unless a sync did already. Whether
+    /// they are there.
+    fn sync_through(&self, through: u64) -> bool {
+        let _syncing = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.broken.load(Ordering::Acquire) {
+            return false;
+        }
+        if self.synced.load(Ordering::Acquire) >= through {
+            return true;
+        }
+        // Every commit counted by now is in the log: this sync takes them all.
+        let committed = self.committed.load(Ordering::Acquire);
+        match self.file.sync_data() {
             Ok(()) => {
-                self.unsynced = false;
+                self.synced.store(committed, Ordering::Release);
                 #[cfg(test)]
-                {
-                    self.syncs += 1;
-                }
+                self.syncs.fetch_add(1, Ordering::Relaxed);
                 true
             }
             Err(e) => {
                 tracing::error!(error = %e, "syncing the local store failed; it takes no more writes");
-                self.broken = true;
+                self.broken.store(true, Ordering::Release);
                 false
             }
         }
+    }
+
+    /// Notes that this opening's reservation of a session is written in the open write
+    /// transaction (whose commit, if any, is the next one: the writer holds its lock).
+    fn reserved(&self, session: ([u8; 32], [u8; 32])) {
+        let next = self.committed.load(Ordering::Acquire) + 1;
+        let mut reservations = self
+            .reservations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        reservations.insert(session, next);
+    }
+
+    /// Whether this opening's reservation of a session, as the writer sees it, is on disk.
+    fn reservation_on_disk(&self, session: &([u8; 32], [u8; 32])) -> bool {
+        let written = self
+            .reservations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(session)
+            .copied();
+        written.is_some_and(|written| written <= self.synced.load(Ordering::Acquire))
+    }
+
+    /// Whether commits are left that are not known to be on disk.
+    fn unsynced(&self) -> bool {
+        self.synced.load(Ordering::Acquire) < self.committed.load(Ordering::Acquire)
     }
 }
 
@@ -390,6 +450,7 @@ impl Store {
                     opener: &[0; 16],
                     sessions: None,
                     sync: None,
+                    log: None,
                 })?;
                 tx.commit().map_err(StoreError::from)?;
             }
@@ -475,17 +536,22 @@ impl Store {
             reader: Mutex::new(reader),
             writer: Mutex::new(Writer {
                 conn,
-                wal,
                 in_transaction: false,
                 needs_sync: false,
-                unsynced: false,
-                #[cfg(test)]
-                syncs: 0,
-                broken: false,
                 sessions: SessionCache::default(),
             }),
             keys,
             opener: rand::random(),
+            log: Log {
+                file: wal,
+                committed: AtomicU64::new(0),
+                synced: AtomicU64::new(0),
+                syncing: Mutex::new(()),
+                broken: AtomicBool::new(false),
+                reservations: Mutex::default(),
+                #[cfg(test)]
+                syncs: AtomicU64::new(0),
+            },
         };
         // Reservations left behind: the last process to use the profile did not close it
         // (it crashed, or is still running): its sending chains move on past them.
@@ -502,15 +568,23 @@ impl Store {
     /// How many times the store has synced its log.
     #[cfg(test)]
     pub(crate) fn syncs(&self) -> u64 {
-        self.lock_writer().syncs
+        self.log.syncs.load(Ordering::Relaxed)
+    }
+
+    /// How many commits the store has made so far: what [`Store::sync_through`] takes.
+    pub(crate) fn committed(&self) -> u64 {
+        self.log.committed.load(Ordering::Acquire)
+    }
+
+    /// Takes the commits up to number `through` ([`Store::committed`]) to disk, unless a sync
+    /// did already, without holding up writes meanwhile. Whether they are on disk.
+    pub(crate) fn sync_through(&self, through: u64) -> bool {
+        self.log.sync_through(through)
     }
 
     /// Syncs the commits that did not wait for the disk, if any are left.
     pub(crate) fn sync_deferred(&self) {
-        let mut writer = self.lock_writer();
-        if writer.unsynced && !writer.broken {
-            writer.sync();
-        }
+        self.log.sync_through(self.committed());
     }
 
     /// Releases the sending-chain reservations this opening of the store made, in a write
@@ -568,8 +642,8 @@ impl Store {
             }
         }
         let committed = self.end(&mut writer, !kept.is_empty());
-        let unsynced = writer.unsynced;
         drop(writer);
+        let unsynced = self.log.unsynced();
         for write in failed {
             write.finish(false);
         }
@@ -598,7 +672,7 @@ impl Store {
         writer: &mut Writer,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, ClientError>,
     ) -> (std::thread::Result<Result<T, ClientError>>, Kept) {
-        if writer.broken {
+        if self.log.broken.load(Ordering::Acquire) {
             return (Ok(Err(StoreError::SyncFailed.into())), Kept::No);
         }
         if !writer.in_transaction {
@@ -616,6 +690,7 @@ impl Store {
                     opener: &self.opener,
                     sessions: Some(&writer.sessions),
                     sync: Some(&sync),
+                    log: Some(&self.log),
                 };
                 catch_unwind(AssertUnwindSafe(|| f(&mut scoped)))
             }
@@ -659,10 +734,11 @@ impl Store {
         writer.sessions.clear();
         if saved {
             match run(&writer.conn, "COMMIT") {
-                Ok(()) if needs_sync => return writer.sync(),
+                // Synced before the writer lets go: a reservation is visible to the next
+                // write only once it is on disk (see `Tx::cover_sent`).
                 Ok(()) => {
-                    writer.unsynced = true;
-                    return true;
+                    let number = self.log.commit();
+                    return !needs_sync || self.log.sync_through(number);
                 }
                 Err(e) => tracing::warn!(error = %e, "committing to the local store failed"),
             }
@@ -683,6 +759,7 @@ impl Store {
             opener: &self.opener,
             sessions: None,
             sync: None,
+            log: None,
         };
         for (username, cached) in &sessions.0.get_mut().users {
             for (device, record) in &cached.sessions {
@@ -711,6 +788,7 @@ impl Store {
             opener: &self.opener,
             sessions: None,
             sync: None,
+            log: None,
         };
         f(&mut scoped)
     }
@@ -726,6 +804,16 @@ pub(crate) struct Tx<'a> {
     sessions: Option<&'a SessionCache>,
     /// In a write: whether it waits for the disk.
     sync: Option<&'a std::cell::Cell<Wait>>,
+    /// In a write: which of this opening's reservations are on disk.
+    log: Option<&'a Log>,
+}
+
+/// This opening's reservation of a sending chain.
+struct Reserved {
+    /// The counter it runs up to (exclusive).
+    until: u32,
+    /// Whether the commit that wrote it is known to be synced.
+    on_disk: bool,
 }
 
 /// Whether a write waits for the disk before it is answered.
@@ -1290,51 +1378,169 @@ impl Tx<'_> {
 
     /// Makes sure the message just encrypted on `record` (the session with one device of
     /// `username`) is covered by a reservation that is on disk before the message leaves:
-    /// one that this opening of the store made (and so synced before its next write) for the
-    /// same sending chain, up to past the message's counter. If there is none, reserves the
-    /// message's counter and the next [`SEND_RESERVATION`]` - 1`, and this write waits for
-    /// the disk.
+    /// one that this opening of the store made for the same sending chain, up to past the
+    /// message's counter. If there is none, reserves the message's counter and the next
+    /// [`SEND_RESERVATION`]` - 1`; if there is none or it is not on disk yet, this write
+    /// waits for the disk.
+    ///
+    /// Returns whether the reservation is running low ([`SEND_RESERVATION_LOW`] counters or
+    /// fewer left): then [`Tx::top_up_reservation`], in a write of its own that the next sends
+    /// need not wait for, keeps them from waiting for the disk when they reach its end.
     pub(crate) fn cover_sent(
         &self,
         username: &str,
         device_id: u32,
         record: &SessionRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let Some((ratchet_key, next)) = record.sending_chain().filter(|&(_, next)| next > 0) else {
+            return Ok(false);
+        };
+        let ratchet_key = ratchet_key.serialize();
+        let session = self.reservation_key(username, device_id);
+        // The message just encrypted has counter `next - 1`.
+        let low = match self.own_reservation(&session, &ratchet_key)? {
+            Some(Reserved { until, on_disk }) if next <= until => {
+                if on_disk {
+                    return Ok(until - next < SEND_RESERVATION_LOW);
+                }
+                until - next < SEND_RESERVATION_LOW
+            }
+            _ => {
+                self.reserve(
+                    &session,
+                    &ratchet_key,
+                    (next - 1).saturating_add(SEND_RESERVATION),
+                )?;
+                false
+            }
+        };
+        if let Some(sync) = self.sync {
+            sync.set(Wait::Must);
+        }
+        Ok(low)
+    }
+
+    /// Extends this opening's reservation of the sending chain of the session with one device
+    /// of `username` by [`SEND_RESERVATION`] counters if it is running low (see
+    /// [`Tx::cover_sent`]). The write need not wait for the disk: the reservation counts once
+    /// a sync has taken it there ([`Store::sync_through`]).
+    pub(crate) fn top_up_reservation(
+        &self,
+        username: &str,
+        device_id: u32,
+    ) -> Result<(), ClientError> {
+        let Some(record) = self.session(username, device_id)? else {
+            return Ok(());
+        };
+        let Some((ratchet_key, next)) = record.sending_chain() else {
             return Ok(());
         };
         let ratchet_key = ratchet_key.serialize();
-        let owner = self.user_key(username);
-        let key = self.session_key(username, device_id);
+        let session = self.reservation_key(username, device_id);
+        match self.own_reservation(&session, &ratchet_key)? {
+            Some(Reserved { until, .. }) if until >= next => {
+                if until - next >= SEND_RESERVATION_LOW {
+                    // Topped up already (by a send that reserved, or an earlier top-up).
+                    return Ok(());
+                }
+                self.reserve(
+                    &session,
+                    &ratchet_key,
+                    until.saturating_add(SEND_RESERVATION),
+                )?;
+            }
+            // Not reserved by us: the next send reserves, as it must, or a concurrent send
+            // has gone past the reservation and reserved anew.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Reserves the sending chain of `record` (the session with one device of `username`)
+    /// from its next counter on, unless this opening has reserved it already. For a chain
+    /// that has just started (a received message took a ratchet step): the reservation
+    /// reaches the disk with the next sync, usually before the first send on the chain,
+    /// which then need not wait for the disk.
+    pub(crate) fn reserve_new_chain(
+        &self,
+        username: &str,
+        device_id: u32,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let Some((ratchet_key, next)) = record.sending_chain() else {
+            return Ok(());
+        };
+        let ratchet_key = ratchet_key.serialize();
+        let session = self.reservation_key(username, device_id);
+        if self.own_reservation(&session, &ratchet_key)?.is_none() {
+            self.reserve(
+                &session,
+                &ratchet_key,
+                next.saturating_add(SEND_RESERVATION),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A session's key in `send_reservations`: its owner's and its own row key.
+    fn reservation_key(&self, username: &str, device_id: u32) -> ([u8; 32], [u8; 32]) {
+        (
+            self.user_key(username),
+            self.session_key(username, device_id),
+        )
+    }
+
+    /// This opening's reservation of the sending chain `ratchet_key`, if it has one. A
+    /// reservation of another opening may not be on disk yet: not trusted.
+    fn own_reservation(
+        &self,
+        session: &([u8; 32], [u8; 32]),
+        ratchet_key: &[u8; 33],
+    ) -> Result<Option<Reserved>, StoreError> {
+        let Some(log) = self.log else {
+            return Ok(None);
+        };
+        let (owner, key) = session;
         let found: Option<(Vec<u8>, Vec<u8>)> = self.query_row(
             "SELECT opener, v FROM send_reservations WHERE owner = ?1 AND k = ?2",
             params![&owner[..], &key[..]],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        if let Some((opener, sealed)) = found {
-            let ours = opener == self.opener[..];
-            // A reservation of another opening may not be on disk yet: not trusted.
-            if ours {
-                let (chain, until) = self.open_reservation(&owner, &key, &opener, &sealed)?;
-                // The message just encrypted has counter `next - 1`.
-                if chain == ratchet_key && next <= until {
-                    return Ok(());
-                }
-            }
+        let Some((opener, sealed)) = found else {
+            return Ok(None);
+        };
+        if opener != self.opener[..] {
+            return Ok(None);
         }
-        let until = (next - 1).saturating_add(SEND_RESERVATION);
+        let (chain, until) = self.open_reservation(owner, key, &opener, &sealed)?;
+        Ok((chain == *ratchet_key).then(|| Reserved {
+            until,
+            on_disk: log.reservation_on_disk(session),
+        }))
+    }
+
+    /// Reserves the sending chain `ratchet_key` up to counter `until` (exclusive) for this
+    /// opening of the store.
+    fn reserve(
+        &self,
+        session: &([u8; 32], [u8; 32]),
+        ratchet_key: &[u8; 33],
+        until: u32,
+    ) -> Result<(), StoreError> {
+        let Some(log) = self.log else {
+            return Ok(());
+        };
+        let (owner, key) = session;
         let mut value = ratchet_key.to_vec();
         value.extend_from_slice(&until.to_be_bytes());
-        let row = reservation_row(&owner, &key, self.opener);
+        let row = reservation_row(owner, key, self.opener);
         let sealed = self.keys.seal(table::SEND_RESERVATIONS, &row, &value);
         self.exec(
             "INSERT INTO send_reservations (owner, k, opener, v) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (owner, k) DO UPDATE SET opener = excluded.opener, v = excluded.v",
             params![&owner[..], &key[..], &self.opener[..], sealed],
         )?;
-        if let Some(sync) = self.sync {
-            sync.set(Wait::Must);
-        }
+        log.reserved(*session);
         Ok(())
     }
 

@@ -619,13 +619,24 @@ fn sessions_that_cannot_be_saved_at_commit_fail_the_whole_transaction() {
 /// it, the history entry, and no wait for the disk unless the reservation grew. Returns the
 /// counter the step used.
 fn send_step(tx: &mut Tx<'_>) -> Result<u32, ClientError> {
+    Ok(send_step_reporting_low(tx)?.0)
+}
+
+/// [`send_step`], and whether the reservation is running low.
+fn send_step_reporting_low(tx: &mut Tx<'_>) -> Result<(u32, bool), ClientError> {
     tx.sync_later();
     let mut record = tx.session("bob", 1)?.unwrap();
     record.encrypt(b"step", 1).unwrap();
     tx.put_session("bob", 1, &record)?;
-    tx.cover_sent("bob", 1, &record)?;
+    let low = tx.cover_sent("bob", 1, &record)?;
     tx.add_message(&message("bob", "sent"))?;
-    Ok(record.sending_chain().unwrap().1 - 1)
+    Ok((record.sending_chain().unwrap().1 - 1, low))
+}
+
+/// The background write a send that reports its reservation running low asks for.
+fn top_up(tx: &mut Tx<'_>) -> Result<(), ClientError> {
+    tx.sync_later();
+    tx.top_up_reservation("bob", 1)
 }
 
 /// The files of the store in `dir` as they are now, copied to a new directory: what a power
@@ -758,4 +769,134 @@ fn a_reservation_another_opening_made_is_not_trusted_to_be_on_disk() {
     assert_eq!(reservations(&other), 1);
     other.release_reservations().unwrap();
     assert_eq!(reservations(&other), 0);
+}
+
+#[test]
+fn a_reservation_running_low_is_topped_up_ahead_so_that_a_chain_that_keeps_sending_never_waits() {
+    let (dir, store, _) = store_with_a_session();
+    let key = StoreKey::KeyFile(dir.path().join("key"));
+    assert_eq!(store.write(send_step_reporting_low).unwrap(), (0, false));
+    let synced = store.syncs();
+    // Counters 0 to SEND_RESERVATION - 1 are reserved: low once SEND_RESERVATION_LOW or
+    // fewer are left after the one just used.
+    let low_from = SEND_RESERVATION - SEND_RESERVATION_LOW;
+    for counter in 1..low_from {
+        assert_eq!(
+            store.write(send_step_reporting_low).unwrap(),
+            (counter, false)
+        );
+    }
+    assert_eq!(
+        store.write(send_step_reporting_low).unwrap(),
+        (low_from, true)
+    );
+    assert_eq!(store.syncs(), synced, "no send so far waited for the disk");
+    store.write(top_up).unwrap();
+    assert_eq!(
+        store.syncs(),
+        synced,
+        "the top-up does not wait for the disk"
+    );
+    // Until a sync takes the top-up to disk, a send does not know which of the chain's
+    // reservations is there: it waits for the disk.
+    assert_eq!(store.write(send_step).unwrap(), low_from + 1);
+    assert_eq!(store.syncs(), synced + 1);
+    // A second top-up finds nothing to do (the cut below shows where the reservation ends).
+    store.write(top_up).unwrap();
+    store.sync_deferred();
+    let cut = snapshot(dir.path());
+
+    // The sends past the first reservation's end find the top-up on disk.
+    let synced = store.syncs();
+    for counter in low_from + 2..SEND_RESERVATION + low_from {
+        assert_eq!(store.write(send_step).unwrap(), counter);
+    }
+    assert_eq!(store.syncs(), synced, "the sends did not wait for the disk");
+    assert!(store.write(send_step_reporting_low).unwrap().1, "low again");
+
+    // A power cut after the top-up: the chain moves past the extended reservation.
+    let after_cut = Store::open(cut.path(), &key).unwrap();
+    assert_eq!(
+        bobs_counter(&after_cut),
+        Some(2 * SEND_RESERVATION),
+        "past everything the topped-up reservation covers"
+    );
+}
+
+#[test]
+fn a_chain_reserved_when_it_starts_needs_no_wait_for_its_first_send_once_synced() {
+    let (dir, store, _) = store_with_a_session();
+    let key = StoreKey::KeyFile(dir.path().join("key"));
+    // As when a received message takes a ratchet step: the new chain is reserved in the
+    // commit that stores it, which does not wait for the disk.
+    let reserve = |tx: &mut Tx<'_>| {
+        tx.sync_later();
+        let record = tx.session("bob", 1)?.unwrap();
+        Ok(tx.reserve_new_chain("bob", 1, &record)?)
+    };
+    let synced = store.syncs();
+    store.write(reserve).unwrap();
+    assert_eq!(store.syncs(), synced);
+    assert_eq!(reservations(&store), 1);
+    store.write(reserve).unwrap();
+    assert_eq!(reservations(&store), 1, "reserved once");
+    // Not on disk yet: the first send waits for it.
+    store.write(send_step).unwrap();
+    assert_eq!(store.syncs(), synced + 1);
+    // Should it reach the disk and the process stop, the chain moves past it.
+    let cut = snapshot(dir.path());
+    let after_cut = Store::open(cut.path(), &key).unwrap();
+    assert_eq!(bobs_counter(&after_cut), Some(SEND_RESERVATION));
+    drop(after_cut);
+
+    // Once synced, the sends within it do not wait.
+    let (_dir, store, _) = store_with_a_session();
+    store.write(reserve).unwrap();
+    store.sync_deferred();
+    let synced = store.syncs();
+    for counter in 0..SEND_RESERVATION {
+        assert_eq!(store.write(send_step).unwrap(), counter);
+    }
+    assert_eq!(store.syncs(), synced);
+}
+
+#[test]
+fn a_top_up_extends_only_the_reservation_this_opening_of_the_store_made() {
+    let (dir, store, _) = store_with_a_session();
+    let key = StoreKey::KeyFile(dir.path().join("key"));
+    // No reservation at all: nothing to extend.
+    store.write(top_up).unwrap();
+    assert_eq!(reservations(&store), 0);
+    for _ in 0..SEND_RESERVATION - 1 {
+        store.write(send_step).unwrap();
+    }
+    // Another opening of the profile must not extend this one's reservation: its own sends
+    // reserve, on disk.
+    let other = Store::open(dir.path(), &key).unwrap();
+    let synced = other.syncs();
+    other.write(top_up).unwrap();
+    assert_eq!(other.syncs(), synced, "nothing reserved, nothing synced");
+    drop(other);
+}
+
+#[test]
+fn commits_that_need_not_wait_are_synced_once_through_their_number() {
+    let (_dir, store, _) = store_with_a_session();
+    store.write(send_step).unwrap();
+    let synced = store.syncs();
+    store.write(send_step).unwrap();
+    let first = store.committed();
+    store.write(send_step).unwrap();
+    assert_eq!(store.committed(), first + 1);
+    assert_eq!(store.syncs(), synced, "neither waited for the disk");
+    assert!(store.sync_through(first));
+    assert_eq!(store.syncs(), synced + 1);
+    assert!(store.sync_through(first + 1), "taken by the same sync");
+    assert_eq!(store.syncs(), synced + 1);
+    store
+        .write(|tx| Ok(tx.add_message(&message("bob", "waits"))?))
+        .unwrap();
+    assert_eq!(store.syncs(), synced + 2, "a write that waits syncs itself");
+    store.sync_deferred();
+    assert_eq!(store.syncs(), synced + 2, "nothing left to sync");
 }

@@ -254,19 +254,20 @@ async fn an_envelope_that_does_not_decrypt_is_reported_acknowledged_and_dropped(
     drop(bob);
 
     alice.send_text("bob", "second").await.unwrap();
-    // The operator forges envelopes "from alice" next to the real one: garbage, a flipped
+    // The operator forges envelopes "from alice" next to the real one (Alice's own mailbox,
+    // where "ok" may wait for her acknowledgement, is left alone): garbage, a flipped
     // bit in the real ciphertext, and a type this client does not read.
     let server = server
         .edit_offline(|db| {
             db.execute_batch(
-                "CREATE TABLE saved AS SELECT * FROM envelopes;
+                "CREATE TABLE saved AS SELECT * FROM envelopes WHERE source = 'alice';
                  CREATE TABLE forged AS SELECT * FROM saved;
                  UPDATE forged SET seq = seq + 1000, content = x'0102030405';
                  INSERT INTO forged SELECT * FROM saved;
                  UPDATE forged SET seq = seq + 3000, envelope_type = 3 WHERE seq < 1000;
                  INSERT INTO forged SELECT * FROM saved;
                  UPDATE forged SET seq = seq + 1500 WHERE seq < 1000;
-                 UPDATE envelopes SET seq = seq + 4000;",
+                 UPDATE envelopes SET seq = seq + 4000 WHERE source = 'alice';",
             )
             .unwrap();
             let mut content: Vec<u8> = db
