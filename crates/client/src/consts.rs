@@ -174,7 +174,7 @@ pub(crate) const SAFETY_NUMBER_VERSION: u32 = 2;
 /// peer keeps as skipped keys until they age out.
 pub(crate) const SEND_RESERVATION: u32 = 32;
 
-/// A reservation with this many counters left or fewer is extended by [`SEND_RESERVATION`]
+/// A reservation with fewer than this many counters left is extended by [`SEND_RESERVATION`]
 /// in a write of its own, which the sends that follow do not wait for: a chain that keeps
 /// sending finds its reservation on disk ahead of it.
 pub(crate) const SEND_RESERVATION_LOW: u32 = 8;

@@ -266,7 +266,6 @@ impl Inner {
         )
     }
 
-    /// Fetches and checks bundles (signatures are checked when sessions start from them).
     /// Extends the sending-chain reservations of these sessions (see `Tx::cover_sent`) in a
     /// write of its own and takes it to disk, in the background: no send waits for it.
     fn top_up_reservations(self: &Arc<Self>, sessions: Vec<Device>) {
@@ -296,6 +295,7 @@ impl Inner {
         });
     }
 
+    /// Fetches and checks bundles (signatures are checked when sessions start from them).
     async fn fetch_bundles(
         &self,
         user: &str,

@@ -26,13 +26,18 @@
 //! Durability: the writer commits with `synchronous=NORMAL` and then syncs the write-ahead
 //! log itself, which is what `synchronous=FULL` adds to a commit in WAL mode — unless every
 //! write of the transaction said it need not wait for the disk ([`Tx::sync_later`]): a send
-//! whose ratchet steps are covered by a reservation. Such commits reach the disk with the
-//! next sync ([`Store::sync_deferred`] runs one soon after). A chain key must never be used
-//! twice, and such a send leaves before its commit is on disk, so a crash could take the
-//! sending chain back to a counter already used. Hence the reservations: before a chain sends
-//! past its reserved counter, a commit that waits for the disk reserves more
-//! ([`Tx::cover_sent`]). A reservation names its chain and the opening of the store that made
-//! it, which alone trusts it (another process's may not be on disk yet). After a crash,
+//! whose ratchet steps are covered by a reservation on disk, a received batch (acknowledged
+//! to the server only once synced), a reservation made ahead. Such commits reach the disk
+//! with the next sync: [`Store::sync_through`] takes every commit up to a number there
+//! without holding the writer up. A chain key must never be used twice, and such a send
+//! leaves before its commit is on disk, so a crash could take the sending chain back to a
+//! counter already used. Hence the reservations: a send past its chain's reservation, or
+//! before the commit that wrote the reservation is synced, waits for the disk
+//! ([`Tx::cover_sent`]); reservations running low are extended ahead
+//! ([`Tx::top_up_reservation`]) and a chain is reserved when it starts
+//! ([`Tx::reserve_new_chain`]), so that sends rarely wait. A reservation names its chain and
+//! the opening of the store that made it, which alone trusts it, and only once it knows the
+//! commit that wrote it is synced (another process's may not be on disk yet). After a crash,
 //! opening the store moves each chain with a reservation on to its end; closing cleanly
 //! releases the opening's own after a last sync ([`Store::release_reservations`]).
 
@@ -134,11 +139,8 @@ struct Log {
     /// A sync failed: nothing written since may be trusted to reach the disk (the kernel may
     /// have dropped what it failed to write), so the store takes no more writes.
     broken: AtomicBool,
-    /// This opening's sending-chain reservations (by owner and session row key): the number
-    /// of the commit that last wrote each, or of a later one (a write rolled back leaves its
-    /// number behind, which only errs on the safe side). A reservation is on disk once that
-    /// commit is synced.
-    reservations: Mutex<std::collections::HashMap<([u8; 32], [u8; 32]), u64>>,
+    /// This opening's sending-chain reservations, as its commits wrote them.
+    reservations: Mutex<Reservations>,
     /// Syncs so far.
     #[cfg(test)]
     syncs: AtomicU64,
@@ -177,31 +179,97 @@ impl Log {
         }
     }
 
-    /// Notes that this opening's reservation of a session is written in the open write
-    /// transaction (whose commit, if any, is the next one: the writer holds its lock).
-    fn reserved(&self, session: ([u8; 32], [u8; 32])) {
-        let next = self.committed.load(Ordering::Acquire) + 1;
-        let mut reservations = self
-            .reservations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        reservations.insert(session, next);
+    /// Whether this opening's reservation of a session covers counter `next - 1` of chain
+    /// `chain` on disk.
+    fn reservation_on_disk(&self, session: &SessionKey, chain: &[u8; 33], next: u32) -> bool {
+        let synced = self.synced.load(Ordering::Acquire);
+        let mut reservations = self.lock_reservations();
+        reservations
+            .committed
+            .get_mut(session)
+            .and_then(|history| history.on_disk(synced))
+            .is_some_and(|on_disk| on_disk.chain == *chain && next <= on_disk.until)
     }
 
-    /// Whether this opening's reservation of a session, as the writer sees it, is on disk.
-    fn reservation_on_disk(&self, session: &([u8; 32], [u8; 32])) -> bool {
-        let written = self
-            .reservations
+    fn lock_reservations(&self) -> MutexGuard<'_, Reservations> {
+        self.reservations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(session)
-            .copied();
-        written.is_some_and(|written| written <= self.synced.load(Ordering::Acquire))
     }
 
     /// Whether commits are left that are not known to be on disk.
     fn unsynced(&self) -> bool {
         self.synced.load(Ordering::Acquire) < self.committed.load(Ordering::Acquire)
+    }
+}
+
+/// A session's key in `send_reservations`: its owner's and its own row key.
+type SessionKey = ([u8; 32], [u8; 32]);
+
+/// What this opening of the store knows of its own sending-chain reservations: which of its
+/// commits wrote which, so that a reservation counts once the commit that wrote it is synced.
+///
+/// Only ever this opening's own rows, and only as long as the row stays theirs: whenever a
+/// write finds a session's row gone or another opening's, the session is forgotten here
+/// ([`Tx::own_reservation`]), and every write of a reservation looks at the row first in the
+/// same transaction. So what is recorded as on disk for a session is the row on disk, or an
+/// earlier version of it, with a smaller end on the same chain (a chain's reservation only
+/// grows; a new chain never repeats an old one's key).
+#[derive(Default)]
+struct Reservations {
+    committed: std::collections::HashMap<SessionKey, ReservationHistory>,
+    /// Written in the open write transaction, in order; each write's own are dropped if its
+    /// savepoint is undone, all are dropped if the transaction does not commit.
+    pending: Vec<(SessionKey, Reservation)>,
+}
+
+#[derive(Clone, Copy)]
+struct Reservation {
+    chain: [u8; 33],
+    /// The counter it runs up to (exclusive).
+    until: u32,
+}
+
+/// A session's last reservation written, and the last one known to be on disk.
+struct ReservationHistory {
+    last: Reservation,
+    /// The commit that wrote `last`.
+    written: u64,
+    on_disk: Option<Reservation>,
+}
+
+impl ReservationHistory {
+    /// The reservation on disk once `synced` commits are.
+    fn on_disk(&mut self, synced: u64) -> Option<Reservation> {
+        if self.written <= synced {
+            self.on_disk = Some(self.last);
+        }
+        self.on_disk
+    }
+}
+
+impl Reservations {
+    /// Records the reservations of the transaction just committed as commit `number`.
+    fn committed(&mut self, number: u64, synced: u64) {
+        for (session, last) in std::mem::take(&mut self.pending) {
+            match self.committed.get_mut(&session) {
+                Some(history) => {
+                    history.on_disk(synced);
+                    history.last = last;
+                    history.written = number;
+                }
+                None => {
+                    self.committed.insert(
+                        session,
+                        ReservationHistory {
+                            last,
+                            written: number,
+                            on_disk: None,
+                        },
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -662,6 +730,7 @@ impl Store {
         writer.in_transaction = false;
         writer.needs_sync = false;
         writer.sessions.clear();
+        self.log.lock_reservations().pending.clear();
         writer
     }
 
@@ -682,6 +751,7 @@ impl Store {
             writer.in_transaction = true;
         }
         let sync = std::cell::Cell::new(Wait::Yes);
+        let reserved_before = self.log.lock_reservations().pending.len();
         let ran = match run(&writer.conn, "SAVEPOINT write") {
             Ok(()) => {
                 let mut scoped = Tx {
@@ -712,9 +782,14 @@ impl Store {
                 .is_ok();
         if undone {
             writer.sessions.undo_write();
+            self.log
+                .lock_reservations()
+                .pending
+                .truncate(reserved_before);
             return (ran, Kept::No);
         }
         writer.sessions.clear();
+        self.log.lock_reservations().pending.clear();
         if !writer.conn.is_autocommit() {
             let _ = writer.conn.execute_batch("ROLLBACK");
         }
@@ -734,15 +809,16 @@ impl Store {
         writer.sessions.clear();
         if saved {
             match run(&writer.conn, "COMMIT") {
-                // Synced before the writer lets go: a reservation is visible to the next
-                // write only once it is on disk (see `Tx::cover_sent`).
                 Ok(()) => {
                     let number = self.log.commit();
+                    let synced = self.log.synced.load(Ordering::Acquire);
+                    self.log.lock_reservations().committed(number, synced);
                     return !needs_sync || self.log.sync_through(number);
                 }
                 Err(e) => tracing::warn!(error = %e, "committing to the local store failed"),
             }
         }
+        self.log.lock_reservations().pending.clear();
         if !writer.conn.is_autocommit() {
             let _ = writer.conn.execute_batch("ROLLBACK");
         }
@@ -808,14 +884,6 @@ pub(crate) struct Tx<'a> {
     log: Option<&'a Log>,
 }
 
-/// This opening's reservation of a sending chain.
-struct Reserved {
-    /// The counter it runs up to (exclusive).
-    until: u32,
-    /// Whether the commit that wrote it is known to be synced.
-    on_disk: bool,
-}
-
 /// Whether a write waits for the disk before it is answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Wait {
@@ -823,7 +891,8 @@ enum Wait {
     Yes,
     /// No, it gets there with the next sync ([`Tx::sync_later`]).
     Later,
-    /// Yes, whatever it says ([`Tx::cover_sent`] made a reservation).
+    /// Yes, whatever it says: a send is about to leave, and the reservation covering it is
+    /// not known to be on disk ([`Tx::cover_sent`]).
     Must,
 }
 
@@ -1383,9 +1452,9 @@ impl Tx<'_> {
     /// [`SEND_RESERVATION`]` - 1`; if there is none or it is not on disk yet, this write
     /// waits for the disk.
     ///
-    /// Returns whether the reservation is running low ([`SEND_RESERVATION_LOW`] counters or
-    /// fewer left): then [`Tx::top_up_reservation`], in a write of its own that the next sends
-    /// need not wait for, keeps them from waiting for the disk when they reach its end.
+    /// Returns whether the reservation is running low (fewer than [`SEND_RESERVATION_LOW`]
+    /// counters left): then [`Tx::top_up_reservation`], in a write of its own that the next
+    /// sends need not wait for, keeps them from waiting for the disk when they reach its end.
     pub(crate) fn cover_sent(
         &self,
         username: &str,
@@ -1399,18 +1468,18 @@ impl Tx<'_> {
         let session = self.reservation_key(username, device_id);
         // The message just encrypted has counter `next - 1`.
         let low = match self.own_reservation(&session, &ratchet_key)? {
-            Some(Reserved { until, on_disk }) if next <= until => {
+            Some(until) if next <= until => {
+                let on_disk = self
+                    .log
+                    .is_some_and(|log| log.reservation_on_disk(&session, &ratchet_key, next));
                 if on_disk {
                     return Ok(until - next < SEND_RESERVATION_LOW);
                 }
                 until - next < SEND_RESERVATION_LOW
             }
             _ => {
-                self.reserve(
-                    &session,
-                    &ratchet_key,
-                    (next - 1).saturating_add(SEND_RESERVATION),
-                )?;
+                let until = (next - 1).saturating_add(SEND_RESERVATION);
+                self.reserve(&session, &ratchet_key, until)?;
                 false
             }
         };
@@ -1422,8 +1491,9 @@ impl Tx<'_> {
 
     /// Extends this opening's reservation of the sending chain of the session with one device
     /// of `username` by [`SEND_RESERVATION`] counters if it is running low (see
-    /// [`Tx::cover_sent`]). The write need not wait for the disk: the reservation counts once
-    /// a sync has taken it there ([`Store::sync_through`]).
+    /// [`Tx::cover_sent`]). The write need not wait for the disk: the extension counts once a
+    /// sync has taken it there ([`Store::sync_through`]), and until then the reservation as
+    /// it was does.
     pub(crate) fn top_up_reservation(
         &self,
         username: &str,
@@ -1438,7 +1508,7 @@ impl Tx<'_> {
         let ratchet_key = ratchet_key.serialize();
         let session = self.reservation_key(username, device_id);
         match self.own_reservation(&session, &ratchet_key)? {
-            Some(Reserved { until, .. }) if until >= next => {
+            Some(until) if until >= next => {
                 if until - next >= SEND_RESERVATION_LOW {
                     // Topped up already (by a send that reserved, or an earlier top-up).
                     return Ok(());
@@ -1483,20 +1553,22 @@ impl Tx<'_> {
     }
 
     /// A session's key in `send_reservations`: its owner's and its own row key.
-    fn reservation_key(&self, username: &str, device_id: u32) -> ([u8; 32], [u8; 32]) {
+    fn reservation_key(&self, username: &str, device_id: u32) -> SessionKey {
         (
             self.user_key(username),
             self.session_key(username, device_id),
         )
     }
 
-    /// This opening's reservation of the sending chain `ratchet_key`, if it has one. A
-    /// reservation of another opening may not be on disk yet: not trusted.
+    /// The end of this opening's reservation of the sending chain `ratchet_key`, if it has
+    /// one (whether it is on disk is for [`Log::reservation_on_disk`] to say). A reservation
+    /// of another opening may not be on disk yet: not trusted, and what this opening knew of
+    /// its own reservations of the session is forgotten.
     fn own_reservation(
         &self,
-        session: &([u8; 32], [u8; 32]),
+        session: &SessionKey,
         ratchet_key: &[u8; 33],
-    ) -> Result<Option<Reserved>, StoreError> {
+    ) -> Result<Option<u32>, StoreError> {
         let Some(log) = self.log else {
             return Ok(None);
         };
@@ -1506,24 +1578,20 @@ impl Tx<'_> {
             params![&owner[..], &key[..]],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let Some((opener, sealed)) = found else {
+        let ours = found.filter(|(opener, _)| opener[..] == self.opener[..]);
+        let Some((opener, sealed)) = ours else {
+            log.lock_reservations().committed.remove(session);
             return Ok(None);
         };
-        if opener != self.opener[..] {
-            return Ok(None);
-        }
         let (chain, until) = self.open_reservation(owner, key, &opener, &sealed)?;
-        Ok((chain == *ratchet_key).then(|| Reserved {
-            until,
-            on_disk: log.reservation_on_disk(session),
-        }))
+        Ok((chain == *ratchet_key).then_some(until))
     }
 
     /// Reserves the sending chain `ratchet_key` up to counter `until` (exclusive) for this
     /// opening of the store.
     fn reserve(
         &self,
-        session: &([u8; 32], [u8; 32]),
+        session: &SessionKey,
         ratchet_key: &[u8; 33],
         until: u32,
     ) -> Result<(), StoreError> {
@@ -1540,7 +1608,13 @@ impl Tx<'_> {
              ON CONFLICT (owner, k) DO UPDATE SET opener = excluded.opener, v = excluded.v",
             params![&owner[..], &key[..], &self.opener[..], sealed],
         )?;
-        log.reserved(*session);
+        log.lock_reservations().pending.push((
+            *session,
+            Reservation {
+                chain: *ratchet_key,
+                until,
+            },
+        ));
         Ok(())
     }
 
@@ -1566,8 +1640,10 @@ impl Tx<'_> {
     /// Moves every sending chain with a reservation (left by an opening of the store that did
     /// not close it: it crashed, or is still running) on to the reservation's end, so that
     /// no counter a lost commit may have sent with is used again, and drops the reservation.
-    /// A reservation that does not open moves its chain on by [`SEND_RESERVATION`], as far as
-    /// any reservation reaches past a session on disk. A session that does not open keeps its
+    /// A reservation that does not open moves its chain on by [`SEND_RESERVATION`] plus
+    /// [`SEND_RESERVATION_LOW`], as far as any reservation reaches past a session on disk (a
+    /// reservation is extended by the first when fewer than the second are left, and the
+    /// sends in between may not be on disk). A session that does not open keeps its
     /// reservation, for a program that can read it. Returns how many chains moved.
     fn recover_sending_chains(&self) -> Result<usize, StoreError> {
         type Row = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
@@ -1624,7 +1700,7 @@ impl Tx<'_> {
                 // Reserved for an earlier chain: the current one started in a commit on disk
                 // and sent nothing without a reservation of its own.
                 Ok(_) => next,
-                Err(_) => next.saturating_add(SEND_RESERVATION),
+                Err(_) => next.saturating_add(SEND_RESERVATION + SEND_RESERVATION_LOW),
             };
             if until > next {
                 if record.skip_sending_to(until).is_err() {

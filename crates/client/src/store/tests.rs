@@ -716,7 +716,10 @@ fn sends_within_a_reservation_do_not_wait_for_the_disk_and_a_crash_skips_the_res
     let cut = snapshot(dir.path());
     tamper(cut.path(), "UPDATE send_reservations SET v = x'00'");
     let after_cut = Store::open(cut.path(), &key).unwrap();
-    assert_eq!(bobs_counter(&after_cut), Some(on_disk + SEND_RESERVATION));
+    assert_eq!(
+        bobs_counter(&after_cut),
+        Some(on_disk + SEND_RESERVATION + SEND_RESERVATION_LOW)
+    );
 
     // A clean close releases the reservations: reopened, the chain goes on where it was.
     let counter = bobs_counter(&store);
@@ -777,8 +780,8 @@ fn a_reservation_running_low_is_topped_up_ahead_so_that_a_chain_that_keeps_sendi
     let key = StoreKey::KeyFile(dir.path().join("key"));
     assert_eq!(store.write(send_step_reporting_low).unwrap(), (0, false));
     let synced = store.syncs();
-    // Counters 0 to SEND_RESERVATION - 1 are reserved: low once SEND_RESERVATION_LOW or
-    // fewer are left after the one just used.
+    // Counters 0 to SEND_RESERVATION - 1 are reserved: low once fewer than
+    // SEND_RESERVATION_LOW are left after the one just used.
     let low_from = SEND_RESERVATION - SEND_RESERVATION_LOW;
     for counter in 1..low_from {
         assert_eq!(
@@ -790,37 +793,84 @@ fn a_reservation_running_low_is_topped_up_ahead_so_that_a_chain_that_keeps_sendi
         store.write(send_step_reporting_low).unwrap(),
         (low_from, true)
     );
-    assert_eq!(store.syncs(), synced, "no send so far waited for the disk");
     store.write(top_up).unwrap();
-    assert_eq!(
-        store.syncs(),
-        synced,
-        "the top-up does not wait for the disk"
-    );
-    // Until a sync takes the top-up to disk, a send does not know which of the chain's
-    // reservations is there: it waits for the disk.
-    assert_eq!(store.write(send_step).unwrap(), low_from + 1);
-    assert_eq!(store.syncs(), synced + 1);
+    // Until a sync takes the top-up to disk, the reservation as it was covers the sends.
+    for counter in low_from + 1..SEND_RESERVATION {
+        assert_eq!(store.write(send_step).unwrap(), counter);
+    }
+    assert_eq!(store.syncs(), synced, "no send so far waited for the disk");
     // A second top-up finds nothing to do (the cut below shows where the reservation ends).
     store.write(top_up).unwrap();
     store.sync_deferred();
     let cut = snapshot(dir.path());
-
-    // The sends past the first reservation's end find the top-up on disk.
     let synced = store.syncs();
-    for counter in low_from + 2..SEND_RESERVATION + low_from {
+    for counter in SEND_RESERVATION..SEND_RESERVATION + low_from {
         assert_eq!(store.write(send_step).unwrap(), counter);
     }
-    assert_eq!(store.syncs(), synced, "the sends did not wait for the disk");
-    assert!(store.write(send_step_reporting_low).unwrap().1, "low again");
+    assert_eq!(
+        store.syncs(),
+        synced,
+        "past the first end, the top-up on disk covers them"
+    );
 
-    // A power cut after the top-up: the chain moves past the extended reservation.
+    // Low again; this time the sends reach the end before the top-up is synced: the first
+    // past it waits for the disk, and takes the top-up there.
+    assert!(store.write(send_step_reporting_low).unwrap().1);
+    store.write(top_up).unwrap();
+    for _ in 1..SEND_RESERVATION_LOW {
+        store.write(send_step).unwrap();
+    }
+    assert_eq!(store.syncs(), synced);
+    assert_eq!(store.write(send_step).unwrap(), 2 * SEND_RESERVATION);
+    assert_eq!(store.syncs(), synced + 1);
+    store.write(send_step).unwrap();
+    assert_eq!(
+        store.syncs(),
+        synced + 1,
+        "and the next one finds it on disk"
+    );
+
+    // A power cut after the first top-up: the chain moves past the extended reservation.
     let after_cut = Store::open(cut.path(), &key).unwrap();
     assert_eq!(
         bobs_counter(&after_cut),
         Some(2 * SEND_RESERVATION),
         "past everything the topped-up reservation covers"
     );
+}
+
+/// The raw reservation row of bob's session: its opener and sealed value.
+fn reservation_row_of_bob(store: &Store) -> (Vec<u8>, Vec<u8>) {
+    store
+        .read(|tx| {
+            Ok(
+                tx.query_row_required("SELECT opener, v FROM send_reservations", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?,
+            )
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_top_up_extends_only_the_reservation_this_opening_of_the_store_made() {
+    let (dir, store, _) = store_with_a_session();
+    let key = StoreKey::KeyFile(dir.path().join("key"));
+    // No reservation at all: nothing to extend.
+    store.write(top_up).unwrap();
+    assert_eq!(reservations(&store), 0);
+    // Another opening of the same profile (its opening moves the chains on and drops the
+    // reservations left behind; there are none yet).
+    let other = Store::open(dir.path(), &key).unwrap();
+    // The first opening's reservation runs low ...
+    while !store.write(send_step_reporting_low).unwrap().1 {}
+    let row = reservation_row_of_bob(&store);
+    // ... and the other opening must not extend it: it never trusts another's reservation.
+    other.write(top_up).unwrap();
+    assert_eq!(reservation_row_of_bob(&other), row);
+    // Its own top-up does.
+    store.write(top_up).unwrap();
+    assert_ne!(reservation_row_of_bob(&store), row);
 }
 
 #[test]
@@ -837,9 +887,9 @@ fn a_chain_reserved_when_it_starts_needs_no_wait_for_its_first_send_once_synced(
     let synced = store.syncs();
     store.write(reserve).unwrap();
     assert_eq!(store.syncs(), synced);
-    assert_eq!(reservations(&store), 1);
+    let row = reservation_row_of_bob(&store);
     store.write(reserve).unwrap();
-    assert_eq!(reservations(&store), 1, "reserved once");
+    assert_eq!(reservation_row_of_bob(&store), row, "reserved once");
     // Not on disk yet: the first send waits for it.
     store.write(send_step).unwrap();
     assert_eq!(store.syncs(), synced + 1);
@@ -858,25 +908,6 @@ fn a_chain_reserved_when_it_starts_needs_no_wait_for_its_first_send_once_synced(
         assert_eq!(store.write(send_step).unwrap(), counter);
     }
     assert_eq!(store.syncs(), synced);
-}
-
-#[test]
-fn a_top_up_extends_only_the_reservation_this_opening_of_the_store_made() {
-    let (dir, store, _) = store_with_a_session();
-    let key = StoreKey::KeyFile(dir.path().join("key"));
-    // No reservation at all: nothing to extend.
-    store.write(top_up).unwrap();
-    assert_eq!(reservations(&store), 0);
-    for _ in 0..SEND_RESERVATION - 1 {
-        store.write(send_step).unwrap();
-    }
-    // Another opening of the profile must not extend this one's reservation: its own sends
-    // reserve, on disk.
-    let other = Store::open(dir.path(), &key).unwrap();
-    let synced = other.syncs();
-    other.write(top_up).unwrap();
-    assert_eq!(other.syncs(), synced, "nothing reserved, nothing synced");
-    drop(other);
 }
 
 #[test]
@@ -899,4 +930,32 @@ fn commits_that_need_not_wait_are_synced_once_through_their_number() {
     assert_eq!(store.syncs(), synced + 2, "a write that waits syncs itself");
     store.sync_deferred();
     assert_eq!(store.syncs(), synced + 2, "nothing left to sync");
+}
+
+#[test]
+fn a_top_up_rolled_back_is_never_taken_for_one_on_disk() {
+    let (_dir, store, _) = store_with_a_session();
+    while !store.write(send_step_reporting_low).unwrap().1 {}
+    // A top-up in a write that fails, undone with it, in a transaction whose other write is
+    // committed and synced.
+    let (failed, failed_answer) = QueuedWrite::queue(|tx: &mut Tx<'_>| {
+        top_up(tx)?;
+        Err::<(), _>(ClientError::SendToSelf)
+    });
+    let (other, other_answer) =
+        QueuedWrite::queue(|tx: &mut Tx<'_>| Ok(tx.add_message(&message("bob", "other"))?));
+    assert!(!store.write_group(vec![failed, other]), "synced");
+    assert!(failed_answer.blocking_recv().unwrap().unwrap().is_err());
+    other_answer.blocking_recv().unwrap().unwrap().unwrap();
+    // A real top-up is committed, not yet synced.
+    store.write(top_up).unwrap();
+    let synced = store.syncs();
+    let mut counter = store.write(send_step).unwrap();
+    while counter + 1 < SEND_RESERVATION {
+        counter = store.write(send_step).unwrap();
+    }
+    assert_eq!(store.syncs(), synced, "the first reservation covers these");
+    // Past its end only the real top-up covers the send, and it is not on disk yet.
+    assert_eq!(store.write(send_step).unwrap(), SEND_RESERVATION);
+    assert_eq!(store.syncs(), synced + 1);
 }
