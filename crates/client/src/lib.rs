@@ -14,9 +14,10 @@
 //! - **Sending.** [`Client::send_text`] encrypts to every device of the recipient, starting
 //!   sessions from fetched bundles (PQXDH only), and retries when the server reports the
 //!   device list wrong, or once, with the same message id, when the outcome is unknown.
-//! - **Receiving.** [`Client::next_event`] decrypts pushed envelopes, stores them, and only
-//!   then acknowledges them; redeliveries, duplicates and copies of a message (same sender
-//!   and message id) produce no second message.
+//! - **Receiving.** [`Client::next_event`] decrypts pushed envelopes and stores them, hands
+//!   them out once committed, and acknowledges them only once that commit is on disk;
+//!   redeliveries, duplicates and copies of a message (same sender and message id) produce no
+//!   second message.
 //! - **Maintenance.** One-time prekeys are topped up when the server runs low; the signed and
 //!   Kyber last-resort prekeys are rotated.
 //!

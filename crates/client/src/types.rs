@@ -17,7 +17,7 @@ pub struct ServerInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A message was received, stored and acknowledged.
+    /// A message was received and stored (its acknowledgement follows once it is on disk).
     Message(ReceivedMessage),
     /// Everything waiting in the mailbox at connect time has been delivered.
     QueueEmpty,

@@ -541,8 +541,8 @@ impl Client {
 
     /// The next event: messages are decrypted and stored locally, then handed out while the
     /// acknowledgement to the server is sent in the background (never before the local
-    /// commit; a failed one is sent again). `None` when the connection is closed for good. Cancel-safe: dropping the
-    /// future loses no event.
+    /// commit is on disk; a failed one is sent again). `None` when the connection is closed
+    /// for good. Cancel-safe: dropping the future loses no event.
     pub async fn next_event(&self) -> Option<Event> {
         self.inner.next_event().await
     }

@@ -75,6 +75,16 @@ use crypto::StoreKeys;
 /// same profile) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Commits between checkpoints, which copy the write-ahead log into the database file. They
+/// run after syncs that do not hold the writer up ([`Store::sync_through`]), so that a commit
+/// rarely runs one itself: that would keep the write (a received message, a send) waiting for
+/// two disk syncs.
+const CHECKPOINT_EVERY_COMMITS: u64 = 64;
+
+/// The writer runs a checkpoint itself only once the log has this many pages (40 MiB): when
+/// the ones after syncs do not keep up.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+
 /// Table names: part of every sealed value's associated data.
 mod table {
     pub(super) const KV: &str = "kv";
@@ -102,6 +112,10 @@ pub(crate) struct Store {
     /// checkpoints the write-ahead log into the database file and removes it, which the
     /// read-only one cannot do.
     reader: Mutex<Connection>,
+    /// Copies the write-ahead log into the database file, off the writer's way
+    /// ([`Store::sync_through`]); the writer checkpoints itself only past
+    /// [`WAL_AUTOCHECKPOINT_PAGES`].
+    checkpointer: Mutex<Connection>,
     writer: Mutex<Writer>,
     keys: StoreKeys,
     /// This opening of the store, random: whose sending-chain reservations are whose.
@@ -131,6 +145,8 @@ struct Log {
     file: std::fs::File,
     /// Commits so far.
     committed: AtomicU64,
+    /// Commits so far when the last checkpoint began.
+    checkpointed: AtomicU64,
     /// How many of them are known to be on disk.
     synced: AtomicU64,
     /// Held while syncing: one sync at a time, and those that waited for it find their
@@ -585,6 +601,8 @@ impl Store {
         // From here on the writer syncs the log itself (see the module docs).
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(StoreError::from)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+            .map_err(StoreError::from)?;
         // The file SQLite itself uses (it follows symbolic links): not one by the same name.
         let mut wal_path =
             std::ffi::OsString::from(conn.path().ok_or(StoreError::Missing("database file"))?);
@@ -600,8 +618,15 @@ impl Store {
         )
         .map_err(StoreError::from)?;
         configure(&reader)?;
+        let checkpointer = Connection::open_with_flags(
+            db_path(dir),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(StoreError::from)?;
+        configure(&checkpointer)?;
         let store = Store {
             reader: Mutex::new(reader),
+            checkpointer: Mutex::new(checkpointer),
             writer: Mutex::new(Writer {
                 conn,
                 in_transaction: false,
@@ -613,6 +638,7 @@ impl Store {
             log: Log {
                 file: wal,
                 committed: AtomicU64::new(0),
+                checkpointed: AtomicU64::new(0),
                 synced: AtomicU64::new(0),
                 syncing: Mutex::new(()),
                 broken: AtomicBool::new(false),
@@ -646,13 +672,36 @@ impl Store {
 
     /// Takes the commits up to number `through` ([`Store::committed`]) to disk, unless a sync
     /// did already, without holding up writes meanwhile. Whether they are on disk.
+    /// Then, every [`CHECKPOINT_EVERY_COMMITS`], copies the log into the database file.
     pub(crate) fn sync_through(&self, through: u64) -> bool {
-        self.log.sync_through(through)
+        let synced = self.log.sync_through(through);
+        if synced {
+            self.checkpoint_if_due();
+        }
+        synced
     }
 
     /// Syncs the commits that did not wait for the disk, if any are left.
     pub(crate) fn sync_deferred(&self) {
-        self.log.sync_through(self.committed());
+        self.sync_through(self.committed());
+    }
+
+    /// Copies the write-ahead log into the database file if [`CHECKPOINT_EVERY_COMMITS`]
+    /// commits were made since the last time, unless a checkpoint is running. The writer goes
+    /// on meanwhile.
+    fn checkpoint_if_due(&self) {
+        let committed = self.committed();
+        if committed < self.log.checkpointed.load(Ordering::Acquire) + CHECKPOINT_EVERY_COMMITS {
+            return;
+        }
+        let Ok(conn) = self.checkpointer.try_lock() else {
+            return;
+        };
+        self.log.checkpointed.store(committed, Ordering::Release);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            // The log keeps what was not copied; the next checkpoint tries again.
+            tracing::debug!(error = %e, "a checkpoint of the local store did not run");
+        }
     }
 
     /// Releases the sending-chain reservations this opening of the store made, in a write
