@@ -156,7 +156,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         let to = receiver.username().to_owned();
         sending.push(tokio::spawn(async move {
             // Each message is taken up when it is due (paced) or at once, and sent as soon as
-            // fewer than `in_flight` of its sender's are unacknowledged (paced, at once).
+            // fewer than `in_flight` of its sender's are unacknowledged (paced: no limit).
             let due = futures_util::stream::iter(0..messages).then(|seq| async move {
                 if let Some(rate) = rate {
                     let slot =
@@ -202,12 +202,12 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     if let Some(dir) = &profiles_in {
         mode.push_str(&format!(", client profiles in {}", dir.display()));
     }
-    let in_flight = if rate.is_some() {
+    let pacing = if rate.is_some() {
         "open loop".to_owned()
     } else {
         format!("{in_flight} in flight per sender")
     };
-    println!("backend {backend:?}, {senders} sender(s) x {messages} messages, {in_flight}, {mode}");
+    println!("backend {backend:?}, {senders} sender(s) x {messages} messages, {pacing}, {mode}");
     println!(
         "throughput: {total} messages acknowledged in {:.2} s = {:.0} msg/s",
         send_time.as_secs_f64(),

@@ -1,8 +1,9 @@
 //! Acknowledgements, sent by a background task once received envelopes are committed
 //! locally and that commit is on disk, so that events wait neither for the disk nor for the
-//! round trip. Those that come in within [`ACK_GATHER_DELAY`] share a sync and a request. Ids whose acknowledgement failed
-//! are kept (at most [`UNACKED_IDS_KEPT`]) and sent again with the next ones, or after
-//! [`ACK_RETRY_DELAY`]: the server does not push them again on the same connection.
+//! round trip. Those that come in within [`ACK_GATHER_DELAY`] share a sync and a request.
+//! Ids whose acknowledgement failed are kept (at most [`UNACKED_IDS_KEPT`]) and sent again
+//! with the next ones, or after [`ACK_RETRY_DELAY`]: the server does not push them again on
+//! the same connection.
 
 use std::collections::VecDeque;
 use std::sync::Weak;

@@ -132,6 +132,10 @@ struct Writer {
     needs_sync: bool,
     /// Sessions read or written in the open transaction (see [`SessionCache`]).
     sessions: SessionCache,
+    /// Reservations written in the open transaction, in order: each write's own are dropped
+    /// if its savepoint is undone, all of them if the transaction does not commit; those
+    /// committed go to [`Log::reservations`].
+    reserved: std::cell::RefCell<Vec<(SessionKey, Reservation)>>,
 }
 
 /// The write-ahead log's way to the disk: commits are counted as the writer makes them, and
@@ -234,9 +238,6 @@ type SessionKey = ([u8; 32], [u8; 32]);
 #[derive(Default)]
 struct Reservations {
     committed: std::collections::HashMap<SessionKey, ReservationHistory>,
-    /// Written in the open write transaction, in order; each write's own are dropped if its
-    /// savepoint is undone, all are dropped if the transaction does not commit.
-    pending: Vec<(SessionKey, Reservation)>,
 }
 
 #[derive(Clone, Copy)]
@@ -265,24 +266,24 @@ impl ReservationHistory {
 }
 
 impl Reservations {
-    /// Records the reservations of the transaction just committed as commit `number`.
-    fn committed(&mut self, number: u64, synced: u64) {
-        for (session, last) in std::mem::take(&mut self.pending) {
-            match self.committed.get_mut(&session) {
-                Some(history) => {
+    /// Records `written`, the reservations of the transaction just committed, as commit
+    /// `number`.
+    fn committed(&mut self, written: Vec<(SessionKey, Reservation)>, number: u64, synced: u64) {
+        use std::collections::hash_map::Entry;
+        for (session, last) in written {
+            match self.committed.entry(session) {
+                Entry::Occupied(mut entry) => {
+                    let history = entry.get_mut();
                     history.on_disk(synced);
                     history.last = last;
                     history.written = number;
                 }
-                None => {
-                    self.committed.insert(
-                        session,
-                        ReservationHistory {
-                            last,
-                            written: number,
-                            on_disk: None,
-                        },
-                    );
+                Entry::Vacant(entry) => {
+                    entry.insert(ReservationHistory {
+                        last,
+                        written: number,
+                        on_disk: None,
+                    });
                 }
             }
         }
@@ -535,6 +536,7 @@ impl Store {
                     sessions: None,
                     sync: None,
                     log: None,
+                    reserved: None,
                 })?;
                 tx.commit().map_err(StoreError::from)?;
             }
@@ -632,6 +634,7 @@ impl Store {
                 in_transaction: false,
                 needs_sync: false,
                 sessions: SessionCache::default(),
+                reserved: Default::default(),
             }),
             keys,
             opener: rand::random(),
@@ -779,7 +782,7 @@ impl Store {
         writer.in_transaction = false;
         writer.needs_sync = false;
         writer.sessions.clear();
-        self.log.lock_reservations().pending.clear();
+        writer.reserved.get_mut().clear();
         writer
     }
 
@@ -800,7 +803,7 @@ impl Store {
             writer.in_transaction = true;
         }
         let sync = std::cell::Cell::new(Wait::Yes);
-        let reserved_before = self.log.lock_reservations().pending.len();
+        let reserved_before = writer.reserved.get_mut().len();
         let ran = match run(&writer.conn, "SAVEPOINT write") {
             Ok(()) => {
                 let mut scoped = Tx {
@@ -810,6 +813,7 @@ impl Store {
                     sessions: Some(&writer.sessions),
                     sync: Some(&sync),
                     log: Some(&self.log),
+                    reserved: Some(&writer.reserved),
                 };
                 catch_unwind(AssertUnwindSafe(|| f(&mut scoped)))
             }
@@ -831,14 +835,11 @@ impl Store {
                 .is_ok();
         if undone {
             writer.sessions.undo_write();
-            self.log
-                .lock_reservations()
-                .pending
-                .truncate(reserved_before);
+            writer.reserved.get_mut().truncate(reserved_before);
             return (ran, Kept::No);
         }
         writer.sessions.clear();
-        self.log.lock_reservations().pending.clear();
+        writer.reserved.get_mut().clear();
         if !writer.conn.is_autocommit() {
             let _ = writer.conn.execute_batch("ROLLBACK");
         }
@@ -856,18 +857,20 @@ impl Store {
         let needs_sync = std::mem::take(&mut writer.needs_sync);
         let saved = commit && self.save_sessions(writer);
         writer.sessions.clear();
+        let reserved = writer.reserved.take();
         if saved {
             match run(&writer.conn, "COMMIT") {
                 Ok(()) => {
                     let number = self.log.commit();
                     let synced = self.log.synced.load(Ordering::Acquire);
-                    self.log.lock_reservations().committed(number, synced);
+                    self.log
+                        .lock_reservations()
+                        .committed(reserved, number, synced);
                     return !needs_sync || self.log.sync_through(number);
                 }
                 Err(e) => tracing::warn!(error = %e, "committing to the local store failed"),
             }
         }
-        self.log.lock_reservations().pending.clear();
         if !writer.conn.is_autocommit() {
             let _ = writer.conn.execute_batch("ROLLBACK");
         }
@@ -885,6 +888,7 @@ impl Store {
             sessions: None,
             sync: None,
             log: None,
+            reserved: None,
         };
         for (username, cached) in &sessions.0.get_mut().users {
             for (device, record) in &cached.sessions {
@@ -914,6 +918,7 @@ impl Store {
             sessions: None,
             sync: None,
             log: None,
+            reserved: None,
         };
         f(&mut scoped)
     }
@@ -929,8 +934,10 @@ pub(crate) struct Tx<'a> {
     sessions: Option<&'a SessionCache>,
     /// In a write: whether it waits for the disk.
     sync: Option<&'a std::cell::Cell<Wait>>,
-    /// In a write: which of this opening's reservations are on disk.
+    /// In a write: which of this opening's reservations are on disk ...
     log: Option<&'a Log>,
+    /// ... and those the open transaction writes.
+    reserved: Option<&'a std::cell::RefCell<Vec<(SessionKey, Reservation)>>>,
 }
 
 /// Whether a write waits for the disk before it is answered.
@@ -1516,23 +1523,19 @@ impl Tx<'_> {
         let ratchet_key = ratchet_key.serialize();
         let session = self.reservation_key(username, device_id);
         // The message just encrypted has counter `next - 1`.
-        let low = match self.own_reservation(&session, &ratchet_key)? {
-            Some(until) if next <= until => {
-                let on_disk = self
-                    .log
-                    .is_some_and(|log| log.reservation_on_disk(&session, &ratchet_key, next));
-                if on_disk {
-                    return Ok(until - next < SEND_RESERVATION_LOW);
-                }
-                until - next < SEND_RESERVATION_LOW
-            }
+        let (low, on_disk) = match self.own_reservation(&session, &ratchet_key)? {
+            Some(until) if next <= until => (
+                until - next < SEND_RESERVATION_LOW,
+                self.log
+                    .is_some_and(|log| log.reservation_on_disk(&session, &ratchet_key, next)),
+            ),
             _ => {
                 let until = (next - 1).saturating_add(SEND_RESERVATION);
                 self.reserve(&session, &ratchet_key, until)?;
-                false
+                (false, false)
             }
         };
-        if let Some(sync) = self.sync {
+        if let (false, Some(sync)) = (on_disk, self.sync) {
             sync.set(Wait::Must);
         }
         Ok(low)
@@ -1644,7 +1647,7 @@ impl Tx<'_> {
         ratchet_key: &[u8; 33],
         until: u32,
     ) -> Result<(), StoreError> {
-        let Some(log) = self.log else {
+        let Some(reserved) = self.reserved else {
             return Ok(());
         };
         let (owner, key) = session;
@@ -1657,7 +1660,7 @@ impl Tx<'_> {
              ON CONFLICT (owner, k) DO UPDATE SET opener = excluded.opener, v = excluded.v",
             params![&owner[..], &key[..], &self.opener[..], sealed],
         )?;
-        log.lock_reservations().pending.push((
+        reserved.borrow_mut().push((
             *session,
             Reservation {
                 chain: *ratchet_key,
