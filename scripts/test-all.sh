@@ -3,14 +3,15 @@
 # tests again with the pure-Rust crypto provider), the load generator briefly on SQLite and
 # PostgreSQL, the WebAssembly build of the protocol crate, clippy, rustfmt, rustdoc, and each
 # fuzz target briefly.
-# Needs: cargo-nextest, the wasm32-unknown-unknown target, a nightly toolchain with cargo-fuzz
-# (`.ci/run` installs all of them), PostgreSQL on 127.0.0.1:5432 and NATS on 127.0.0.1:4222
-# (`.ci/run` starts them when they are down). FUZZ_SECONDS (default 10) sets the time per fuzz target;
-# 0 skips fuzzing.
+# Needs nothing but a Rust toolchain: `scripts/setup.sh`, run first, installs cargo-nextest, the
+# wasm32-unknown-unknown target and a nightly toolchain with cargo-fuzz when missing, and starts
+# PostgreSQL (127.0.0.1:5432) and NATS (127.0.0.1:4222) when they are down. FUZZ_SECONDS
+# (default 10) sets the time per fuzz target; 0 skips fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+FUZZ_SECONDS="$FUZZ_SECONDS" scripts/setup.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
