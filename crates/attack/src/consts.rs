@@ -72,5 +72,10 @@ pub(crate) const SCAN_RUN_BYTES: usize = 8;
 /// of its one-time prekeys' ids, so that the probe tells them apart.
 pub(crate) const DRAIN_LAST_RESORT_ID: u32 = 0x00ff_0000;
 
+/// The prekey-drain probe counts the bundles handed out within this long of the start as the
+/// requesters' first burst, and extrapolates the steady rate per hour from the rest: a rate
+/// limiter's burst comes at once, so it must not be multiplied by the hour.
+pub(crate) const DRAIN_BURST_WINDOW: Duration = Duration::from_secs(1);
+
 /// The Signal registration ids are 14-bit.
 pub(crate) const MAX_REGISTRATION_ID: u32 = 0x3fff;

@@ -117,7 +117,7 @@ pub async fn mailbox_flood(options: MailboxFloodOptions) -> Result<MailboxFloodR
     for _ in 0..options.accounts {
         let name = honest::username("flood");
         match RawDevice::register(&target, options.attacker_addr, &name, 1, 1_000).await? {
-            Registration::Done(device) => attackers.push(device),
+            Registration::Done(device) => attackers.push(*device),
             Registration::Refused(why) => *registrations_refused.entry(why).or_insert(0) += 1,
         }
     }

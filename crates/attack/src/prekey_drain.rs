@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use sotto_api::{request, response, GetBundles, MAX_PREKEYS_PER_UPLOAD};
 
 use crate::consts::{
-    DEFAULT_ATTACKER_ADDR, DRAIN_LAST_RESORT_ID, HONEST_ADDR, MAX_ACCOUNTS, MAX_RETRY_WAIT,
+    DEFAULT_ATTACKER_ADDR, DRAIN_BURST_WINDOW, DRAIN_LAST_RESORT_ID, HONEST_ADDR, MAX_ACCOUNTS, MAX_RETRY_WAIT,
     MAX_SECS,
 };
 use crate::raw::{describe, RawDevice, Registration};
@@ -73,6 +73,8 @@ pub struct PrekeyDrainReport {
     pub registered: usize,
     /// Bundles handed out in all.
     pub bundles: usize,
+    /// Bundles handed out within the first second: the requesters' burst.
+    pub bundles_first_second: usize,
     /// Distinct one-time EC prekeys handed out.
     pub one_time_ec: usize,
     /// Distinct one-time Kyber prekeys handed out.
@@ -86,11 +88,18 @@ pub struct PrekeyDrainReport {
 }
 
 impl PrekeyDrainReport {
-    /// Distinct one-time EC prekeys handed out per hour at the rate seen over the whole run
-    /// (the first burst included; when the target ran out, a lower bound of what the server
-    /// allows).
-    pub fn one_time_ec_per_hour(&self) -> f64 {
-        self.one_time_ec as f64 * 3_600.0 / self.options.secs as f64
+    /// Bundles these requesters would get in an hour: the first second's burst, then the rate
+    /// seen after it for the rest of the hour. Each bundle carries a one-time prekey while the
+    /// target has any left, so this is how many one-time prekeys an attacker takes per hour
+    /// from a user who keeps uploading them.
+    pub fn bundles_per_hour(&self) -> f64 {
+        let window = DRAIN_BURST_WINDOW.as_secs_f64();
+        let length = self.options.secs as f64;
+        if length <= window {
+            return self.bundles as f64 * 3_600.0 / length;
+        }
+        let later = (self.bundles - self.bundles_first_second) as f64;
+        self.bundles_first_second as f64 + later / (length - window) * (3_600.0 - window)
     }
 }
 
@@ -128,7 +137,7 @@ pub async fn prekey_drain(options: PrekeyDrainOptions) -> Result<PrekeyDrainRepo
     for _ in 0..options.accounts {
         let name = honest::username("drain");
         match RawDevice::register(&target, options.attacker_addr, &name, 1, 1_000).await? {
-            Registration::Done(device) => requesters.push(device),
+            Registration::Done(device) => requesters.push(*device),
             Registration::Refused(why) => {
                 *refused.entry(format!("Register: {why}")).or_insert(0) += 1
             }
@@ -176,10 +185,15 @@ pub async fn prekey_drain(options: PrekeyDrainOptions) -> Result<PrekeyDrainRepo
             last_one_time_at = Some(last_one_time_at.map_or(handout.at, |t| t.max(handout.at)));
         }
     }
+    let bundles_first_second = handouts
+        .iter()
+        .filter(|h| h.at < DRAIN_BURST_WINDOW)
+        .count();
     Ok(PrekeyDrainReport {
         options,
         registered,
         bundles: handouts.len(),
+        bundles_first_second,
         one_time_ec: ec.len(),
         one_time_kyber: kyber.len(),
         last_resort,
@@ -263,9 +277,11 @@ impl fmt::Display for PrekeyDrainReport {
         }
         write!(
             f,
-            " = {:.0} one-time EC prekeys per hour at this rate{}; last-resort Kyber key handed out {} times; refused: {:?}",
-            self.one_time_ec_per_hour(),
-            if self.one_time_ec as u32 >= o.prekeys { " (all gone: a lower bound)" } else { "" },
+            "; {} bundles in the first second, then {:.2}/s: {:.0} bundles per hour, each with a one-time prekey while the target has any; last-resort Kyber key handed out {} times; refused: {:?}",
+            self.bundles_first_second,
+            (self.bundles - self.bundles_first_second) as f64
+                / (o.secs as f64 - DRAIN_BURST_WINDOW.as_secs_f64()).max(1e-9),
+            self.bundles_per_hour(),
             self.last_resort,
             self.refused
         )

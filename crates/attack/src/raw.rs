@@ -364,7 +364,7 @@ pub(crate) struct RawDevice {
 /// How a raw registration ended.
 pub(crate) enum Registration {
     /// Registered, "queue empty" received.
-    Done(RawDevice),
+    Done(Box<RawDevice>),
     /// The server refused; what it said.
     Refused(String),
 }
@@ -388,12 +388,12 @@ impl RawDevice {
             other => return Ok(Registration::Refused(describe(&other))),
         }
         client.drain().await?;
-        Ok(Registration::Done(Self {
+        Ok(Registration::Done(Box::new(Self {
             client,
             key,
             username: username.into(),
             registration_id,
-        }))
+        })))
     }
 
     /// [`Self::register`], where a refusal is an error (the probe's own set-up).
@@ -405,7 +405,7 @@ impl RawDevice {
         last_resort_id: u32,
     ) -> Result<Self, ProbeError> {
         match Self::register(target, source, username, one_time, last_resort_id).await? {
-            Registration::Done(device) => Ok(device),
+            Registration::Done(device) => Ok(*device),
             Registration::Refused(answer) => Err(ProbeError::Unexpected {
                 request: "Register",
                 answer,
