@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use sotto_api::{request, response, GetBundles, MAX_PREKEYS_PER_UPLOAD};
 
 use crate::consts::{
-    DEFAULT_ATTACKER_ADDR, DRAIN_BURST_WINDOW, DRAIN_LAST_RESORT_ID, HONEST_ADDR, MAX_ACCOUNTS, MAX_RETRY_WAIT,
-    MAX_SECS,
+    DEFAULT_ATTACKER_ADDR, DRAIN_BURST_WINDOW, DRAIN_LAST_RESORT_ID, HONEST_ADDR, MAX_ACCOUNTS,
+    MAX_RETRY_WAIT, MAX_SECS,
 };
 use crate::raw::{describe, RawDevice, Registration};
 use crate::report::secs;
