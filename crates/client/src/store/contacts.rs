@@ -1,8 +1,11 @@
 //! Contacts: each peer's username and identity key as first seen (trust on first use), whether
 //! it changed since, and whether the user verified it; keyed by an HMAC of the username.
 //!
-//! A contact is first written in the commit that stores the first message from the peer, or
-//! the first session to it, and goes to disk with that commit (see the map in `mod.rs`).
+//! A contact's key is recorded when first seen and when it changes: in the commit of the
+//! received message that shows it, which does not wait for the disk (the message is
+//! acknowledged only once on disk, so a crash before brings it back and the key is seen
+//! again), or of the send that starts a session from a fetched bundle, which does. Marking a
+//! contact verified waits for the disk (see the map in `mod.rs`).
 
 use prost::Message as _;
 

@@ -62,8 +62,9 @@ impl Store {
         os::file_exists(&db_path(dir))
     }
 
-    /// Creates the profile's store in `dir` with keys from [`StoreKey::create`], running `init` in the same transaction as the
-    /// schema: the store appears (by an atomic rename) complete or not at all.
+    /// Creates the profile's store in `dir` with keys from [`StoreKey::create`], running `init`
+    /// in the same transaction as the schema: the store appears (by an atomic rename) complete
+    /// or not at all.
     pub(crate) fn create(
         dir: &Path,
         new: NewProfileKeys,

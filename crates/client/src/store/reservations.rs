@@ -249,7 +249,7 @@ impl Tx<'_> {
     }
 
     /// The end of this opening's reservation of the sending chain `ratchet_key`, if it has
-    /// one (whether it is on disk is for [`Log::reservation_on_disk`] to say). A reservation
+    /// one (whether it is on disk is for [`Reservations::on_disk_covers`] to say). A reservation
     /// of another opening may not be on disk yet: not trusted, and what this opening knew of
     /// its own reservations of the session is forgotten.
     fn own_reservation(

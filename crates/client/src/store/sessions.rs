@@ -5,10 +5,11 @@
 //!
 //! In a write transaction sessions go through the [`SessionCache`]: a peer's sessions are
 //! decoded once per transaction, and those changed are sealed and written once, just before
-//! the commit, whatever the number of messages that stepped them. So a session reaches the
-//! disk with the commit of the write that changed it, no sooner and no later: a ratchet step
-//! taken by a send that does not wait for the disk is covered by a reservation on disk (see
-//! `reservations.rs`), one taken by a received message is acknowledged only once on disk.
+//! the commit, whatever the number of messages that stepped them. So a session is in the
+//! commit of the write that changed it, as if written at once, and on disk once that commit
+//! is synced. Until then a ratchet step taken by a send that did not wait is covered by a
+//! reservation on disk (see `reservations.rs`), and the message whose receipt took a step is
+//! not acknowledged to the server.
 
 use rusqlite::params;
 use sotto_protocol::SessionRecord;
@@ -23,11 +24,13 @@ use crate::error::StoreError;
 /// each session once rather than once per message.
 ///
 /// - A changed session stays here, marked unsaved, and goes to SQLite just before the
-///   transaction commits ([`Store::end`](super::Store::end)): the commit holds it, as if it had been written at
+///   transaction commits ([`Store::end`]): the commit holds it, as if it had been written at
 ///   once. Deletions go to SQLite at once.
 /// - What a write changes here is undone with its savepoint: the cache keeps each touched
 ///   user's entry as it was before the write, and puts it back if the write is rolled back.
 /// - Emptied when the transaction ends, so it never outlives the write lock.
+///
+/// [`Store::end`]: super::Store::end
 #[derive(Default)]
 pub(super) struct SessionCache(std::cell::RefCell<CachedSessions>);
 

@@ -42,7 +42,9 @@ pub(super) struct Writer {
     sessions: SessionCache,
     /// Reservations written in the open transaction, in order: each write's own are dropped
     /// if its savepoint is undone, all of them if the transaction does not commit; those
-    /// committed go to the log's ([`Log::lock_reservations`](super::log::Log::lock_reservations)).
+    /// committed go to the log's ([`Log::lock_reservations`]).
+    ///
+    /// [`Log::lock_reservations`]: super::log::Log::lock_reservations
     reserved: std::cell::RefCell<Vec<(SessionKey, Reservation)>>,
 }
 
