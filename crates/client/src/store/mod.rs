@@ -56,16 +56,18 @@
 //!
 //! Commits that did not wait reach the disk with the next sync, whoever runs it: the writer
 //! for a later write that waits, the acknowledgement task, a top-up, or the client's deferred
-//! sync at most [`DEFERRED_SYNC_DELAY`] later. A power cut may thus take a sent message out of
-//! the history, never a message key's use out of a reservation.
+//! sync at most [`DEFERRED_SYNC_DELAY`] later. A power cut may thus take the last messages
+//! sent out of the history, and give the server received ones to deliver again; it never lets
+//! a message key be used twice, nor a message be lost.
 //!
 //! # What waits on what
 //!
 //! - The writer's lock: one transaction at a time, from `BEGIN` to `COMMIT` and, for a write
-//!   that waits, through its sync (for which it may wait on a sync already running, which
-//!   then takes its commit too if it began after it).
-//! - The log's sync lock: one sync at a time, outside the writer's lock; a sync takes every
-//!   commit counted before it began, so those that waited for it find theirs done.
+//!   that waits, through its sync.
+//! - The log's sync lock: one sync at a time, run by the writer under its own lock or by
+//!   anyone else without it. A sync takes every commit counted before it began, so those that
+//!   waited for it may find theirs done; the writer, too, may wait here for a sync running
+//!   outside.
 //! - The checkpointer: only ever tried, never waited for; it runs after a sync.
 //! - The reader: a lock of its own; it sees committed data, which may not be on disk yet.
 //! - A failed sync breaks the store: it takes no more writes, as nothing written since can be
