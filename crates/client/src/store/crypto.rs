@@ -6,7 +6,6 @@
 //! key that turns lookup keys (usernames, ids) into opaque row keys, and the key-check value
 //! kept in the clear, which tells a wrong key from a right one without decrypting anything.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -17,6 +16,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::os;
 use crate::consts::{ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB, KEY_FILE_LEN, SALT_LEN};
 use crate::error::{ClientError, StoreError};
 
@@ -123,7 +123,7 @@ fn argon2id(passphrase: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>, Client
 }
 
 fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, ClientError> {
-    let bytes = Zeroizing::new(std::fs::read(path)?);
+    let bytes = os::read_secret_file(path)?;
     let key: [u8; KEY_FILE_LEN] = bytes[..].try_into().map_err(|_| ClientError::BadKeyFile {
         expected: KEY_FILE_LEN,
         actual: bytes.len(),
@@ -132,20 +132,12 @@ fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, ClientError> {
 }
 
 fn read_or_create_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, ClientError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => {
-            let mut key = Zeroizing::new([0u8; KEY_FILE_LEN]);
-            rand::rng().fill_bytes(&mut key[..]);
-            file.write_all(&key[..])?;
-            file.sync_all()?;
-            Ok(key)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key_file(path),
-        Err(e) => Err(e.into()),
+    let mut key = Zeroizing::new([0u8; KEY_FILE_LEN]);
+    rand::rng().fill_bytes(&mut key[..]);
+    if os::create_secret_file(path, &key[..])? {
+        Ok(key)
+    } else {
+        read_key_file(path)
     }
 }
 
