@@ -1,8 +1,9 @@
 //! Many idle, authenticated connections: the server's memory with all of them open.
 //!
 //! Each device is registered with real keys (identity, signed prekey, Kyber last resort) over
-//! its own channel, then reconnects as an authenticated device, drains its empty mailbox and
-//! stays idle. At the end every connection answers one request, proving it is still served.
+//! its own channel, then reconnects as an authenticated device, makes one request (which binds
+//! the connection to the device) and stays idle. At the end every connection answers one
+//! request, proving it is still served.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -167,8 +168,14 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
                 .call(request::Body::Register(registration(format!("idle{i}"))))
                 .await?;
             drop(first);
-            // Reconnect as the registered device, as a client does after a restart.
-            Connection::open(&url, &server_key, &device).await
+            // Reconnect as the registered device, as a client does after a restart; its first
+            // request proves it holds the handshake's keys (the server binds the connection
+            // to the device only then) and reads the empty mailbox.
+            let mut again = Connection::open(&url, &server_key, &device).await?;
+            again
+                .call(request::Body::PrekeyCount(sotto_api::PrekeyCount {}))
+                .await?;
+            anyhow::Ok(again)
         }));
     }
     let mut open = Vec::with_capacity(connections);

@@ -65,9 +65,14 @@ impl TestServer {
         };
         let options = ServerOptions {
             database_url: database.as_ref().map(|db| db.url().to_owned()),
-            // Every benchmark client registers from 127.0.0.1 (up to 10,000 of them at once):
-            // lift the per-address registration limit.
-            extra_args: vec!["--registrations-per-minute".into(), "10000000".into()],
+            // Every benchmark client registers and connects from 127.0.0.1 (up to 10,000 of
+            // them at once): lift the per-address registration and connection limits.
+            extra_args: vec![
+                "--registrations-per-minute".into(),
+                "10000000".into(),
+                "--max-connections-per-address".into(),
+                "1000000".into(),
+            ],
             ..ServerOptions::default()
         };
         let data = dir.path().join("data");

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::limits::{
     DEFAULT_EXPIRY_INTERVAL, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_NATS_SUBJECT_PREFIX, DEFAULT_REGISTRATIONS_PER_MINUTE, DEFAULT_REGISTRATION_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_NATS_SUBJECT_PREFIX,
+    DEFAULT_REGISTRATIONS_PER_MINUTE, DEFAULT_REGISTRATION_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
 
 /// How to run a server. `Config::default()` is what `sotto-server` runs with no arguments.
@@ -29,6 +30,15 @@ pub struct Config {
     /// Most TCP connections (WebSocket or plain HTTP) open at once; further ones wait in the
     /// listen backlog until one closes.
     pub max_connections: usize,
+    /// Most TCP connections one client IP address (one IPv6 /64) may have open at once; a
+    /// further one is closed as soon as it is accepted, without taking a slot of
+    /// `max_connections`. Default 64. The address is the TCP peer's: behind a reverse proxy
+    /// every client has the proxy's, so raise it there.
+    pub max_connections_per_address: usize,
+    /// A TCP connection must have sent its HTTP request and completed the WebSocket upgrade
+    /// within this long of being accepted, however steadily bytes arrive; a plain HTTP
+    /// connection is closed at this point. Default 10 s.
+    pub request_timeout: Duration,
     /// A requester regains one bundle fetch for a target account this often, up to
     /// [`sotto_api::BUNDLE_FETCH_BURST`] (default [`sotto_api::BUNDLE_FETCH_REFILL_MS`]).
     pub bundle_fetch_refill: Duration,
@@ -56,6 +66,8 @@ impl Default for Config {
             message_ttl: Duration::from_secs(sotto_api::DEFAULT_MESSAGE_TTL_SECS),
             expiry_interval: DEFAULT_EXPIRY_INTERVAL,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             bundle_fetch_refill: Duration::from_millis(sotto_api::BUNDLE_FETCH_REFILL_MS),
             registrations_per_minute: DEFAULT_REGISTRATIONS_PER_MINUTE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -75,6 +87,11 @@ impl std::fmt::Debug for Config {
             .field("message_ttl", &self.message_ttl)
             .field("expiry_interval", &self.expiry_interval)
             .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_address",
+                &self.max_connections_per_address,
+            )
+            .field("request_timeout", &self.request_timeout)
             .field("bundle_fetch_refill", &self.bundle_fetch_refill)
             .field("registrations_per_minute", &self.registrations_per_minute)
             .field("idle_timeout", &self.idle_timeout)

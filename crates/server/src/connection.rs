@@ -7,6 +7,17 @@
 //! beyond the socket's small ones (and, while a wake is pending, the envelopes handed over
 //! with it: at most a page). A connection whose key has no device also waits on its
 //! registration deadline.
+//!
+//! A connection is bound to its device (registered for wakes, replacing the device's older
+//! connection, reading its mailbox) only once its first channel message decrypts: the Noise
+//! IK handshake's first message can be a replay of a captured one, and only a transport
+//! message proves that the peer holds the handshake's ephemeral key. One that sends none
+//! within [`PROOF_TIMEOUT`] is closed.
+//!
+//! What one connection holds is bounded in bytes: requests in progress by
+//! [`MAX_IN_FLIGHT_REQUEST_BYTES`] (plus one frame), a partly received frame by the channel's
+//! frame limit, outgoing frames by one batch (a mailbox page, or the responses finished
+//! together: at most [`MAX_IN_FLIGHT_REQUESTS`]), written before anything more is read.
 
 use std::future::{pending, Future};
 use std::net::IpAddr;
@@ -27,8 +38,8 @@ use tokio::time::{sleep, timeout, Sleep};
 use crate::batcher::SendTurn;
 use crate::delivery::{ConnectionHandle, Signal};
 use crate::limits::{
-    CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_IN_FLIGHT_REQUESTS, PUSH_PAGE_ENVELOPES, SHUTDOWN_GRACE,
-    WRITE_TIMEOUT,
+    CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_IN_FLIGHT_REQUESTS, MAX_IN_FLIGHT_REQUEST_BYTES,
+    PROOF_TIMEOUT, PUSH_PAGE_ENVELOPES, SHUTDOWN_GRACE, WRITE_TIMEOUT,
 };
 use crate::rate_limit::ClientAddress;
 use crate::requests::{self, Outcome, Peer};
@@ -46,6 +57,9 @@ enum End {
     HandshakeTimeout,
     /// A connection whose key has no device did not register in time.
     RegistrationTimeout,
+    /// A device's connection sent no channel message in time after the handshake (which may
+    /// have been replayed).
+    ProofTimeout,
     /// A text message: not part of this protocol.
     Text,
     /// A channel message did not decrypt or was too large: the channel is poisoned.
@@ -70,6 +84,7 @@ impl End {
             End::Handshake => (close_code::PROTOCOL, "Noise handshake failed"),
             End::HandshakeTimeout => (close_code::POLICY, "Noise handshake timed out"),
             End::RegistrationTimeout => (close_code::POLICY, "registration timed out"),
+            End::ProofTimeout => (close_code::POLICY, "no message after the handshake"),
             End::Text => (close_code::UNSUPPORTED, "text messages are not accepted"),
             End::Channel => (close_code::PROTOCOL, "invalid channel message"),
             End::Unreadable => (close_code::PROTOCOL, "unreadable WebSocket message"),
@@ -124,27 +139,30 @@ pub(crate) async fn serve_socket(shared: Arc<Shared>, mut ws: WebSocket, ip: IpA
         }
     };
     let (tx, rx) = channel.split();
-    let registration_deadline = device
-        .is_none()
-        .then(|| Box::pin(sleep(shared.registration_timeout)));
-    let mut connection = Connection {
+    let deadline = match device {
+        None => (
+            Box::pin(sleep(shared.registration_timeout)),
+            End::RegistrationTimeout,
+        ),
+        Some(_) => (Box::pin(sleep(PROOF_TIMEOUT)), End::ProofTimeout),
+    };
+    let connection = Connection {
         shared,
         ws,
         tx,
         rx,
         peer,
         device: None,
-        registration_deadline,
+        unproven: device,
+        deadline: Some(deadline),
         handle: None,
         subscription: None,
         push: PushState::default(),
         fetch: None,
         in_flight: FuturesUnordered::new(),
+        in_flight_bytes: InFlightBytes::default(),
         last_send: None,
     };
-    if let Some(device) = device {
-        connection.bind(device).await;
-    }
     connection.run(shutdown).await;
 }
 
@@ -221,10 +239,14 @@ struct Connection {
     rx: ChannelReceiver,
     /// Who is on the other end: its authentication key and address.
     peer: Peer,
-    /// The device this connection acts as, once known; never changes after that.
+    /// The device this connection acts as, once known and proven; never changes after that.
     device: Option<DeviceRecord>,
-    /// Until the connection has a device: when it is closed unless it registered.
-    registration_deadline: Option<std::pin::Pin<Box<Sleep>>>,
+    /// The device its key belongs to, until its first channel message proves that the peer
+    /// holds the handshake's keys (then it becomes `device`).
+    unproven: Option<DeviceRecord>,
+    /// Until the connection has a device: when it is closed unless it registered (or, for a
+    /// device's key, sent its first channel message), and why.
+    deadline: Option<(std::pin::Pin<Box<Sleep>>, End)>,
     /// Its place in the registry of connected devices.
     handle: Option<Arc<ConnectionHandle>>,
     /// Its device's NATS subject.
@@ -234,6 +256,8 @@ struct Connection {
     fetch: Option<BoxFuture<'static, Result<Vec<StoredEnvelope>, StoreError>>>,
     /// Requests in progress.
     in_flight: FuturesUnordered<BoxFuture<'static, Outcome>>,
+    /// Frame bytes of the requests in progress.
+    in_flight_bytes: InFlightBytes,
     /// Done when the latest send is queued for commit (see [`SendTurn`]).
     last_send: Option<tokio::sync::oneshot::Receiver<()>>,
 }
@@ -241,7 +265,7 @@ struct Connection {
 /// What the connection's task woke up for.
 enum Event {
     Shutdown,
-    Unregistered,
+    Deadline(End),
     Done(Outcome),
     Fetched(Result<Vec<StoredEnvelope>, StoreError>),
     Woken,
@@ -267,20 +291,21 @@ impl Connection {
             "device connected"
         );
         self.device = Some(device);
-        self.registration_deadline = None;
+        self.deadline = None;
     }
 
     async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let end = loop {
             self.start_fetch();
-            let reading = self.in_flight.len() < MAX_IN_FLIGHT_REQUESTS;
+            let reading =
+                self.in_flight.len() < MAX_IN_FLIGHT_REQUESTS && self.in_flight_bytes.admits_more();
             let event = tokio::select! {
                 biased;
                 () = crate::shutdown_signalled(&mut shutdown) => Event::Shutdown,
                 Some(outcome) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     Event::Done(outcome)
                 }
-                () = optional(&mut self.registration_deadline) => Event::Unregistered,
+                end = deadline(&mut self.deadline) => Event::Deadline(end),
                 fetched = optional(&mut self.fetch) => Event::Fetched(fetched),
                 () = woken(&self.handle) => Event::Woken,
                 message = next_nats(&mut self.subscription) => Event::Nats(message),
@@ -288,7 +313,7 @@ impl Connection {
             };
             let result = match event {
                 Event::Shutdown => Err(End::ShuttingDown),
-                Event::Unregistered => Err(End::RegistrationTimeout),
+                Event::Deadline(end) => Err(end),
                 Event::Done(outcome) => self.finish(outcome).await,
                 Event::Fetched(fetched) => {
                     self.fetch = None;
@@ -487,7 +512,14 @@ impl Connection {
             Some(Ok(Message::Close(_))) | None => return Err(End::Gone),
             Some(Err(_)) => return Err(End::Unreadable),
         };
-        let frame = match self.rx.open(&bytes) {
+        let opened = self.rx.open(&bytes);
+        if opened.is_ok() {
+            if let Some(device) = self.unproven.take() {
+                // It decrypted: the peer holds the handshake's keys, this is no replay.
+                self.bind(device).await;
+            }
+        }
+        let frame = match opened {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(()),
             Err(_) => return Err(End::Channel),
@@ -498,8 +530,15 @@ impl Connection {
                     .then(|| SendTurn::next(&mut self.last_send));
                 let shared = Arc::clone(&self.shared);
                 let device = self.device.clone();
+                let size = frame.len();
+                drop(frame);
                 let future = requests::handle(shared, device, self.peer, request, turn);
-                self.in_flight.push(Box::pin(future));
+                let held = self.in_flight_bytes.hold(size);
+                self.in_flight.push(Box::pin(async move {
+                    let outcome = future.await;
+                    drop(held);
+                    outcome
+                }));
                 Ok(())
             }
             Err(e) => {
@@ -553,6 +592,53 @@ fn push_frame(kind: push::Kind) -> ServerFrame {
     }
 }
 
+/// Frame bytes of a connection's requests in progress, counted by [`HeldBytes`] guards that
+/// each request's future drops when it finishes.
+#[derive(Debug, Default)]
+struct InFlightBytes(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlightBytes {
+    /// Whether another request may be read: while those in progress hold less than
+    /// [`MAX_IN_FLIGHT_REQUEST_BYTES`] (so one request of any size is admitted when none is).
+    fn admits_more(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire) < MAX_IN_FLIGHT_REQUEST_BYTES
+    }
+
+    /// Counts `bytes` until the guard is dropped.
+    fn hold(&self, bytes: usize) -> HeldBytes {
+        self.0.fetch_add(bytes, std::sync::atomic::Ordering::AcqRel);
+        HeldBytes {
+            bytes,
+            total: Arc::clone(&self.0),
+        }
+    }
+}
+
+/// One request's share of [`InFlightBytes`].
+#[derive(Debug)]
+struct HeldBytes {
+    bytes: usize,
+    total: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        self.total
+            .fetch_sub(self.bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// The connection's deadline, if it has one: its reason when it passes.
+async fn deadline(deadline: &mut Option<(std::pin::Pin<Box<Sleep>>, End)>) -> End {
+    match deadline {
+        Some((sleep, end)) => {
+            sleep.await;
+            *end
+        }
+        None => pending().await,
+    }
+}
+
 /// The output of a future that may not be there; never ready when it is not.
 async fn optional<F: Future + Unpin>(future: &mut Option<F>) -> F::Output {
     match future {
@@ -574,5 +660,34 @@ async fn next_nats(
     match subscription {
         Some(subscription) => subscription.next().await,
         None => pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_in_progress_are_bounded_in_bytes() {
+        let in_flight = InFlightBytes::default();
+        assert!(in_flight.admits_more());
+        // One request of the largest size is admitted when none is in progress ...
+        let large = in_flight.hold(sotto_api::MAX_FRAME_BYTES);
+        // ... and nothing more while it is.
+        assert!(!in_flight.admits_more());
+        drop(large);
+        assert!(in_flight.admits_more());
+
+        // Small requests are admitted until together they reach the budget.
+        let size = 4096;
+        let mut held = Vec::new();
+        while in_flight.admits_more() {
+            held.push(in_flight.hold(size));
+        }
+        assert_eq!(held.len(), MAX_IN_FLIGHT_REQUEST_BYTES / size);
+        held.pop();
+        assert!(in_flight.admits_more());
+        held.clear();
+        assert_eq!(in_flight.0.load(std::sync::atomic::Ordering::Acquire), 0);
     }
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-use crate::limits::{NATS_SUBSCRIBE_TIMEOUT, PUSH_PAGE_ENVELOPES};
+use crate::limits::{MAX_HANDOFF_BYTES, NATS_SUBSCRIBE_TIMEOUT, PUSH_PAGE_ENVELOPES};
 use crate::store::{DeviceAddress, StoredEnvelope};
 
 /// A wake: `WAKE || publishing instance (8 bytes)`.
@@ -69,7 +69,8 @@ pub(crate) enum Signal {
 }
 
 /// Envelopes stored for a connection's device since it last looked, in sequence order. At
-/// most [`PUSH_PAGE_ENVELOPES`]: beyond that they are dropped and the connection reads its
+/// most [`PUSH_PAGE_ENVELOPES`] of at most [`MAX_HANDOFF_BYTES`] content in all: beyond that
+/// they are dropped and the connection reads its
 /// mailbox instead, so a connection that falls behind holds no more than a page.
 #[derive(Debug, Default)]
 pub(crate) struct Handoff {
@@ -77,6 +78,8 @@ pub(crate) struct Handoff {
     pub(crate) envelopes: Vec<StoredEnvelope>,
     /// Some were dropped.
     pub(crate) overflowed: bool,
+    /// Content bytes of `envelopes`.
+    bytes: usize,
 }
 
 /// One connection's place in the registry.
@@ -96,11 +99,16 @@ impl ConnectionHandle {
 
     fn hand_over(&self, envelopes: Vec<StoredEnvelope>) {
         let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
-        if handoff.envelopes.len() + envelopes.len() > PUSH_PAGE_ENVELOPES {
-            handoff.envelopes.clear();
+        let bytes: usize = envelopes.iter().map(|e| e.content.len()).sum();
+        if handoff.envelopes.len() + envelopes.len() > PUSH_PAGE_ENVELOPES
+            || handoff.bytes + bytes > MAX_HANDOFF_BYTES
+        {
+            handoff.envelopes = Vec::new();
+            handoff.bytes = 0;
             handoff.overflowed = true;
         } else if !handoff.overflowed {
             handoff.envelopes.extend(envelopes);
+            handoff.bytes += bytes;
         }
     }
 
@@ -364,6 +372,36 @@ mod tests {
         assert!(handoff.envelopes.is_empty() && handoff.overflowed);
         woken(102..=102);
         assert_eq!(handle.take_handoff().envelopes.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn wakes_hand_over_a_bounded_number_of_bytes() {
+        let delivery = Delivery::new(None, "sotto".into());
+        let handle = delivery.attach(device(1)).await.handle;
+        let large = |id: u64| StoredEnvelope {
+            content: vec![0; sotto_api::MAX_ENVELOPE_CONTENT_BYTES],
+            ..stored(id)
+        };
+        let fit = (MAX_HANDOFF_BYTES / sotto_api::MAX_ENVELOPE_CONTENT_BYTES) as u64;
+        assert!(
+            fit < PUSH_PAGE_ENVELOPES as u64,
+            "the byte bound is the tighter one"
+        );
+        for id in 1..=fit {
+            delivery.wake_local(&[device(1)], HashMap::from([(device(1), vec![large(id)])]));
+        }
+        let handoff = handle.take_handoff();
+        assert_eq!(
+            (handoff.envelopes.len() as u64, handoff.overflowed),
+            (fit, false)
+        );
+
+        // One more than fits: none of it is kept, and the connection reads its mailbox.
+        for id in 1..=fit + 1 {
+            delivery.wake_local(&[device(1)], HashMap::from([(device(1), vec![large(id)])]));
+        }
+        let handoff = handle.take_handoff();
+        assert!(handoff.envelopes.is_empty() && handoff.overflowed);
     }
 
     #[test]

@@ -59,5 +59,8 @@ async fn websocket(
         .write_buffer_size(WS_WRITE_BUFFER_BYTES)
         .max_message_size(MAX_WS_MESSAGE_BYTES)
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
-        .on_upgrade(move |socket| connection::serve_socket(shared, socket, peer.ip()))
+        .on_upgrade(move |socket| {
+            peer.upgraded();
+            connection::serve_socket(shared, socket, peer.ip())
+        })
 }

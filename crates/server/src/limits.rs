@@ -41,6 +41,33 @@ pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// one request, so this is generous; it keeps unregistered sockets from holding slots.
 pub(crate) const DEFAULT_REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default for [`crate::Config::request_timeout`]: a TCP connection must have sent its HTTP
+/// request and, for the WebSocket, completed the upgrade within this long of being accepted;
+/// plain HTTP connections (`/health`, `/metrics`) are closed at this point whatever they are
+/// doing. Unlike the idle timeout it is not extended by bytes arriving, so a client that
+/// trickles its headers a byte at a time cannot hold a slot longer than this. An honest
+/// request is a few hundred bytes sent at once; ten seconds covers a slow mobile link's
+/// connection set-up many times over.
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default for [`crate::Config::max_connections_per_address`]: TCP connections one client IP
+/// address (an IPv6 /64) may hold open at once. A device holds one connection, and a
+/// household or small office behind one NAT a few dozen; without a cap one host could take
+/// every one of [`DEFAULT_MAX_CONNECTIONS`] slots (with the request deadline it would have
+/// to keep reopening them, but it could). Behind a reverse proxy every client has the
+/// proxy's address: raise it there.
+pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
+
+/// After the Noise handshake, a connection whose key belongs to a device must send a channel
+/// message that decrypts within this long, or it is closed. Only that message proves that
+/// the peer holds the handshake's ephemeral key: the handshake's first message alone can be
+/// a replay of a captured one, and until the proof the connection is not bound to its device
+/// (it neither replaces the device's other connection nor receives its envelopes). Clients
+/// send a request at once after connecting (`sotto-client` asks for its prekey count); ten
+/// seconds is far beyond one round trip, and short enough that replayed handshakes do not
+/// hold slots.
+pub(crate) const PROOF_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A client has this long to finish the Noise handshake after the WebSocket upgrade, so that
 /// half-open handshakes cannot hold connection slots.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +80,20 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// commit). Beyond it the server stops reading from that socket until one finishes, so one
 /// client cannot queue unbounded work.
 pub(crate) const MAX_IN_FLIGHT_REQUESTS: usize = 32;
+
+/// Bytes of request frames of one connection that may be in progress at once. Beyond it the
+/// server stops reading from that socket until requests finish, as with
+/// [`MAX_IN_FLIGHT_REQUESTS`]; one request is always admitted when none is in progress, so
+/// requests in progress hold at most this plus one [`sotto_api::MAX_FRAME_BYTES`] frame
+/// (1 MiB) rather than [`MAX_IN_FLIGHT_REQUESTS`] full frames (16 MiB). A text message's send
+/// is a few KiB, so pipelined sends are not held back by it.
+pub(crate) const MAX_IN_FLIGHT_REQUEST_BYTES: usize = sotto_api::MAX_FRAME_BYTES;
+
+/// Envelope content bytes a connection's wake may hand over (see `delivery::Handoff`). Beyond
+/// it the envelopes are dropped from the hand-over and the connection reads its mailbox
+/// instead (one page at a time), so a connection that falls behind holds at most this much
+/// (plus one envelope) rather than [`PUSH_PAGE_ENVELOPES`] envelopes of the largest size.
+pub(crate) const MAX_HANDOFF_BYTES: usize = 256 * 1024;
 
 /// The largest WebSocket message the server reads: one Noise message (the handshake's first
 /// message carries one more byte, the pattern tag). Larger ones close the connection.

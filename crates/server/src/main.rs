@@ -37,6 +37,19 @@ struct Args {
     /// Most connections open at once; more wait until one closes.
     #[arg(long, default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Most connections open at once from one client IP address (IPv6: one /64); further
+    /// ones are closed at once. Raise it behind a reverse proxy.
+    #[arg(long, default_value_t = Config::default().max_connections_per_address)]
+    max_connections_per_address: usize,
+    /// Seconds a connection has from being accepted to send its HTTP request and complete
+    /// the WebSocket upgrade, however steadily bytes arrive; plain HTTP connections are
+    /// closed then.
+    #[arg(
+        long,
+        default_value_t = Config::default().request_timeout.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    request_timeout_secs: u64,
     /// Registrations one client IP address (IPv6: one /64) may make per minute, and as many
     /// at once; further ones are refused until the allowance refills.
     #[arg(
@@ -68,6 +81,8 @@ async fn main() -> anyhow::Result<()> {
         nats_url: args.nats_url,
         message_ttl: Duration::from_secs(args.message_ttl_secs),
         max_connections: args.max_connections,
+        max_connections_per_address: args.max_connections_per_address,
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
         registrations_per_minute: args.registrations_per_minute,
         ..defaults
     };

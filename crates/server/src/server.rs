@@ -24,6 +24,7 @@ use crate::limits::{
     SHUTDOWN_GRACE,
 };
 use crate::metrics::Metrics;
+use crate::peer_limit::{PeerLimit, PeerSlot, RequestDeadline, Upgraded};
 use crate::rate_limit::{BundleRateLimiter, RegistrationRateLimiter};
 use crate::store::{PostgresStore, SqliteStore, Store};
 use crate::{expiry, http, keyfile, Config, ServerError};
@@ -75,6 +76,14 @@ fn check(config: &Config) -> Result<(), ServerError> {
     }
     if config.expiry_interval.is_zero() {
         return Err(ServerError::Config("expiry_interval must be positive"));
+    }
+    if !(1..=MAX_MAX_CONNECTIONS).contains(&config.max_connections_per_address) {
+        return Err(ServerError::Config(
+            "max_connections_per_address must be between 1 and 1048576",
+        ));
+    }
+    if config.request_timeout.is_zero() {
+        return Err(ServerError::Config("request_timeout must be positive"));
     }
     if config.idle_timeout.is_zero() {
         return Err(ServerError::Config("idle_timeout must be positive"));
@@ -207,7 +216,9 @@ impl Server {
         let listener = LimitedListener {
             inner: listener,
             permits: Arc::clone(&permits),
+            peers: PeerLimit::new(config.max_connections_per_address),
             idle_timeout: config.idle_timeout,
+            request_timeout: config.request_timeout,
         };
         let signal = {
             let shutdown_tx = Arc::clone(&shutdown_tx);
@@ -251,29 +262,46 @@ fn registration_limiter(per_minute: u32) -> RegistrationRateLimiter {
 }
 
 /// The TCP peer's address of a connection, as handlers extract it
-/// (`ConnectInfo<PeerAddr>`): for the registration rate limit.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct PeerAddr(SocketAddr);
+/// (`ConnectInfo<PeerAddr>`): for the registration rate limit; and the handle that lifts
+/// the connection's request deadline once its WebSocket upgrade is done.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerAddr {
+    addr: SocketAddr,
+    upgraded: Upgraded,
+}
 
 impl PeerAddr {
-    pub(crate) fn ip(self) -> std::net::IpAddr {
-        self.0.ip()
+    pub(crate) fn ip(&self) -> std::net::IpAddr {
+        self.addr.ip()
+    }
+
+    /// The WebSocket upgrade is done: from now on the WebSocket's own deadlines apply.
+    pub(crate) fn upgraded(&self) {
+        self.upgraded.done();
     }
 }
 
 impl Connected<IncomingStream<'_, LimitedListener>> for PeerAddr {
     fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
-        Self(*stream.remote_addr())
+        Self {
+            addr: *stream.remote_addr(),
+            upgraded: stream.io().deadline.upgraded(),
+        }
     }
 }
 
-/// The TCP listener, admitting at most `max_connections` sockets at once: a socket holds a
-/// permit until it is closed, also after a WebSocket upgrade. A socket from which nothing
-/// arrives for `idle_timeout` fails its reads, which closes it (see [`LimitedStream`]).
+/// The TCP listener, admitting at most `max_connections` sockets at once and at most
+/// `max_connections_per_address` from one client address (one over it is closed as soon as
+/// it is accepted): a socket holds its permits until it is closed, also after a WebSocket
+/// upgrade. A socket from which nothing arrives for `idle_timeout`, or which has not
+/// completed its request (or upgrade) within `request_timeout`, fails its reads, which
+/// closes it (see [`LimitedStream`]).
 struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
+    peers: PeerLimit,
     idle_timeout: Duration,
+    request_timeout: Duration,
 }
 
 impl axum::serve::Listener for LimitedListener {
@@ -288,9 +316,22 @@ impl axum::serve::Listener for LimitedListener {
         loop {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
+                    let Some(peer) = self.peers.admit(addr.ip()) else {
+                        // Closed at once: it never holds the permit, which the next accept
+                        // uses.
+                        tracing::debug!("too many connections from one address; closed");
+                        drop(stream);
+                        continue;
+                    };
                     // Frames are small and latency matters more than packet count.
                     let _ = stream.set_nodelay(true);
-                    return (LimitedStream::new(stream, permit, self.idle_timeout), addr);
+                    let stream = LimitedStream::new(
+                        stream,
+                        (permit, peer),
+                        self.idle_timeout,
+                        self.request_timeout,
+                    );
+                    return (stream, addr);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -309,32 +350,52 @@ async fn pending_forever<T>() -> T {
     std::future::pending().await
 }
 
-/// An accepted socket and its connection permit, with a read-idle deadline: while its reader
-/// waits, a socket from which nothing has arrived for `idle_timeout` fails the read with
-/// [`io::ErrorKind::TimedOut`]. That covers every stage — before the HTTP request (axum's
-/// server has no header-read timeout), during the upgrade and the Noise handshake, and on an
-/// established WebSocket whose peer went silent (clients ping well within it).
+/// An accepted socket and its permits (of `max_connections` and of its address), with two
+/// read deadlines. While its reader waits, a socket from which nothing has arrived for
+/// `idle_timeout` fails the read with [`io::ErrorKind::TimedOut`]. That covers every stage —
+/// before the HTTP request (axum's server has no header-read timeout), during the upgrade and
+/// the Noise handshake, and on an established WebSocket whose peer went silent (clients ping
+/// well within it). And until its WebSocket upgrade is done, a socket fails its reads once
+/// `request_timeout` has passed since the accept, however steadily bytes arrive: headers sent
+/// a byte at a time do not hold a slot beyond it (see [`RequestDeadline`]).
 ///
 /// The timer is not reset on every read: reads only record their instant, and when the timer
-/// fires early it is moved to the last read plus `idle_timeout`.
+/// fires early it is moved to the next deadline (the last read plus `idle_timeout`, or the
+/// request deadline while it applies, whichever is first).
 struct LimitedStream {
     stream: TcpStream,
     idle_timeout: Duration,
+    deadline: RequestDeadline,
     last_read: Instant,
     idle_timer: Pin<Box<Sleep>>,
-    _permit: OwnedSemaphorePermit,
+    _permits: (OwnedSemaphorePermit, PeerSlot),
 }
 
 impl LimitedStream {
-    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, idle_timeout: Duration) -> Self {
+    fn new(
+        stream: TcpStream,
+        permits: (OwnedSemaphorePermit, PeerSlot),
+        idle_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Self {
         let now = Instant::now();
         Self {
             stream,
             idle_timeout,
+            deadline: RequestDeadline::new(now, request_timeout),
             last_read: now,
-            idle_timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
-            _permit: permit,
+            idle_timer: Box::pin(tokio::time::sleep_until(
+                now + idle_timeout.min(request_timeout),
+            )),
+            _permits: permits,
         }
+    }
+
+    fn request_timed_out() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the request was not completed within the request timeout",
+        )
     }
 }
 
@@ -345,6 +406,10 @@ impl AsyncRead for LimitedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        // Checked before reading, so that bytes arriving steadily do not keep it off.
+        if this.deadline.expired(Instant::now()) {
+            return Poll::Ready(Err(Self::request_timed_out()));
+        }
         if let Poll::Ready(read) = Pin::new(&mut this.stream).poll_read(cx, buf) {
             this.last_read = Instant::now();
             return Poll::Ready(read);
@@ -353,14 +418,19 @@ impl AsyncRead for LimitedStream {
             if this.idle_timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            let deadline = this.last_read + this.idle_timeout;
-            if deadline <= Instant::now() {
+            let now = Instant::now();
+            if this.deadline.expired(now) {
+                return Poll::Ready(Err(Self::request_timed_out()));
+            }
+            let idle = this.last_read + this.idle_timeout;
+            if idle <= now {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "nothing received within the idle timeout",
                 )));
             }
-            this.idle_timer.as_mut().reset(deadline);
+            let next = this.deadline.armed().map_or(idle, |at| at.min(idle));
+            this.idle_timer.as_mut().reset(next);
         }
     }
 }
@@ -413,6 +483,14 @@ mod tests {
             },
             Config {
                 idle_timeout: std::time::Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                request_timeout: std::time::Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                max_connections_per_address: 0,
                 ..Config::default()
             },
             Config {

@@ -116,6 +116,7 @@ async fn bad_channel_messages_close_and_bad_frames_are_answered() {
     // A flipped bit in a channel message poisons the channel: closed, and the request in it
     // (a send from alice's own key) is not carried out.
     let mut client = TestClient::connect(&server, &alice.key).await;
+    client.prove().await;
     client.queue_empty().await;
     let send = Request {
         id: 1,
@@ -136,6 +137,7 @@ async fn bad_channel_messages_close_and_bad_frames_are_answered() {
 
     // Text after the handshake.
     let mut client = TestClient::connect(&server, &alice.key).await;
+    client.prove().await;
     client.queue_empty().await;
     client.ws.send(Message::text("{}")).await.unwrap();
     assert_eq!(close_code(&mut client.ws).await, Some(UNSUPPORTED_DATA));

@@ -220,6 +220,7 @@ async fn a_second_connection_of_a_device_replaces_the_first() {
     let mut alice = Device::register(&server, "alice", 0).await;
     let mut bob = Device::register(&server, "bob", 0).await;
     let mut second = TestClient::connect(&server, &bob.key).await;
+    second.prove().await;
     second.queue_empty().await;
     let frame = closed(&mut bob.client.ws).await.expect("a close frame");
     assert_eq!(u16::from(frame.code), 4000);

@@ -172,11 +172,12 @@ async fn xx_clients_register_and_reconnect() {
         } else {
             TestClient::connect(&server, &key).await
         };
-        client.queue_empty().await;
+        // The first request binds the connection; then the mailbox is pushed.
         match client.request(Body::PrekeyCount(PrekeyCount {})).await {
             response::Body::PrekeyCounts(c) => assert_eq!(c.one_time, 1),
             other => panic!("{other:?}"),
         }
+        client.queue_empty().await;
         client.close().await;
     }
 }
@@ -248,6 +249,7 @@ async fn a_device_that_reconnects_as_soon_as_it_registered_keeps_the_new_connect
             "{registered:?}"
         );
         let mut second = TestClient::connect(&server, &key).await;
+        second.prove().await;
         let (_, frame) = first.frames_until_close().await;
         assert_eq!(frame.map(|f| u16::from(f.code)), Some(4000), "round {i}");
         second.queue_empty().await;

@@ -15,6 +15,7 @@ use sotto_api::{
 };
 use sotto_channel::{ChannelReceiver, ChannelSender, ClientHandshake, PublicKey, StaticKeypair};
 use sotto_server::{Config, Server, ServerError};
+use sotto_test_support::server_process::{ServerOptions, ServerProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -78,10 +79,6 @@ impl TestServer {
         }
     }
 
-    pub(crate) fn url(&self) -> String {
-        format!("ws://{}/v1/ws", self.addr)
-    }
-
     /// Shuts the server down, checks that `serve` returned `Ok`, and hands back its data.
     pub(crate) async fn stop(mut self) -> tempfile::TempDir {
         self.stop_in_place().await;
@@ -103,21 +100,7 @@ impl TestServer {
 
     /// A plain HTTP GET; returns the status code and the body.
     pub(crate) async fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(self.addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
-            .await
-            .unwrap()
-            .unwrap();
-        let text = String::from_utf8(raw).unwrap();
-        let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        http_get(self.addr, path).await
     }
 
     /// The value of an unlabelled counter or gauge in `/metrics`.
@@ -128,6 +111,92 @@ impl TestServer {
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("no metric {name} in:\n{body}"))
     }
+}
+
+/// A server the raw client can connect to: in this process or a `sotto-server` process.
+pub(crate) trait Endpoint {
+    /// Its TCP address.
+    fn addr(&self) -> SocketAddr;
+    /// Its Noise static key.
+    fn key(&self) -> PublicKey;
+    /// Its WebSocket URL.
+    fn url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr())
+    }
+}
+
+impl Endpoint for TestServer {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    fn key(&self) -> PublicKey {
+        self.key
+    }
+}
+
+/// A real `sotto-server` process (`sotto_test_support::server_process`) in a fresh data
+/// directory, killed when dropped.
+pub(crate) struct ProcessServer {
+    pub(crate) process: ServerProcess,
+    key: PublicKey,
+    _dir: tempfile::TempDir,
+}
+
+impl ProcessServer {
+    /// Starts one with these extra command-line arguments.
+    pub(crate) fn start(args: &[&str]) -> ProcessServer {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ServerOptions {
+            extra_args: args.iter().map(|&a| a.to_owned()).collect(),
+            ..ServerOptions::default()
+        };
+        let process = ServerProcess::start(
+            &dir.path().join("data"),
+            &dir.path().join("server.log"),
+            &options,
+        );
+        let key = PublicKey::from_hex(process.key_hex()).unwrap();
+        ProcessServer {
+            process,
+            key,
+            _dir: dir,
+        }
+    }
+}
+
+impl Endpoint for ProcessServer {
+    fn addr(&self) -> SocketAddr {
+        self.process.addr()
+    }
+    fn key(&self) -> PublicKey {
+        self.key
+    }
+}
+
+/// A plain HTTP GET; returns the status code and the body.
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    http_get_on(stream, path)
+        .await
+        .expect("the server answers the request")
+}
+
+/// A plain HTTP GET on a connected socket; `None` if the server closed it without an answer.
+pub(crate) async fn http_get_on(mut stream: TcpStream, path: &str) -> Option<(u16, String)> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .expect("the server answers or closes")
+        .ok()?;
+    let text = String::from_utf8(raw).unwrap();
+    let status = text.split(' ').nth(1)?.parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
 }
 
 impl Drop for TestServer {
@@ -141,7 +210,7 @@ impl Drop for TestServer {
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Opens a bare WebSocket to the server.
-pub(crate) async fn websocket(server: &TestServer) -> Socket {
+pub(crate) async fn websocket(server: &impl Endpoint) -> Socket {
     tokio_tungstenite::connect_async(server.url())
         .await
         .unwrap()
@@ -241,9 +310,19 @@ pub(crate) struct TestClient {
 
 impl TestClient {
     /// Connects with IK (the server's key known).
-    pub(crate) async fn connect(server: &TestServer, key: &StaticKeypair) -> TestClient {
+    pub(crate) async fn connect(server: &impl Endpoint, key: &StaticKeypair) -> TestClient {
+        let (handshake, first) = ClientHandshake::start(key, Some(&server.key())).unwrap();
+        Self::connect_with(server, handshake, first).await
+    }
+
+    /// Connects with IK from a handshake started by the caller (who may keep a copy of its
+    /// first message, `first`).
+    pub(crate) async fn connect_with(
+        server: &impl Endpoint,
+        handshake: ClientHandshake,
+        first: Vec<u8>,
+    ) -> TestClient {
         let mut ws = websocket(server).await;
-        let (handshake, first) = ClientHandshake::start(key, Some(&server.key)).unwrap();
         ws.send(Message::binary(first)).await.unwrap();
         let reply = Self::next_binary(&mut ws).await;
         let established = handshake.finish(&reply).unwrap();
@@ -260,13 +339,13 @@ impl TestClient {
     }
 
     /// Connects with XX (the server's key learnt, and checked against the real one).
-    pub(crate) async fn connect_xx(server: &TestServer, key: &StaticKeypair) -> TestClient {
+    pub(crate) async fn connect_xx(server: &impl Endpoint, key: &StaticKeypair) -> TestClient {
         let mut ws = websocket(server).await;
         let (handshake, first) = ClientHandshake::start(key, None).unwrap();
         ws.send(Message::binary(first)).await.unwrap();
         let reply = Self::next_binary(&mut ws).await;
         let established = handshake.finish(&reply).unwrap();
-        assert_eq!(established.server_key, server.key);
+        assert_eq!(established.server_key, server.key());
         ws.send(Message::binary(established.final_message.unwrap()))
             .await
             .unwrap();
@@ -369,6 +448,15 @@ impl TestClient {
         }
     }
 
+    /// Sends a first channel message (a prekey count request) and waits for its answer,
+    /// keeping the pushes that arrive meanwhile: the server binds a device's connection (pushes
+    /// its mailbox, replaces an older connection) only once such a message proves that the
+    /// handshake was no replay.
+    pub(crate) async fn prove(&mut self) {
+        self.request(request::Body::PrekeyCount(sotto_api::PrekeyCount {}))
+            .await;
+    }
+
     /// Sends a request and waits for its response.
     pub(crate) async fn request(&mut self, body: request::Body) -> response::Body {
         let id = self.start_request(body).await;
@@ -448,7 +536,7 @@ pub(crate) struct Device {
 impl Device {
     /// Registers `username` with `one_time` one-time prekeys of each kind; waits for the
     /// "queue empty" push that follows.
-    pub(crate) async fn register(server: &TestServer, username: &str, one_time: u32) -> Device {
+    pub(crate) async fn register(server: &impl Endpoint, username: &str, one_time: u32) -> Device {
         let key = StaticKeypair::generate();
         let registration_id = 1 + (rand::random::<u32>() % 0x3ffe);
         let mut client = TestClient::connect(server, &key).await;
@@ -468,9 +556,11 @@ impl Device {
         }
     }
 
-    /// Connects again (the old connection is dropped); the new one has not read its mailbox.
-    pub(crate) async fn reconnect(&mut self, server: &TestServer) {
+    /// Connects again (the old connection is dropped) and proves the connection (see
+    /// [`TestClient::prove`]); the pushes of its mailbox wait to be read.
+    pub(crate) async fn reconnect(&mut self, server: &impl Endpoint) {
         self.client = TestClient::connect(server, &self.key).await;
+        self.client.prove().await;
     }
 
     /// Sends `content` to `to`'s device 1 (registration id `registration_id`).

@@ -44,6 +44,7 @@ async fn a_message_sent_through_one_instance_reaches_a_device_on_the_other() {
 
     // Bob connects to A as well: his connection on B is replaced.
     let mut bob_on_a = TestClient::connect(&a, &bob.key).await;
+    bob_on_a.prove().await;
     bob_on_a.queue_empty().await;
     let frame = closed(&mut bob.client.ws).await.expect("a close frame");
     assert_eq!(u16::from(frame.code), 4000);
