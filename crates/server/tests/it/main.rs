@@ -6,6 +6,8 @@
 mod hostile;
 mod lifecycle;
 mod messaging;
+mod metrics_access;
+mod no_traces;
 mod prekeys;
 mod registration;
 mod store_conformance;
