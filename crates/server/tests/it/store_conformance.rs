@@ -1395,7 +1395,7 @@ async fn postgres_instances_starting_together_migrate_once() {
         .await
         .unwrap();
     let versions: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
 
     // A database from a newer server is refused, and left as it is.
     client
@@ -1412,7 +1412,7 @@ async fn postgres_instances_starting_together_migrate_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(count, 3);
+    assert_eq!(count, 4, "the versions above and the newer one");
     drop(client);
     connection.await.unwrap().unwrap();
     db.drop_database().await;
