@@ -88,8 +88,10 @@ const WAL_TRUNCATE_QUIET: Duration = Duration::from_secs(1);
 /// The size (bytes) a write-ahead log is cut back to when a writer restarts it from the
 /// beginning (`PRAGMA journal_size_limit`): without it the file stays as large as it ever
 /// grew, its tail holding old page images (deleted envelopes among them) until overwritten.
-/// 4 MiB is a few hundred commits of a busy server, so restarting seldom needs to grow it.
-const WAL_SIZE_LIMIT: i64 = 4 << 20;
+/// Above what the log holds between two background checkpoints at a thousand messages a
+/// second (some 40 MiB a second, checkpointed every tenth of one), so that a busy log is
+/// not cut and grown again, whose syncs would then also write the file's new size.
+const WAL_SIZE_LIMIT: i64 = 16 << 20;
 
 /// How long a connection waits for a lock held by another connection before failing: only
 /// another process opening the same file (or a WAL checkpoint) ever holds one that long.
