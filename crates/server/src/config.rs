@@ -1,5 +1,6 @@
 //! What a server instance is started with.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,6 +55,14 @@ pub struct Config {
     /// A WebSocket whose key belongs to no device is closed unless it registers within this
     /// long after the Noise handshake. Default 30 s.
     pub registration_timeout: Duration,
+    /// Serve `/metrics` on a listener of its own at this address (for a private network),
+    /// and not on the public one. Default: none.
+    pub metrics_listen: Option<SocketAddr>,
+    /// A bearer token `/metrics` requires (`Authorization: Bearer <token>`, 16 to 1024
+    /// printable ASCII characters). Without [`Config::metrics_listen`], `/metrics` is served
+    /// on the public listener to requests carrying it; with it, the metrics listener asks
+    /// for it too. With neither set (the default), `/metrics` is served nowhere.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Config {
@@ -72,12 +81,14 @@ impl Default for Config {
             registrations_per_minute: DEFAULT_REGISTRATIONS_PER_MINUTE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             registration_timeout: DEFAULT_REGISTRATION_TIMEOUT,
+            metrics_listen: None,
+            metrics_token: None,
         }
     }
 }
 
 impl std::fmt::Debug for Config {
-    /// Leaves out the URLs, which may carry passwords.
+    /// Leaves out the URLs, which may carry passwords, and the metrics token.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
@@ -96,6 +107,11 @@ impl std::fmt::Debug for Config {
             .field("registrations_per_minute", &self.registrations_per_minute)
             .field("idle_timeout", &self.idle_timeout)
             .field("registration_timeout", &self.registration_timeout)
+            .field("metrics_listen", &self.metrics_listen)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "(set)"),
+            )
             .finish()
     }
 }

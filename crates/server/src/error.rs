@@ -41,6 +41,14 @@ pub enum ServerError {
     /// The NATS server could not be reached.
     #[error("connecting to NATS: {0}")]
     Nats(String),
+    /// The metrics listener ([`crate::Config::metrics_listen`]) could not be bound.
+    #[error("listening for metrics on {addr}: {source}")]
+    MetricsListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
     /// The listener failed.
     #[error("serving: {0}")]
     Serve(std::io::Error),

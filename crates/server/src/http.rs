@@ -1,10 +1,11 @@
 //! The HTTP routes: public, unauthenticated things only, and the WebSocket upgrade.
+//! (`/metrics` is not one of them: see `metrics_endpoint`.)
 
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -23,7 +24,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(|| async { ABOUT }))
         .route("/health", get(health))
-        .route("/metrics", get(metrics))
         .route("/v1/ws", get(websocket))
         .with_state(shared)
 }
@@ -33,17 +33,6 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     "ok\n".into_response()
-}
-
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        shared.metrics.render(),
-    )
-        .into_response()
 }
 
 async fn websocket(

@@ -35,6 +35,7 @@ mod http;
 mod keyfile;
 mod limits;
 mod metrics;
+mod metrics_endpoint;
 mod peer_limit;
 mod rate_limit;
 mod reply;

@@ -156,3 +156,10 @@ pub(crate) const DEVICE_CACHE_TTL: Duration = Duration::from_secs(60);
 /// take-over announcement coming back) before reading its mailbox; on timeout it goes on, and
 /// wakes from other instances may lag until the subscription is active.
 pub(crate) const NATS_SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Fewest bytes a `/metrics` bearer token may have: a token anyone could guess protects
+/// nothing (16 random characters are some 95 bits).
+pub(crate) const MIN_METRICS_TOKEN_BYTES: usize = 16;
+
+/// Most bytes a `/metrics` bearer token may have: it travels in one HTTP header line.
+pub(crate) const MAX_METRICS_TOKEN_BYTES: usize = 1024;

@@ -1,17 +1,24 @@
 //! `sotto-server`: runs one Sotto server instance.
 //!
 //! On start it prints two lines on stdout, which scripts and tests read:
-//! `server key: <64 hex digits>` (its Noise static key) and `listening on <address>`.
-//! Logs go to stderr (`RUST_LOG`, default `info`). SIGINT or SIGTERM shut it down gracefully.
+//! `server key: <64 hex digits>` (its Noise static key) and `listening on <address>`, and
+//! between them `metrics listening on <address>` with `--metrics-listen`.
+//! Logs go to stderr (`RUST_LOG`, default `info`; other crates than Sotto's log at most at
+//! `info`, whatever `RUST_LOG` says: see [`within_log_policy`]). SIGINT or SIGTERM shut it
+//! down gracefully.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use sotto_server::{Config, Server};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{filter_fn, FilterExt};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// The Sotto relay and storage server.
 #[derive(Debug, Parser)]
@@ -58,6 +65,16 @@ struct Args {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     registrations_per_minute: u32,
+    /// Serve /metrics on a listener of its own at this address (for a private network,
+    /// e.g. 127.0.0.1:9090) instead of on --listen. Without it and without --metrics-token,
+    /// /metrics is served nowhere.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Require this bearer token for /metrics (16 to 1024 printable ASCII characters).
+    /// Without --metrics-listen, /metrics is then served on --listen to requests carrying
+    /// `Authorization: Bearer <token>`.
+    #[arg(long, env = "SOTTO_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
 }
 
 /// The allocator (see the workspace manifest): faster than glibc's for the many small,
@@ -67,11 +84,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter.and(filter_fn(within_log_policy))),
         )
-        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     let defaults = Config::default();
@@ -84,6 +103,8 @@ async fn main() -> anyhow::Result<()> {
         max_connections_per_address: args.max_connections_per_address,
         request_timeout: Duration::from_secs(args.request_timeout_secs),
         registrations_per_minute: args.registrations_per_minute,
+        metrics_listen: args.metrics_listen,
+        metrics_token: args.metrics_token,
         ..defaults
     };
     let server = Server::open(config).await.context("starting the server")?;
@@ -96,6 +117,9 @@ async fn main() -> anyhow::Result<()> {
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "server key: {}", server.public_key().to_hex())?;
+        if let Some(metrics) = server.metrics_addr() {
+            writeln!(stdout, "metrics listening on {metrics}")?;
+        }
         writeln!(stdout, "listening on {addr}")?;
         stdout.flush()?;
     }
@@ -106,6 +130,15 @@ async fn main() -> anyhow::Result<()> {
         .context("serving")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Whether an event may be logged at all: Sotto's own at any level `RUST_LOG` asks for (they
+/// name accounts and devices by id, never contents, keys or sizes), other crates' at most at
+/// `info`. Below that the WebSocket library logs every frame with its length and its bytes,
+/// the HTTP library the byte counts of what it reads and writes, and the PostgreSQL driver
+/// every statement's parameters (usernames, ciphertexts).
+fn within_log_policy(event: &tracing::Metadata<'_>) -> bool {
+    event.target().starts_with("sotto_") || *event.level() <= tracing::Level::INFO
 }
 
 /// Completes on SIGINT or SIGTERM.

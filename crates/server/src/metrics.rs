@@ -1,9 +1,18 @@
-//! Counters for `/metrics`, in the Prometheus text format. Nothing here identifies a user.
+//! Counters for `/metrics`, kept and written out (OpenMetrics text) by `prometheus-client`.
+//! Nothing here identifies a user.
+//!
+//! The counter of every (request kind, outcome) pair is created up front and kept in an
+//! array, so that counting a request is an index and an atomic increment, as counting a
+//! message must be: no lookup of its labels in the family's map.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use sotto_api::ErrorCode;
 
 /// What a request asked for, as counted.
@@ -67,20 +76,111 @@ fn outcome_index(result: Result<(), ErrorCode>) -> usize {
 /// Upper bounds of the commit batch size histogram, in envelopes.
 const BATCH_BUCKETS: [u64; 12] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048];
 
+/// The content type of [`Metrics::render`]'s text.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The labels of `sotto_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
 /// Every counter of one server instance.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Metrics {
-    connections_open: AtomicI64,
-    connections_total: AtomicU64,
-    requests: [[AtomicU64; OUTCOMES.len()]; KINDS.len()],
-    envelopes_stored: AtomicU64,
-    envelopes_pushed: AtomicU64,
-    envelopes_acknowledged: AtomicU64,
-    envelopes_expired: AtomicU64,
-    commit_batches: AtomicU64,
-    commit_failures: AtomicU64,
-    batch_buckets: [AtomicU64; BATCH_BUCKETS.len()],
-    batch_envelopes_sum: AtomicU64,
+    registry: Registry,
+    connections_open: Gauge,
+    connections_total: Counter,
+    /// `sotto_requests_total`, by kind and outcome (the indices of [`KINDS`] and
+    /// [`OUTCOMES`]).
+    requests: [[Counter; OUTCOMES.len()]; KINDS.len()],
+    envelopes_stored: Counter,
+    envelopes_pushed: Counter,
+    envelopes_acknowledged: Counter,
+    envelopes_expired: Counter,
+    commit_batches: Counter,
+    commit_failures: Counter,
+    batch_envelopes: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        // Counters are named without `_total`, which the text adds.
+        let mut counter = |name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let connections_total = counter("sotto_connections", "WebSocket connections accepted.");
+        let envelopes_stored = counter(
+            "sotto_envelopes_stored",
+            "Envelopes committed to mailboxes.",
+        );
+        let envelopes_pushed = counter(
+            "sotto_envelopes_pushed",
+            "Envelopes pushed to connected devices.",
+        );
+        let envelopes_acknowledged = counter(
+            "sotto_envelopes_acknowledged",
+            "Envelopes deleted on their device's acknowledgement.",
+        );
+        let envelopes_expired = counter(
+            "sotto_envelopes_expired",
+            "Envelopes deleted after their TTL.",
+        );
+        let commit_batches = counter(
+            "sotto_commit_batches",
+            "Durable commits of envelope batches.",
+        );
+        let commit_failures = counter(
+            "sotto_commit_failures",
+            "Envelope batch commits that failed.",
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "sotto_connections_open",
+            "WebSocket connections open now.",
+            connections_open.clone(),
+        );
+        let family = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "sotto_requests",
+            "Requests by kind and outcome.",
+            family.clone(),
+        );
+        let requests = std::array::from_fn(|k| {
+            std::array::from_fn(|o| {
+                family
+                    .get_or_create(&RequestLabels {
+                        kind: KINDS[k].1,
+                        outcome: OUTCOMES[o],
+                    })
+                    .clone()
+            })
+        });
+        // Bucket bounds are small integers, exact in an f64.
+        let batch_envelopes = Histogram::new(BATCH_BUCKETS.iter().map(|&b| b as f64));
+        registry.register(
+            "sotto_commit_batch_envelopes",
+            "Envelopes per durable commit.",
+            batch_envelopes.clone(),
+        );
+        Self {
+            registry,
+            connections_open,
+            connections_total,
+            requests,
+            envelopes_stored,
+            envelopes_pushed,
+            envelopes_acknowledged,
+            envelopes_expired,
+            commit_batches,
+            commit_failures,
+            batch_envelopes,
+        }
+    }
 }
 
 /// Counts a WebSocket connection as open while it lives.
@@ -89,14 +189,14 @@ pub(crate) struct OpenConnection(Arc<Metrics>);
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.connections_open.fetch_sub(1, Relaxed);
+        self.0.connections_open.dec();
     }
 }
 
 impl Metrics {
     pub(crate) fn connection_opened(self: &Arc<Self>) -> OpenConnection {
-        self.connections_open.fetch_add(1, Relaxed);
-        self.connections_total.fetch_add(1, Relaxed);
+        self.connections_open.inc();
+        self.connections_total.inc();
         OpenConnection(Arc::clone(self))
     }
 
@@ -105,131 +205,40 @@ impl Metrics {
             .iter()
             .position(|(k, _)| *k == kind)
             .unwrap_or(KINDS.len() - 1);
-        self.requests[k][outcome_index(result)].fetch_add(1, Relaxed);
+        self.requests[k][outcome_index(result)].inc();
     }
 
     pub(crate) fn envelopes_pushed(&self, n: usize) {
-        self.envelopes_pushed.fetch_add(n as u64, Relaxed);
+        self.envelopes_pushed.inc_by(n as u64);
     }
 
     pub(crate) fn envelopes_acknowledged(&self, n: u64) {
-        self.envelopes_acknowledged.fetch_add(n, Relaxed);
+        self.envelopes_acknowledged.inc_by(n);
     }
 
     pub(crate) fn envelopes_expired(&self, n: u64) {
-        self.envelopes_expired.fetch_add(n, Relaxed);
+        self.envelopes_expired.inc_by(n);
     }
 
     /// One successful commit of `envelopes` envelopes.
     pub(crate) fn commit(&self, envelopes: usize) {
-        self.commit_batches.fetch_add(1, Relaxed);
-        self.envelopes_stored.fetch_add(envelopes as u64, Relaxed);
-        self.batch_envelopes_sum
-            .fetch_add(envelopes as u64, Relaxed);
-        if let Some(i) = BATCH_BUCKETS.iter().position(|&b| envelopes as u64 <= b) {
-            self.batch_buckets[i].fetch_add(1, Relaxed);
-        }
+        self.commit_batches.inc();
+        self.envelopes_stored.inc_by(envelopes as u64);
+        self.batch_envelopes.observe(envelopes as f64);
     }
 
     /// One commit that failed as a whole (every send of it was answered with an error).
     pub(crate) fn commit_failed(&self) {
-        self.commit_failures.fetch_add(1, Relaxed);
+        self.commit_failures.inc();
     }
 
-    /// The Prometheus text exposition of every counter.
+    /// The OpenMetrics text exposition of every counter ([`CONTENT_TYPE`]).
     pub(crate) fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        header(
-            &mut out,
-            "sotto_connections_open",
-            "gauge",
-            "WebSocket connections open now.",
-        );
-        let _ = writeln!(
-            out,
-            "sotto_connections_open {}",
-            self.connections_open.load(Relaxed)
-        );
-        header(
-            &mut out,
-            "sotto_connections_total",
-            "counter",
-            "WebSocket connections accepted.",
-        );
-        let _ = writeln!(
-            out,
-            "sotto_connections_total {}",
-            self.connections_total.load(Relaxed)
-        );
-        header(
-            &mut out,
-            "sotto_requests_total",
-            "counter",
-            "Requests by kind and outcome.",
-        );
-        for (k, (_, kind)) in KINDS.iter().enumerate() {
-            for (o, outcome) in OUTCOMES.iter().enumerate() {
-                let n = self.requests[k][o].load(Relaxed);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "sotto_requests_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}"
-                    );
-                }
-            }
-        }
-        for (name, help, value) in [
-            (
-                "sotto_envelopes_stored_total",
-                "Envelopes committed to mailboxes.",
-                &self.envelopes_stored,
-            ),
-            (
-                "sotto_envelopes_pushed_total",
-                "Envelopes pushed to connected devices.",
-                &self.envelopes_pushed,
-            ),
-            (
-                "sotto_envelopes_acknowledged_total",
-                "Envelopes deleted on their device's acknowledgement.",
-                &self.envelopes_acknowledged,
-            ),
-            (
-                "sotto_envelopes_expired_total",
-                "Envelopes deleted after their TTL.",
-                &self.envelopes_expired,
-            ),
-            (
-                "sotto_commit_batches_total",
-                "Durable commits of envelope batches.",
-                &self.commit_batches,
-            ),
-            (
-                "sotto_commit_failures_total",
-                "Envelope batch commits that failed.",
-                &self.commit_failures,
-            ),
-        ] {
-            header(&mut out, name, "counter", help);
-            let _ = writeln!(out, "{name} {}", value.load(Relaxed));
-        }
-        let name = "sotto_commit_batch_envelopes";
-        header(&mut out, name, "histogram", "Envelopes per durable commit.");
-        let mut cumulative = 0;
-        for (bound, count) in BATCH_BUCKETS.iter().zip(&self.batch_buckets) {
-            cumulative += count.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let batches = self.commit_batches.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {batches}");
-        let _ = writeln!(out, "{name}_sum {}", self.batch_envelopes_sum.load(Relaxed));
-        let _ = writeln!(out, "{name}_count {batches}");
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 #[cfg(test)]
@@ -251,9 +260,12 @@ mod tests {
         assert!(
             text.contains("sotto_requests_total{kind=\"send\",outcome=\"device_mismatch\"} 1\n")
         );
-        assert!(text.contains("sotto_commit_batch_envelopes_bucket{le=\"1\"} 1\n"));
-        assert!(text.contains("sotto_commit_batch_envelopes_bucket{le=\"4\"} 2\n"));
-        assert!(text.contains("sotto_commit_batch_envelopes_sum 4\n"));
+        assert!(text.contains("sotto_commit_batch_envelopes_bucket{le=\"1.0\"} 1\n"));
+        assert!(text.contains("sotto_commit_batch_envelopes_bucket{le=\"4.0\"} 2\n"));
+        assert!(text.contains("sotto_commit_batch_envelopes_sum 4.0\n"));
+        assert!(text.contains("sotto_commit_batch_envelopes_count 2\n"));
+        assert!(text.contains("# TYPE sotto_requests counter\n"));
+        assert!(text.ends_with("# EOF\n"));
         assert!(text.contains("sotto_envelopes_stored_total 4\n"));
         assert!(text.contains("sotto_envelopes_pushed_total 4\n"));
         drop(open);

@@ -24,6 +24,7 @@ use crate::limits::{
     SHUTDOWN_GRACE,
 };
 use crate::metrics::Metrics;
+use crate::metrics_endpoint;
 use crate::peer_limit::{PeerLimit, PeerSlot, RequestDeadline, Upgraded};
 use crate::rate_limit::{BundleRateLimiter, RegistrationRateLimiter};
 use crate::store::{PostgresStore, SqliteStore, Store};
@@ -38,6 +39,8 @@ pub struct Server {
     store: Arc<dyn Store>,
     keypair: StaticKeypair,
     nats: Option<async_nats::Client>,
+    /// The listener of [`Config::metrics_listen`].
+    metrics_listener: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for Server {
@@ -99,6 +102,7 @@ fn check(config: &Config) -> Result<(), ServerError> {
             "registrations_per_minute must be positive",
         ));
     }
+    metrics_endpoint::check(config)?;
     let prefix = &config.nats_subject_prefix;
     let token_ok = |t: &str| {
         !t.is_empty()
@@ -144,6 +148,7 @@ impl Server {
             ),
             None => None,
         };
+        let metrics_listener = metrics_endpoint::bind(&config).await?;
         tracing::info!(
             database = if config.database_url.is_some() {
                 "postgresql"
@@ -158,7 +163,16 @@ impl Server {
             store,
             keypair,
             nats,
+            metrics_listener,
         })
+    }
+
+    /// Where `/metrics` is served on a listener of its own ([`Config::metrics_listen`];
+    /// with port 0 the port the system chose), if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The server's Noise static public key, which clients pin (IK needs it up front).
@@ -166,7 +180,8 @@ impl Server {
         self.keypair.public()
     }
 
-    /// Serves `/health`, `/metrics` and the WebSocket at `/v1/ws` on `listener` until
+    /// Serves `/health` and the WebSocket at `/v1/ws` on `listener` (and `/metrics` as
+    /// [`Config::metrics_listen`] and [`Config::metrics_token`] say) until
     /// `shutdown` completes. Then it stops accepting, closes every connection (requests in
     /// progress get ten seconds to be answered), commits the sends still queued and
     /// returns.
@@ -180,6 +195,7 @@ impl Server {
             store,
             keypair,
             nats,
+            metrics_listener,
         } = self;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shutdown_tx = Arc::new(shutdown_tx);
@@ -197,6 +213,15 @@ impl Server {
             config.expiry_interval,
             shutdown_rx.clone(),
         ));
+        let metrics_server = metrics_listener.map(|listener| {
+            tokio::spawn(metrics_endpoint::serve(
+                listener,
+                Arc::clone(&metrics),
+                config.metrics_token.clone(),
+                shutdown_rx.clone(),
+            ))
+        });
+        let public_metrics = metrics_endpoint::public_routes(&config, &metrics);
         let shared = Arc::new(Shared {
             store,
             keypair,
@@ -228,7 +253,7 @@ impl Server {
                 shutdown_tx.send_replace(true);
             }
         };
-        let router = http::router(Arc::clone(&shared));
+        let router = http::router(Arc::clone(&shared)).merge(public_metrics);
         let served = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<PeerAddr>(),
@@ -248,6 +273,11 @@ impl Server {
             tracing::warn!("connections still open after the shutdown grace period");
         }
         batcher.close().await;
+        if let Some(metrics_server) = metrics_server {
+            if let Err(e) = metrics_server.await {
+                tracing::error!(error = %e, "the metrics listener task failed");
+            }
+        }
         if let Err(e) = expiry.await {
             tracing::error!(error = %e, "the expiry task failed");
         }

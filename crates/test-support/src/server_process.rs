@@ -64,6 +64,7 @@ pub struct ServerOptions {
 pub struct ServerProcess {
     child: Child,
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     key_hex: String,
     log_path: PathBuf,
 }
@@ -110,6 +111,7 @@ impl ServerProcess {
         });
         let mut key_hex = None;
         let mut addr = None;
+        let mut metrics_addr = None;
         while key_hex.is_none() || addr.is_none() {
             let line = match lines_rx.recv_timeout(START_TIMEOUT) {
                 Ok(line) => line,
@@ -121,6 +123,12 @@ impl ServerProcess {
             };
             if let Some(key) = line.strip_prefix("server key: ") {
                 key_hex = Some(key.trim().to_owned());
+            } else if let Some(a) = line.strip_prefix("metrics listening on ") {
+                metrics_addr = Some(
+                    a.trim()
+                        .parse()
+                        .expect("the server prints a socket address"),
+                );
             } else if let Some(a) = line.strip_prefix("listening on ") {
                 addr = Some(
                     a.trim()
@@ -132,6 +140,7 @@ impl ServerProcess {
         Self {
             child,
             addr: addr.expect("read above"),
+            metrics_addr,
             key_hex: key_hex.expect("read above"),
             log_path: log_path.to_owned(),
         }
@@ -140,6 +149,11 @@ impl ServerProcess {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where it serves `/metrics` on a listener of its own (`--metrics-listen`), if it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The WebSocket URL clients connect to.

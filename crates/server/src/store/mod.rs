@@ -1,7 +1,9 @@
 //! Storage: one trait, two backends (SQLite, the embedded default, and PostgreSQL), one
 //! conformance suite that both pass (`tests/it/store_conformance.rs`).
 //!
-//! The server stores only public keys and ciphertexts. Every method is one transaction; a
+//! The server stores only public keys and ciphertexts, and per envelope no more than its
+//! delivery needs (its mailbox, sequence number, sending account and device, type,
+//! ciphertext and arrival time). Every method is one transaction; a
 //! method that returns an error has changed nothing, but for [`StoreError::Unsynced`] (the
 //! disk failed under a commit). Writes are durable when they return
 //! (SQLite: its write-ahead log synced; PostgreSQL: `synchronous_commit=on`), with two
@@ -99,7 +101,8 @@ pub struct PrekeyCounts {
 pub struct NewEnvelope {
     /// The mailbox.
     pub destination: DeviceAddress,
-    /// The sender's username.
+    /// The sender's username, pushed with the envelope at once. Not stored: an envelope
+    /// fetched later names the username of `source_account`.
     pub source: String,
     /// The sender's account: what [`MAX_PENDING_ENVELOPES_PER_SENDER`] counts by. Envelopes
     /// whose sender is the mailbox's own account (copies for one's other devices) are not

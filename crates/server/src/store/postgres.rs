@@ -67,7 +67,7 @@ const AUTH_KEY_UNIQUE: &str = "devices_auth_key_unique";
 
 /// The schema, one entry per version: `MIGRATIONS[i]` takes a database from version `i` to
 /// `i + 1` (recorded in `schema_version`). Only ever append.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE accounts (
@@ -146,6 +146,14 @@ UPDATE envelopes e SET source_account = a.id FROM accounts a WHERE a.username = 
 ALTER TABLE envelopes ALTER COLUMN source_account DROP DEFAULT;
 
 CREATE INDEX envelopes_by_sender ON envelopes (account, device_id, source_account);
+";
+
+/// Envelopes no longer keep their sender's username: delivery needs the sending account
+/// (kept for the per-sender quota), and the username is read from it when an envelope is
+/// fetched. (PostgreSQL drops the column from the catalogue at once; the bytes of rows
+/// written before stay in the table's files until the rows are rewritten or vacuumed.)
+const SCHEMA_V3: &str = "
+ALTER TABLE envelopes DROP COLUMN source;
 ";
 
 /// Locks device rows in the one order every transaction uses; given parallel arrays of
@@ -661,10 +669,10 @@ impl PostgresStore {
                 .map_err(pg)?;
             let insert = tx
                 .prepare_cached(
-                    "INSERT INTO envelopes (account, device_id, seq, source, source_account, \
+                    "INSERT INTO envelopes (account, device_id, seq, source_account, \
                      source_device, envelope_type, content, server_timestamp_ms) \
-                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], \
-                     $5::bigint[], $6::bigint[], $7::integer[], $8::bytea[], $9::bigint[])",
+                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], \
+                     $4::bigint[], $5::bigint[], $6::integer[], $7::bytea[], $8::bigint[])",
                 )
                 .await
                 .map_err(pg)?;
@@ -677,7 +685,6 @@ impl PostgresStore {
                         &accepted.account,
                         &accepted.device,
                         &accepted.seq,
-                        &accepted.source,
                         &accepted.source_account,
                         &accepted.source_device,
                         &accepted.envelope_type,
@@ -708,9 +715,11 @@ impl PostgresStore {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT seq, source, source_device, envelope_type, content, server_timestamp_ms \
-                 FROM envelopes WHERE account = $1 AND device_id = $2 AND seq > $3 \
-                 ORDER BY seq LIMIT $4",
+                "SELECT e.seq, coalesce(a.username, ''), e.source_device, e.envelope_type, \
+                 e.content, e.server_timestamp_ms \
+                 FROM envelopes e LEFT JOIN accounts a ON a.id = e.source_account \
+                 WHERE e.account = $1 AND e.device_id = $2 AND e.seq > $3 \
+                 ORDER BY e.seq LIMIT $4",
             )
             .await
             .map_err(pg)?;
@@ -1110,7 +1119,6 @@ struct EnvelopeColumns<'a> {
     account: Vec<i64>,
     device: Vec<i64>,
     seq: Vec<i64>,
-    source: Vec<&'a str>,
     source_account: Vec<i64>,
     source_device: Vec<i64>,
     envelope_type: Vec<i32>,
@@ -1124,7 +1132,6 @@ impl<'a> EnvelopeColumns<'a> {
         self.account.push(account);
         self.device.push(device);
         self.seq.push(seq);
-        self.source.push(&envelope.source);
         self.source_account.push(envelope.source_account.0);
         self.source_device.push(i64::from(envelope.source_device));
         self.envelope_type.push(envelope.envelope_type);

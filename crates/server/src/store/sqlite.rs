@@ -21,6 +21,15 @@
 //! database file in the background, so that the checkpoints SQLite runs in the writer find
 //! little left to copy.
 //!
+//! What was deleted does not stay readable on disk. Every connection runs with
+//! `secure_delete`, so a deleted envelope's bytes are overwritten with zeros in the database
+//! file; the log, though, still holds the pages as they were before, so once the writer has
+//! been quiet for [`WAL_TRUNCATE_QUIET`] the checkpointer copies the whole log and truncates
+//! it to nothing (a checkpoint syncs the database file before truncating, so this takes every
+//! commit to disk, acknowledgements included), and `journal_size_limit` cuts a log that
+//! a busy writer restarted back to [`WAL_SIZE_LIMIT`]. Envelopes keep only what delivery
+//! needs: the sender's account, not its username (read from the account when fetched).
+//!
 //! An envelope pushed before its sync is undone by a power cut during that sync, and its
 //! sequence number must then never be given to another envelope, or the device would take
 //! the new envelope for the one it has. So the store counts its starts, and after its `n`-th
@@ -69,6 +78,21 @@ const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 /// writer runs itself find little left, seldom enough to copy a page written many times once.
 const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
 
+/// How long the writer must have committed nothing before the checkpointer copies the whole
+/// write-ahead log into the database file and truncates the log to nothing, so that the page
+/// images it holds of deleted envelopes are gone (see the module docs). Such a checkpoint
+/// holds up a commit that arrives meanwhile, so it waits for a pause; a second is long
+/// against the time between two commits of a busy server, short against a conversation.
+const WAL_TRUNCATE_QUIET: Duration = Duration::from_secs(1);
+
+/// The size (bytes) a write-ahead log is cut back to when a writer restarts it from the
+/// beginning (`PRAGMA journal_size_limit`): without it the file stays as large as it ever
+/// grew, its tail holding old page images (deleted envelopes among them) until overwritten.
+/// Above what the log holds between two background checkpoints at a thousand messages a
+/// second (some 40 MiB a second, checkpointed every tenth of one), so that a busy log is
+/// not cut and grown again, whose syncs would then also write the file's new size.
+const WAL_SIZE_LIMIT: i64 = 16 << 20;
+
 /// How long a connection waits for a lock held by another connection before failing: only
 /// another process opening the same file (or a WAL checkpoint) ever holds one that long.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,7 +118,11 @@ const SEQ_EPOCH_BITS: u32 = 36;
 
 /// The schema, one entry per version: `MIGRATIONS[i]` takes a database from version `i` to
 /// `i + 1` (kept in `PRAGMA user_version`). Only ever append.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+
+/// The schema version from which on deleted rows were overwritten (`secure_delete`): a
+/// database migrated from an older one is rewritten once ([`scrub`]).
+const SCRUBBED_FROM_VERSION: usize = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE accounts (
@@ -177,6 +205,14 @@ CREATE INDEX envelopes_by_sender ON envelopes (account, device_id, source_accoun
 const SCHEMA_V3: &str = "
 CREATE TABLE starts (count INTEGER NOT NULL CHECK (count >= 0)) STRICT;
 INSERT INTO starts (count) VALUES (0);
+";
+
+/// Envelopes no longer keep their sender's username: delivery needs the sending account
+/// (kept for the per-sender quota), and the username is read from it when an envelope is
+/// fetched. Dropping the column rewrites every envelope without it; what databases deleted
+/// before `secure_delete` is scrubbed after the migration ([`scrub`]).
+const SCHEMA_V4: &str = "
+ALTER TABLE envelopes DROP COLUMN source;
 ";
 
 /// The embedded backend: one SQLite file in WAL mode.
@@ -443,8 +479,16 @@ fn open_blocking(path: PathBuf) -> Result<Opened, StoreError> {
     writer
         .pragma_update(None, "foreign_keys", "ON")
         .map_err(db)?;
-    migrate(&mut writer)?;
+    let migrated_from = migrate(&mut writer)?;
+    if migrated_from > 0 && migrated_from < SCRUBBED_FROM_VERSION {
+        scrub(&writer)?;
+    }
     let seq_floor = count_start(&writer)?;
+    // Whatever a previous run left in the log (a crash leaves it whole) goes into the
+    // database file, and the log starts empty.
+    writer
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(db)?;
     writer
         .pragma_update(None, "synchronous", "NORMAL")
         .map_err(db)?;
@@ -535,7 +579,28 @@ fn open_connection(path: &Path, extra: OpenFlags) -> Result<Connection, StoreErr
     // cost a write of every page a write changes.
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(db)?;
+    // Deleted rows and freed pages are overwritten with zeros (see the module docs). A
+    // connection setting, not stored in the file: every connection sets it, and checks that
+    // this SQLite honours it.
+    let secure_delete: i64 = conn
+        .pragma_update_and_check(None, "secure_delete", "ON", |row| row.get(0))
+        .map_err(db)?;
+    if secure_delete != 1 {
+        return Err(StoreError::Backend(
+            "this SQLite does not overwrite deleted content (secure_delete)".to_owned(),
+        ));
+    }
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+        .map_err(db)?;
     Ok(conn)
+}
+
+/// Rewrites the whole database file once (`VACUUM`), for a database that deleted rows before
+/// `secure_delete` was on: their bytes may still sit in free pages and in the gaps of pages
+/// in use. Takes as long as copying the file, and as much free disk space again.
+fn scrub(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("VACUUM")
+        .map_err(|e| StoreError::Backend(format!("rewriting the database (VACUUM): {e}")))
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
@@ -544,8 +609,8 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Brings the schema to the newest version in one transaction.
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+/// Brings the schema to the newest version in one transaction; returns the version found.
+fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
     let known = MIGRATIONS.len();
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -562,7 +627,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < known {
         tx.pragma_update(None, "user_version", known).map_err(db)?;
     }
-    tx.commit().map_err(db)
+    tx.commit().map_err(db)?;
+    Ok(version)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -820,17 +886,46 @@ fn run_syncer(syncer: Syncer, committed: std::sync::mpsc::Receiver<Committed>) {
 /// into the database file (a passive checkpoint, which never blocks the writer), so that the
 /// checkpoints SQLite runs in the writer (after the commit that takes the log past
 /// `wal_autocheckpoint` pages; the writes after it wait for them) find most pages copied
-/// already. Once a checkpoint has copied the whole log, the next write starts it over.
-/// Returns when the writer is gone, or once the disk failed.
+/// already. Once a checkpoint has copied the whole log, the next write starts it over. When
+/// nothing more is committed for [`WAL_TRUNCATE_QUIET`], it copies what is left and truncates
+/// the log to nothing, so that no page image of a deleted envelope stays in it (see the
+/// module docs). Returns when the writer is gone, or once the disk failed.
 fn run_checkpointer(conn: Connection, commits: std::sync::mpsc::Receiver<()>, broken: Broken) {
-    while commits.recv().is_ok() {
-        std::thread::sleep(CHECKPOINT_DELAY);
-        while commits.try_recv().is_ok() {}
+    use std::sync::mpsc::RecvTimeoutError;
+    // Whether something was committed since the log was last truncated.
+    let mut since_truncate = false;
+    loop {
+        let committed = if since_truncate {
+            match commits.recv_timeout(WAL_TRUNCATE_QUIET) {
+                Ok(()) => true,
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match commits.recv() {
+                Ok(()) => true,
+                Err(_) => return,
+            }
+        };
+        let mode = if committed {
+            std::thread::sleep(CHECKPOINT_DELAY);
+            while commits.try_recv().is_ok() {}
+            since_truncate = true;
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        } else {
+            "PRAGMA wal_checkpoint(TRUNCATE)"
+        };
         if broken.is_set() {
             return;
         }
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            Ok(()) => {}
+        // The checkpoint's row: whether it could not finish (a reader or writer in its way),
+        // and the log's frames.
+        match conn.query_row(mode, [], |row| row.get::<_, i64>(0)) {
+            Ok(busy) => {
+                if !committed && busy == 0 {
+                    since_truncate = false;
+                }
+            }
             Err(e) if is_io_error(&e) => {
                 broken.set(&e);
                 return;
@@ -1421,9 +1516,9 @@ fn append_envelopes(
         .map_err(db)?;
     let mut insert = conn
         .prepare_cached(
-            "INSERT INTO envelopes (account, device_id, seq, source, source_account, \
+            "INSERT INTO envelopes (account, device_id, seq, source_account, \
              source_device, envelope_type, content, server_timestamp_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .map_err(db)?;
     let mut seqs = Vec::with_capacity(envelopes.len());
@@ -1441,7 +1536,6 @@ fn append_envelopes(
                 account,
                 device_id,
                 seq,
-                envelope.source,
                 envelope.source_account.0,
                 envelope.source_device,
                 envelope.envelope_type,
@@ -1462,9 +1556,11 @@ fn fetch_envelopes(
 ) -> Result<Vec<StoredEnvelope>, StoreError> {
     let mut statement = conn
         .prepare_cached(
-            "SELECT seq, source, source_device, envelope_type, content, server_timestamp_ms \
-             FROM envelopes WHERE account = ?1 AND device_id = ?2 AND seq > ?3 \
-             ORDER BY seq LIMIT ?4",
+            "SELECT e.seq, coalesce(a.username, ''), e.source_device, e.envelope_type, \
+             e.content, e.server_timestamp_ms \
+             FROM envelopes e LEFT JOIN accounts a ON a.id = e.source_account \
+             WHERE e.account = ?1 AND e.device_id = ?2 AND e.seq > ?3 \
+             ORDER BY e.seq LIMIT ?4",
         )
         .map_err(db)?;
     let rows = statement
@@ -1875,6 +1971,195 @@ mod tests {
             .collect();
         assert_eq!(ids, [1, 2, 1 << SEQ_EPOCH_BITS, 2 << SEQ_EPOCH_BITS]);
     }
+    #[tokio::test]
+    async fn every_connection_overwrites_deleted_content_and_limits_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sotto.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let settings = |conn: &Connection| {
+            conn.query_row(
+                "SELECT * FROM pragma_secure_delete, pragma_journal_size_limit",
+                [],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+            )
+            .map_err(db)
+        };
+        let expected = (1, WAL_SIZE_LIMIT);
+        assert_eq!(
+            store.write("test", Answer::Synced, settings).await.unwrap(),
+            expected,
+            "the writer"
+        );
+        for _ in 0..READER_CONNECTIONS {
+            assert_eq!(store.read("test", settings).await.unwrap(), expected);
+        }
+        // The checkpointer's connection and a replaced reader are opened the same ways.
+        let checkpointer = open_connection(&path, OpenFlags::empty()).unwrap();
+        assert_eq!(settings(&checkpointer).unwrap(), expected);
+        assert_eq!(settings(&open_reader(&path).unwrap()).unwrap(), expected);
+    }
+
+    /// Every file of the database: the file, its log and the log's index.
+    fn database_files(path: &Path) -> Vec<(String, Vec<u8>)> {
+        ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut name = path.as_os_str().to_owned();
+                name.push(suffix);
+                let bytes = std::fs::read(&name).ok()?;
+                Some((Path::new(&name).display().to_string(), bytes))
+            })
+            .collect()
+    }
+
+    /// How many times `needle` occurs in `haystack`.
+    fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
+        haystack
+            .windows(needle.len())
+            .filter(|w| *w == needle)
+            .count()
+    }
+
+    /// The first 8-byte run of `content` found in `bytes`, if any.
+    fn any_run(bytes: &[u8], content: &[u8]) -> Option<usize> {
+        let runs: std::collections::HashSet<&[u8]> = content.windows(8).collect();
+        bytes.windows(8).position(|w| runs.contains(w))
+    }
+
+    /// Waits (a guard, not a timing assertion) until the checkpointer has truncated the log.
+    async fn log_truncated(path: &Path) {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while std::fs::metadata(&wal).map_or(1, |m| m.len()) > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the log is truncated once the writer is quiet");
+    }
+
+    #[tokio::test]
+    async fn an_acknowledged_envelope_leaves_no_trace_in_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sotto.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let sender_name = "quokka-sender-7d1e";
+        let sender = account(&store, sender_name, 1).await;
+        let bob = account(&store, "bob", 2).await;
+        let contents: Vec<Vec<u8>> = [300, 5_000]
+            .iter()
+            .map(|&len| (0..len).map(|_| rand::random::<u8>()).collect())
+            .collect();
+        let mut ids = Vec::new();
+        for content in &contents {
+            let envelope = NewEnvelope {
+                destination: bob,
+                source: sender_name.to_owned(),
+                source_account: sender.account,
+                source_device: 1,
+                envelope_type: 1,
+                content: content.clone(),
+                server_timestamp_ms: 1,
+            };
+            let appended = store.append_batch(vec![vec![envelope]]).await.unwrap();
+            appended.durable.wait().await.unwrap();
+            ids.extend(appended.results.into_iter().next().unwrap().unwrap());
+        }
+        let fetched = store.fetch_envelopes(bob, 0, 10).await.unwrap();
+        assert_eq!(fetched.len(), 2);
+        assert!(fetched.iter().all(|e| e.source == sender_name));
+        // Before the acknowledgement the files do hold the ciphertexts: the scan can see them.
+        let files = database_files(&path);
+        for content in &contents {
+            assert!(files.iter().any(|(_, b)| any_run(b, content).is_some()));
+        }
+        assert_eq!(store.ack_envelopes(bob, &ids).await.unwrap(), 2);
+        log_truncated(&path).await;
+
+        for (name, bytes) in database_files(&path) {
+            for content in &contents {
+                assert_eq!(any_run(&bytes, content), None, "{name} holds ciphertext");
+            }
+            // The account's own row and its username index entry name it; nothing else may.
+            let expected = usize::from(name.ends_with("sotto.db")) * 2;
+            assert_eq!(
+                occurrences(&bytes, sender_name.as_bytes()),
+                expected,
+                "{name}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_secure_delete_is_scrubbed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sotto.db");
+        let secret = b"kumquat-ciphertext-0123456789abcdef";
+        {
+            let old = Connection::open(&path).unwrap();
+            old.pragma_update(None, "secure_delete", "OFF").unwrap();
+            for schema in &MIGRATIONS[..3] {
+                old.execute_batch(schema).unwrap();
+            }
+            old.pragma_update(None, "user_version", 3).unwrap();
+            old.execute_batch(
+                "INSERT INTO accounts VALUES (7, 'alice', x'05', 0), (8, 'bob', x'05', 0);
+                 INSERT INTO devices (account, device_id, auth_key, registration_id,
+                   signed_prekey_id, signed_prekey, signed_prekey_signature,
+                   last_resort_kyber_id, last_resort_kyber, last_resort_kyber_signature,
+                   next_seq, mailbox_count, created_ms)
+                 VALUES (8, 1, x'08', 1, 1, x'05', x'00', 1, x'08', x'00', 3, 1, 0);",
+            )
+            .unwrap();
+            let mut insert = old
+                .prepare(
+                    "INSERT INTO envelopes (account, device_id, seq, source, source_device, \
+                     envelope_type, content, server_timestamp_ms, source_account) \
+                     VALUES (8, 1, ?1, 'alice', 1, 1, ?2, 0, 7)",
+                )
+                .unwrap();
+            insert.execute(params![1, &secret[..]]).unwrap();
+            insert.execute(params![2, &b"kept"[..]]).unwrap();
+            old.execute("DELETE FROM envelopes WHERE seq = 1", [])
+                .unwrap();
+        }
+        let before: Vec<u8> = database_files(&path)
+            .into_iter()
+            .flat_map(|f| f.1)
+            .collect();
+        assert!(
+            occurrences(&before, secret) > 0,
+            "the old file holds the deleted row"
+        );
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        let bob = DeviceAddress {
+            account: AccountId(8),
+            device_id: 1,
+        };
+        let kept = store.fetch_envelopes(bob, 0, 10).await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].source.as_str(), &kept[0].content[..]),
+            ("alice", &b"kept"[..])
+        );
+        for (name, bytes) in database_files(&path) {
+            assert_eq!(occurrences(&bytes, secret), 0, "{name}");
+        }
+        let columns: Vec<String> = store
+            .read("test", |conn| {
+                let mut statement = conn
+                    .prepare("SELECT name FROM pragma_table_info('envelopes')")
+                    .map_err(db)?;
+                let names = statement.query_map([], |row| row.get(0)).map_err(db)?;
+                names.collect::<Result<_, _>>().map_err(db)
+            })
+            .await
+            .unwrap();
+        assert!(!columns.iter().any(|c| c == "source"), "{columns:?}");
+    }
+
     #[cfg(unix)]
     #[tokio::test]
     async fn a_database_behind_a_symbolic_link_syncs_the_log_sqlite_writes() {

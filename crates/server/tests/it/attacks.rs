@@ -117,7 +117,7 @@ async fn slow_request_headers_are_cut_off_while_honest_clients_are_served() {
         assert_eq!(envelope.content, text.as_bytes());
         alice.ack(vec![envelope.id]).await;
 
-        assert_eq!(http_get(addr, "/health").await.0, 200);
+        assert_eq!(http_get(addr, "/health", &[]).await.0, 200);
     }
 
     stop_tx.send_replace(true);
@@ -128,7 +128,7 @@ async fn slow_request_headers_are_cut_off_while_honest_clients_are_served() {
             .unwrap();
         assert!(closed >= 1);
     }
-    assert_eq!(http_get(addr, "/health").await.0, 200);
+    assert_eq!(http_get(addr, "/health", &[]).await.0, 200);
 }
 
 #[tokio::test]
@@ -151,10 +151,10 @@ async fn connections_over_the_per_address_cap_are_closed_at_once() {
     }
     // ... so one more from it is closed unanswered.
     let extra = connect_from(ATTACKER, addr).await;
-    assert_eq!(http_get_on(extra, "/health").await, None);
+    assert_eq!(http_get_on(extra, "/health", &[]).await, None);
 
     // Other addresses are served.
-    assert_eq!(http_get(addr, "/health").await.0, 200);
+    assert_eq!(http_get(addr, "/health", &[]).await.0, 200);
     let mut alice = Device::register(&server, "alice", 1).await;
     let bob = Device::register(&server, "bob", 1).await;
     alice.send_ok(&bob, b"hi").await;
@@ -164,7 +164,7 @@ async fn connections_over_the_per_address_cap_are_closed_at_once() {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let stream = connect_from(ATTACKER, addr).await;
-        if let Some((status, _)) = http_get_on(stream, "/health").await {
+        if let Some((status, _)) = http_get_on(stream, "/health", &[]).await {
             assert_eq!(status, 200);
             break;
         }

@@ -27,7 +27,7 @@ async fn health_metrics_and_root() {
     assert_eq!(server.metric("sotto_connections_open").await, 2);
     assert_eq!(server.metric("sotto_envelopes_stored_total").await, 1);
     assert_eq!(server.metric("sotto_commit_batches_total").await, 1);
-    let (_, metrics) = server.get("/metrics").await;
+    let metrics = server.metrics_text().await;
     assert!(
         metrics.contains("sotto_requests_total{kind=\"register\",outcome=\"ok\"} 2\n"),
         "{metrics}"

@@ -7,6 +7,8 @@ mod attacks;
 mod hostile;
 mod lifecycle;
 mod messaging;
+mod metrics_access;
+mod no_traces;
 mod prekeys;
 mod registration;
 mod store_conformance;

@@ -746,6 +746,7 @@ async fn append_and_fetch_in_order(backend: &dyn Backend) {
     );
     let mut sealed = envelope(bob.address, vec![5; 64 * 1024], 3_000);
     sealed.source = "alice".to_owned();
+    sealed.source_account = alice.address.account;
     sealed.source_device = 7;
     sealed.envelope_type = sotto_api::EnvelopeType::SealedSender as i32;
     assert_eq!(send(store, vec![sealed.clone()]).await.unwrap(), vec![5]);
@@ -757,10 +758,9 @@ async fn append_and_fetch_in_order(backend: &dyn Backend) {
     );
     assert_eq!(all[0].content, vec![1; 10]);
     assert_eq!(all[0].server_timestamp_ms, 1_001);
-    assert_eq!(
-        (all[0].source.as_str(), all[0].source_device),
-        ("sender", 1)
-    );
+    // The sender is named by its account: the username given with the envelope is not
+    // stored.
+    assert_eq!((all[0].source.as_str(), all[0].source_device), ("bob", 1));
     assert_eq!(all[0].r#type, sotto_api::EnvelopeType::Message as i32);
     let last = &all[4];
     assert_eq!(
@@ -1395,7 +1395,7 @@ async fn postgres_instances_starting_together_migrate_once() {
         .await
         .unwrap();
     let versions: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
 
     // A database from a newer server is refused, and left as it is.
     client
@@ -1412,7 +1412,7 @@ async fn postgres_instances_starting_together_migrate_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(count, 3);
+    assert_eq!(count, 4, "the versions above and the newer one");
     drop(client);
     connection.await.unwrap().unwrap();
     db.drop_database().await;

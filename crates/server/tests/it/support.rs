@@ -32,9 +32,14 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 /// proves nothing arrived within it; the tests that use it also check the positive case.
 pub(crate) const QUIET: Duration = Duration::from_millis(300);
 
+/// The `/metrics` bearer token of test servers ([`TestServer::metric`] sends it).
+pub(crate) const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
+
 /// A server running in this process.
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
+    /// The metrics listener's address, with [`Config::metrics_listen`].
+    pub(crate) metrics_addr: Option<SocketAddr>,
     pub(crate) key: PublicKey,
     pub(crate) dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -59,11 +64,13 @@ impl TestServer {
     ) -> TestServer {
         let mut config = Config {
             data_dir: dir.path().join("data"),
+            metrics_token: Some(METRICS_TOKEN.to_owned()),
             ..Config::default()
         };
         adjust(&mut config);
         let server = Server::open(config).await.unwrap();
         let key = server.public_key();
+        let metrics_addr = server.metrics_addr();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
@@ -72,6 +79,7 @@ impl TestServer {
         }));
         TestServer {
             addr,
+            metrics_addr,
             key,
             dir,
             shutdown: Some(shutdown),
@@ -100,13 +108,21 @@ impl TestServer {
 
     /// A plain HTTP GET; returns the status code and the body.
     pub(crate) async fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.addr, path).await
+        http_get(self.addr, path, &[]).await
+    }
+
+    /// `/metrics`, asked for with [`METRICS_TOKEN`] on the public listener.
+    pub(crate) async fn metrics_text(&self) -> String {
+        let authorization = format!("Bearer {METRICS_TOKEN}");
+        let (status, body) =
+            http_get(self.addr, "/metrics", &[("Authorization", &authorization)]).await;
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     /// The value of an unlabelled counter or gauge in `/metrics`.
     pub(crate) async fn metric(&self, name: &str) -> u64 {
-        let (status, body) = self.get("/metrics").await;
-        assert_eq!(status, 200);
+        let body = self.metrics_text().await;
         body.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("no metric {name} in:\n{body}"))
@@ -173,17 +189,30 @@ impl Endpoint for ProcessServer {
     }
 }
 
-/// A plain HTTP GET; returns the status code and the body.
-pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+/// A plain HTTP GET of `path` from `addr` with extra `headers`; returns the status code and
+/// the body.
+pub(crate) async fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let stream = TcpStream::connect(addr).await.unwrap();
-    http_get_on(stream, path)
+    http_get_on(stream, path, headers)
         .await
         .expect("the server answers the request")
 }
 
 /// A plain HTTP GET on a connected socket; `None` if the server closed it without an answer.
-pub(crate) async fn http_get_on(mut stream: TcpStream, path: &str) -> Option<(u16, String)> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+pub(crate) async fn http_get_on(
+    mut stream: TcpStream,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String)> {
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut raw = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
@@ -211,10 +240,12 @@ pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Opens a bare WebSocket to the server.
 pub(crate) async fn websocket(server: &impl Endpoint) -> Socket {
-    tokio_tungstenite::connect_async(server.url())
-        .await
-        .unwrap()
-        .0
+    websocket_to(&server.url()).await
+}
+
+/// Opens a bare WebSocket to the server at `url`.
+pub(crate) async fn websocket_to(url: &str) -> Socket {
+    tokio_tungstenite::connect_async(url).await.unwrap().0
 }
 
 /// Reads until the server closes the socket; returns its close frame, if it sent one.
@@ -306,13 +337,24 @@ pub(crate) struct TestClient {
     next_id: u64,
     pushes: VecDeque<push::Kind>,
     responses: HashMap<u64, response::Body>,
+    /// Every channel message sent and received since [`TestClient::record_wire`].
+    wire: Option<Vec<Vec<u8>>>,
 }
 
 impl TestClient {
     /// Connects with IK (the server's key known).
     pub(crate) async fn connect(server: &impl Endpoint, key: &StaticKeypair) -> TestClient {
-        let (handshake, first) = ClientHandshake::start(key, Some(&server.key())).unwrap();
-        Self::connect_with(server, handshake, first).await
+        Self::connect_to(&server.url(), &server.key(), key).await
+    }
+
+    /// Connects with IK to the server at `url` whose key is `server_key`.
+    pub(crate) async fn connect_to(
+        url: &str,
+        server_key: &PublicKey,
+        key: &StaticKeypair,
+    ) -> TestClient {
+        let (handshake, first) = ClientHandshake::start(key, Some(server_key)).unwrap();
+        Self::connect_with_to(url, handshake, first).await
     }
 
     /// Connects with IK from a handshake started by the caller (who may keep a copy of its
@@ -322,7 +364,12 @@ impl TestClient {
         handshake: ClientHandshake,
         first: Vec<u8>,
     ) -> TestClient {
-        let mut ws = websocket(server).await;
+        Self::connect_with_to(&server.url(), handshake, first).await
+    }
+
+    /// [`TestClient::connect_with`] to the server at `url`.
+    async fn connect_with_to(url: &str, handshake: ClientHandshake, first: Vec<u8>) -> TestClient {
+        let mut ws = websocket_to(url).await;
         ws.send(Message::binary(first)).await.unwrap();
         let reply = Self::next_binary(&mut ws).await;
         let established = handshake.finish(&reply).unwrap();
@@ -335,6 +382,7 @@ impl TestClient {
             next_id: 1,
             pushes: VecDeque::new(),
             responses: HashMap::new(),
+            wire: None,
         }
     }
 
@@ -357,6 +405,7 @@ impl TestClient {
             next_id: 1,
             pushes: VecDeque::new(),
             responses: HashMap::new(),
+            wire: None,
         }
     }
 
@@ -383,8 +432,22 @@ impl TestClient {
     /// Sends a raw frame (sealed) as it is.
     pub(crate) async fn send_frame(&mut self, frame: &[u8]) {
         for message in self.seal(frame) {
+            if let Some(wire) = &mut self.wire {
+                wire.push(message.clone());
+            }
             self.ws.send(Message::binary(message)).await.unwrap();
         }
+    }
+
+    /// From now on, keeps every channel message (as sent on the WebSocket) of the frames
+    /// this client sends and receives.
+    pub(crate) fn record_wire(&mut self) {
+        self.wire.get_or_insert_with(Vec::new);
+    }
+
+    /// The channel messages kept since [`TestClient::record_wire`].
+    pub(crate) fn wire(&self) -> &[Vec<u8>] {
+        self.wire.as_deref().unwrap_or_default()
     }
 
     /// Sends a request and returns its id without waiting for the answer.
@@ -404,6 +467,9 @@ impl TestClient {
     pub(crate) async fn next_frame(&mut self) -> ServerFrame {
         loop {
             let message = Self::next_binary(&mut self.ws).await;
+            if let Some(wire) = &mut self.wire {
+                wire.push(message.clone());
+            }
             if let Some(frame) = self.rx.open(&message).unwrap() {
                 return ServerFrame::decode_frame(&frame).unwrap();
             }
@@ -537,9 +603,19 @@ impl Device {
     /// Registers `username` with `one_time` one-time prekeys of each kind; waits for the
     /// "queue empty" push that follows.
     pub(crate) async fn register(server: &impl Endpoint, username: &str, one_time: u32) -> Device {
+        Self::register_to(&server.url(), &server.key(), username, one_time).await
+    }
+
+    /// [`Device::register`] on the server at `url` whose key is `server_key`.
+    pub(crate) async fn register_to(
+        url: &str,
+        server_key: &PublicKey,
+        username: &str,
+        one_time: u32,
+    ) -> Device {
         let key = StaticKeypair::generate();
         let registration_id = 1 + (rand::random::<u32>() % 0x3ffe);
-        let mut client = TestClient::connect(server, &key).await;
+        let mut client = TestClient::connect_to(url, server_key, &key).await;
         let request = register_request(username, registration_id, one_time);
         match client.request(request::Body::Register(request)).await {
             response::Body::Registered(r) => {
