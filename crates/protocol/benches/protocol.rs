@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the protocol's hot paths:
-//! PQXDH session setup (initiator, responder), one-way encrypt+decrypt of 100 B on an existing
+//! PQXDH session setup (initiator, responder, and the responder's base key subgroup check
+//! alone), one-way encrypt+decrypt of 100 B on an existing
 //! chain, ping-pong (a DH ratchet step every message), sender-key encrypt and decrypt of
 //! 100 B, and sealed sender v2 to 1, 100 and 1000 recipients.
 //!
@@ -10,7 +11,10 @@
 // criterion's macros generate undocumented functions.
 #![allow(missing_docs)]
 
+use std::hint::black_box;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use curve25519_dalek::montgomery::MontgomeryPoint;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sotto_protocol::{
@@ -105,6 +109,19 @@ fn session_setup(c: &mut Criterion) {
             record
                 .decrypt_prekey(&first, &bob.secrets(), &mut rng)
                 .unwrap()
+        })
+    });
+    // The responder's part that refuses replays under a shifted base key, alone, to set
+    // against the whole responder above; and curve25519-dalek's constant-time check, which
+    // ours (variable-time, the key is public) replaces.
+    group.bench_function("responder: base key subgroup check alone", |b| {
+        b.iter(|| black_box(first.base_key()).is_torsion_free())
+    });
+    group.bench_function("responder: constant-time subgroup check (dalek)", |b| {
+        b.iter(|| {
+            MontgomeryPoint(*black_box(first.base_key()).public_key_bytes())
+                .to_edwards(0)
+                .is_some_and(|point| point.is_torsion_free())
         })
     });
     group.finish();
