@@ -14,7 +14,6 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use curve25519_dalek::montgomery::MontgomeryPoint;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sotto_protocol::{
@@ -112,17 +111,9 @@ fn session_setup(c: &mut Criterion) {
         })
     });
     // The responder's part that refuses replays under a shifted base key, alone, to set
-    // against the whole responder above; and curve25519-dalek's constant-time check, which
-    // ours (variable-time, the key is public) replaces.
+    // against the whole responder above.
     group.bench_function("responder: base key subgroup check alone", |b| {
         b.iter(|| black_box(first.base_key()).is_torsion_free())
-    });
-    group.bench_function("responder: constant-time subgroup check (dalek)", |b| {
-        b.iter(|| {
-            MontgomeryPoint(*black_box(first.base_key()).public_key_bytes())
-                .to_edwards(0)
-                .is_some_and(|point| point.is_torsion_free())
-        })
     });
     group.finish();
 }

@@ -106,8 +106,11 @@ struct Fixture {
     /// Wire bytes of the `SignalMessage` embedded in each PreKey message of the transcripts →
     /// the base key and identity key of the PreKey messages that carry it: a PreKey message
     /// is accepted only under the names its sender gave it.
-    prekey_names: HashMap<Vec<u8>, Vec<([u8; 33], [u8; 33])>>,
+    prekey_names: HashMap<Vec<u8>, Vec<PreKeyName>>,
 }
+
+/// A PreKey message's base key and identity key, serialized: the names it goes under.
+type PreKeyName = ([u8; 33], [u8; 33]);
 
 fn fixture() -> &'static Fixture {
     static FIXTURE_CELL: OnceLock<Fixture> = OnceLock::new();
@@ -151,7 +154,7 @@ fn load_fixture(v: &Value) -> Fixture {
         }
     }
     let mut plaintexts = HashMap::new();
-    let mut prekey_names: HashMap<Vec<u8>, Vec<([u8; 33], [u8; 33])>> = HashMap::new();
+    let mut prekey_names: HashMap<Vec<u8>, Vec<PreKeyName>> = HashMap::new();
     let mut add_names = |message: &Value| {
         if message["type"] == "PreKey" {
             let message = PreKeySignalMessage::try_from(&hex_field(message, "serialized")[..])
