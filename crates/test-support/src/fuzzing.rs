@@ -36,6 +36,7 @@ use sotto_protocol::{
 };
 
 use crate::device::DeviceKeys;
+use crate::forgery;
 use crate::replay::ReplayRng;
 use crate::transcript;
 use crate::vectors::{hex_field, load, load_scenario, u64_field};
@@ -102,7 +103,14 @@ struct Fixture {
     /// Wire bytes of every `SignalMessage` of the session transcripts (embedded ones included)
     /// → its plaintext.
     plaintexts: HashMap<Vec<u8>, Vec<u8>>,
+    /// Wire bytes of the `SignalMessage` embedded in each PreKey message of the transcripts →
+    /// the base key and identity key of the PreKey messages that carry it: a PreKey message
+    /// is accepted only under the names its sender gave it.
+    prekey_names: HashMap<Vec<u8>, Vec<PreKeyName>>,
 }
+
+/// A PreKey message's base key and identity key, serialized: the names it goes under.
+type PreKeyName = ([u8; 33], [u8; 33]);
 
 fn fixture() -> &'static Fixture {
     static FIXTURE_CELL: OnceLock<Fixture> = OnceLock::new();
@@ -146,11 +154,26 @@ fn load_fixture(v: &Value) -> Fixture {
         }
     }
     let mut plaintexts = HashMap::new();
+    let mut prekey_names: HashMap<Vec<u8>, Vec<PreKeyName>> = HashMap::new();
+    let mut add_names = |message: &Value| {
+        if message["type"] == "PreKey" {
+            let message = PreKeySignalMessage::try_from(&hex_field(message, "serialized")[..])
+                .expect("PreKey message");
+            prekey_names
+                .entry(message.message().serialize().to_vec())
+                .or_default()
+                .push((
+                    message.base_key().serialize(),
+                    message.identity_key().serialize(),
+                ));
+        }
+    };
     for prefix in SESSION_TRANSCRIPTS {
         for (_, transcript) in load_scenario(prefix) {
             for step in encrypt_steps(&transcript) {
                 let inner = signal_message_bytes(&step["message"]);
                 plaintexts.insert(inner, hex_field(step, "plaintext_hex"));
+                add_names(&step["message"]);
             }
         }
     }
@@ -166,6 +189,7 @@ fn load_fixture(v: &Value) -> Fixture {
                 )
             };
             plaintexts.insert(signal_message_bytes(message), plaintext);
+            add_names(message);
         }
     }
     let steps = v["steps"].as_array().expect("steps");
@@ -187,6 +211,7 @@ fn load_fixture(v: &Value) -> Fixture {
         prekey_messages,
         whisper_messages,
         plaintexts,
+        prekey_names,
     }
 }
 
@@ -248,6 +273,30 @@ pub fn seeds() -> Vec<Seed> {
                     );
                     let inner = hex_field(&message["signal_message"], "serialized");
                     add("signal_message", format!("{short}-{label}-embedded"), inner);
+                }
+                if short == "c1" {
+                    // Replays under other names: the base key shifted by each small-order
+                    // point or written non-canonically (first message), another identity key
+                    // (Bob's own) for the session the fixed Bob has (every message).
+                    let parsed =
+                        PreKeySignalMessage::try_from(&hex_field(message, "serialized")[..])
+                            .expect("PreKey message");
+                    if prekeys == 0 {
+                        for (name, replay) in forgery::base_key_replays(&parsed) {
+                            add(
+                                "prekey_signal_message",
+                                format!("{short}-{label}-{name}"),
+                                replay.serialize().to_vec(),
+                            );
+                        }
+                    }
+                    let bob_identity = transcript::identity(&v["bob"]);
+                    let forged = forgery::with_identity_key(&parsed, bob_identity.identity_key());
+                    add(
+                        "prekey_signal_message",
+                        format!("{short}-{label}-bob-identity"),
+                        forged.serialize().to_vec(),
+                    );
                 }
                 prekeys += 1;
             } else {
@@ -691,6 +740,18 @@ fn check_decrypt_prekey(
                 Some(&decryption.plaintext),
                 expected,
                 "accepted a PreKey message that is not a genuine one"
+            );
+            // Not under another name either: a base key shifted by a small-order point or
+            // written non-canonically (the same key agreement), or another identity key.
+            let name = (
+                message.base_key().serialize(),
+                message.identity_key().serialize(),
+            );
+            assert!(
+                f.prekey_names
+                    .get(message.message().serialize())
+                    .is_some_and(|names| names.contains(&name)),
+                "accepted a PreKey message under a base key or identity key not its sender's"
             );
             if let Some(used) = decryption.used_pre_keys {
                 assert_eq!(

@@ -5,6 +5,7 @@
 //! Test code: a fixture that does not match its vector panics with a message saying where.
 
 pub mod device;
+pub mod forgery;
 pub mod fuzzing;
 #[cfg(feature = "postgres")]
 pub mod postgres;

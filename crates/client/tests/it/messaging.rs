@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use sotto_client::Event;
+use sotto_protocol::{IdentityKey, PreKeySignalMessage};
+use sotto_test_support::forgery;
 
 use crate::support::*;
 
@@ -509,6 +511,109 @@ async fn a_sender_that_stopped_without_closing_skips_its_reserved_counters_and_i
     // And the conversation goes on both ways.
     bob.send_text("alice", "still here").await.unwrap();
     assert_eq!(next_message(&alice).await.text, "still here");
+    alice.close().await;
+    bob.close().await;
+    server.stop().await;
+}
+
+/// Replays of a captured PreKey message under other names for its base key (shifted by each
+/// point of small order, or written non-canonically) and under another identity key: each is
+/// reported, acknowledged and dropped with nothing stored, and the real message, its session
+/// and the conversation go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_of_a_prekey_message_under_other_keys_are_reported_and_dropped() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start_new(data.path()).await;
+    let (alice_profile, bob_profile) = (Profile::new(), Profile::new());
+    let alice = alice_profile.register(server.info(), "alice").await;
+    let bob = bob_profile.register(server.info(), "bob").await;
+    bob.close().await;
+    drop(bob);
+    alice.send_text("bob", "first").await.unwrap();
+    // The forgeries of the base key go before the real message (Bob still has every prekey
+    // it names), the one of the identity key after it (Bob then has its session).
+    let server = server
+        .edit_offline(|db| {
+            let content: Vec<u8> = db
+                .query_row(
+                    "SELECT content FROM envelopes WHERE source = 'alice'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let real = PreKeySignalMessage::try_from(&content[..]).unwrap();
+            let mut forgeries: Vec<(i64, Vec<u8>)> = forgery::base_key_replays(&real)
+                .into_iter()
+                .enumerate()
+                .map(|(i, (_, m))| (100 + i as i64, m.serialize().to_vec()))
+                .collect();
+            let other = IdentityKey::new(*real.base_key());
+            let forged = forgery::with_identity_key(&real, &other);
+            forgeries.push((5000, forged.serialize().to_vec()));
+            db.execute_batch(
+                "CREATE TABLE saved AS SELECT * FROM envelopes WHERE source = 'alice';
+                 CREATE TABLE forged AS SELECT * FROM saved WHERE 0;
+                 UPDATE envelopes SET seq = seq + 4000 WHERE source = 'alice';",
+            )
+            .unwrap();
+            for (offset, content) in &forgeries {
+                db.execute("INSERT INTO forged SELECT * FROM saved", [])
+                    .unwrap();
+                db.execute(
+                    "UPDATE forged SET seq = seq + ?1, content = ?2",
+                    rusqlite::params![offset, content],
+                )
+                .unwrap();
+                db.execute_batch("INSERT INTO envelopes SELECT * FROM forged; DELETE FROM forged;")
+                    .unwrap();
+            }
+            db.execute(
+                "UPDATE devices SET mailbox_count = mailbox_count + ?1, next_seq = next_seq + 6000
+                   WHERE account = (SELECT account FROM saved)
+                     AND device_id = (SELECT device_id FROM saved)",
+                [forgeries.len() as i64],
+            )
+            .unwrap();
+        })
+        .await;
+    let bob = bob_profile.open().await;
+    let events = until_queue_empty(&bob).await;
+    let mut reasons: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::DecryptFailed { from, reason } if from == "alice" => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    reasons.sort_unstable();
+    reasons.dedup();
+    let messages: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages, ["first"], "{events:?}");
+    assert_eq!(
+        reasons,
+        [
+            "base key is not in the prime-order subgroup",
+            "identity key differs from the session's",
+            "non-canonical base key",
+        ],
+        "{events:?}"
+    );
+    let failures = events
+        .iter()
+        .filter(|e| matches!(e, Event::DecryptFailed { .. }))
+        .count();
+    assert_eq!(failures, 9, "{events:?}");
+    // One session, Alice's: the conversation goes on both ways.
+    bob.send_text("alice", "hello").await.unwrap();
+    assert_eq!(next_message(&alice).await.text, "hello");
+    alice.send_text("bob", "second").await.unwrap();
+    assert_eq!(next_message(&bob).await.text, "second");
     alice.close().await;
     bob.close().await;
     server.stop().await;

@@ -146,9 +146,21 @@ pub enum DecryptError {
         /// The id the message names.
         named: u32,
     },
-    /// The PreKey message's base key is not a canonical encoding.
+    /// The PreKey message's base key is not a canonical encoding (u ≥ 2^255 − 19, or the top
+    /// bit set): X25519 would read it as another, canonical key, so it could replay that key's
+    /// session.
     #[error("non-canonical base key")]
     NonCanonicalBaseKey,
+    /// The PreKey message's base key is not in the prime-order subgroup (a key plus a point of
+    /// order 2, 4 or 8, or no curve point at all). X25519 clears the cofactor, so such a key
+    /// would open a second session with the keys of the torsion-free one and decrypt its
+    /// message again.
+    #[error("base key is not in the prime-order subgroup")]
+    BaseKeyNotInSubgroup,
+    /// A PreKey message for a session this record has (the same base key) names another
+    /// identity key than the session's: it is not from that session's peer.
+    #[error("identity key differs from the session's")]
+    IdentityMismatch,
     /// A key in the message is a low-order point.
     #[error(transparent)]
     Agreement(#[from] AgreementError),
@@ -467,9 +479,25 @@ impl SessionRecord {
         // with a forged base key would still be accepted through an archived session.
         let matching = self.matching_session(message);
         let (mut state, used_pre_keys) = match matching {
-            Some(None) => (self.current.clone(), None),
-            Some(Some(index)) => (self.previous.get(index).cloned(), None),
+            Some(index) => {
+                let state = match index {
+                    None => self.current.as_ref(),
+                    Some(index) => self.previous.get(index),
+                };
+                // The inner message's MAC covers the session's identity keys, not the one the
+                // PreKey message names: without this check a message under another identity
+                // would pass as the session peer's.
+                if state.is_some_and(|s| !s.remote_identity.ct_eq(message.identity_key())) {
+                    return Err(DecryptError::IdentityMismatch);
+                }
+                (state.cloned(), None)
+            }
             None => {
+                // Only a new session needs the subgroup check (a scalar multiplication): a
+                // message for a session in the record names no new key agreement.
+                if !message.base_key().is_torsion_free() {
+                    return Err(DecryptError::BaseKeyNotInSubgroup);
+                }
                 let used = UsedPreKeys {
                     one_time: message.pre_key_id(),
                     signed: message.signed_pre_key_id(),

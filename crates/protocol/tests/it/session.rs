@@ -9,6 +9,7 @@ use sotto_protocol::{
     PreKeySignalMessage, SessionRecord, SessionSetupError, SignalMessage, SignedPreKeyId,
     SignedPreKeyRecord, MAX_FORWARD_JUMPS, MAX_MESSAGE_KEYS, MAX_UNACKNOWLEDGED_SESSION_AGE_SECS,
 };
+use sotto_test_support::forgery;
 
 const NOW_MS: u64 = 1_750_000_000_000;
 
@@ -596,4 +597,184 @@ fn non_canonical_base_key_is_rejected() {
         DecryptError::NonCanonicalBaseKey
     );
     assert!(!bob_record.has_current_session());
+}
+
+impl Device {
+    /// The bundle without a one-time prekey (the server ran out): the case where a replay
+    /// under another base key needs no spent key to open a second session.
+    fn bundle_without_one_time(&self) -> PreKeyBundle {
+        PreKeyBundle::new(
+            self.registration_id,
+            1,
+            *self.identity.identity_key(),
+            None,
+            (
+                self.signed.id(),
+                *self.signed.public_key(),
+                *self.signed.signature(),
+            ),
+            Some((
+                self.kyber.id(),
+                self.kyber.public_key().clone(),
+                *self.kyber.signature(),
+            )),
+        )
+    }
+}
+
+/// The error a replay named `name` by [`forgery::base_key_replays`] must get.
+fn replay_error(name: &str) -> DecryptError {
+    if name == "high-bit" {
+        DecryptError::NonCanonicalBaseKey
+    } else {
+        DecryptError::BaseKeyNotInSubgroup
+    }
+}
+
+/// Every replay of `original` under another name for its base key is refused by `record`
+/// with its specific error, leaving the record as it was.
+fn assert_replays_refused(
+    record: &mut SessionRecord,
+    original: &PreKeySignalMessage,
+    secrets: &PreKeySecrets<'_>,
+    rng: &mut ChaCha20Rng,
+) {
+    let replays = forgery::base_key_replays(original);
+    assert_eq!(replays.len(), 8);
+    for (name, replay) in replays {
+        assert_ne!(replay.base_key(), original.base_key(), "{name}");
+        assert_eq!(replay.message().serialize(), original.message().serialize());
+        let before = record.serialize();
+        assert!(record.needs_prekeys(&replay), "{name}");
+        assert_eq!(
+            record.decrypt_prekey(&replay, secrets, rng).unwrap_err(),
+            replay_error(&name),
+            "{name}"
+        );
+        assert_eq!(record.serialize(), before, "{name}: the record changed");
+    }
+}
+
+#[test]
+fn prekey_message_replayed_under_a_shifted_base_key_is_refused() {
+    let mut rng = ChaCha20Rng::seed_from_u64(18);
+    let alice = Device::new(&mut rng, 1);
+    let bob = Device::new(&mut rng, 2);
+    for with_one_time in [false, true] {
+        let bundle = if with_one_time {
+            bob.bundle(0)
+        } else {
+            bob.bundle_without_one_time()
+        };
+        let mut alice_record = SessionRecord::new();
+        alice_record
+            .initiate(
+                &alice.identity,
+                1,
+                &bundle,
+                PqPolicy::RequireKyber,
+                NOW_MS,
+                &mut rng,
+            )
+            .unwrap();
+        let first = prekey(alice_record.encrypt(b"one", NOW_MS).unwrap());
+        let second = prekey(alice_record.encrypt(b"two", NOW_MS).unwrap());
+        assert_eq!(first.pre_key_id().is_some(), with_one_time);
+        // Even with every prekey still at hand (a one-time prekey not yet deleted), and
+        // before or after the original arrived.
+        let secrets = bob.secrets(&first);
+        let mut bob_record = SessionRecord::new();
+        assert_replays_refused(&mut bob_record, &first, &secrets, &mut rng);
+        assert!(!bob_record.has_current_session());
+        let decrypted = bob_record
+            .decrypt_prekey(&first, &secrets, &mut rng)
+            .unwrap();
+        assert_eq!(decrypted.plaintext, b"one");
+        assert!(decrypted.used_pre_keys.is_some());
+        assert_replays_refused(&mut bob_record, &first, &secrets, &mut rng);
+        // The original is a duplicate, as before; the session goes on.
+        let before = bob_record.serialize();
+        assert!(matches!(
+            bob_record.decrypt_prekey(&first, &secrets, &mut rng),
+            Err(DecryptError::Duplicate { .. })
+        ));
+        assert_eq!(bob_record.serialize(), before);
+        assert_replays_refused(&mut bob_record, &second, &secrets, &mut rng);
+        let decrypted = bob_record
+            .decrypt_prekey(&second, &secrets, &mut rng)
+            .unwrap();
+        assert_eq!(decrypted.plaintext, b"two");
+        assert!(decrypted.used_pre_keys.is_none());
+        // Bob's answer reaches Alice: one session, not two.
+        let reply = whisper(bob_record.encrypt(b"three", NOW_MS).unwrap());
+        assert_eq!(alice_record.decrypt(&reply, &mut rng).unwrap(), b"three");
+        // Archived, the session still refuses the replays.
+        bob_record.archive_current_state();
+        assert_replays_refused(&mut bob_record, &first, &secrets, &mut rng);
+    }
+}
+
+#[test]
+fn prekey_message_with_another_identity_for_an_existing_session_is_refused() {
+    let mut rng = ChaCha20Rng::seed_from_u64(19);
+    let alice = Device::new(&mut rng, 1);
+    let bob = Device::new(&mut rng, 2);
+    let mallory = Device::new(&mut rng, 3);
+    let mut alice_record = SessionRecord::new();
+    alice_record
+        .initiate(
+            &alice.identity,
+            1,
+            &bob.bundle_without_one_time(),
+            PqPolicy::RequireKyber,
+            NOW_MS,
+            &mut rng,
+        )
+        .unwrap();
+    let first = prekey(alice_record.encrypt(b"one", NOW_MS).unwrap());
+    let second = prekey(alice_record.encrypt(b"two", NOW_MS).unwrap());
+    let third = prekey(alice_record.encrypt(b"three", NOW_MS).unwrap());
+    let secrets = bob.secrets(&first);
+    let mut bob_record = SessionRecord::new();
+    // A new session under another identity: the agreement differs, the MAC fails.
+    let forged = forgery::with_identity_key(&first, mallory.identity.identity_key());
+    assert_eq!(
+        bob_record
+            .decrypt_prekey(&forged, &secrets, &mut rng)
+            .unwrap_err(),
+        DecryptError::Authentication
+    );
+    bob_record
+        .decrypt_prekey(&first, &secrets, &mut rng)
+        .unwrap();
+    // For the session Bob has: refused whether the message is new or a duplicate, current
+    // or archived, and nothing changes.
+    let check =
+        |record: &mut SessionRecord, message: &PreKeySignalMessage, rng: &mut ChaCha20Rng| {
+            let forged = forgery::with_identity_key(message, mallory.identity.identity_key());
+            assert_eq!(forged.base_key(), message.base_key());
+            assert!(!record.needs_prekeys(&forged));
+            let before = record.serialize();
+            assert_eq!(
+                record.decrypt_prekey(&forged, &secrets, rng).unwrap_err(),
+                DecryptError::IdentityMismatch
+            );
+            assert_eq!(record.serialize(), before);
+        };
+    check(&mut bob_record, &first, &mut rng);
+    check(&mut bob_record, &second, &mut rng);
+    bob_record.archive_current_state();
+    check(&mut bob_record, &third, &mut rng);
+    assert!(!bob_record.has_current_session());
+    assert_eq!(
+        bob_record
+            .decrypt_prekey(&second, &secrets, &mut rng)
+            .unwrap()
+            .plaintext,
+        b"two"
+    );
+    assert_eq!(
+        bob_record.remote_identity(),
+        Some(alice.identity.identity_key())
+    );
 }

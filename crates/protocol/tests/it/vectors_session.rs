@@ -8,9 +8,9 @@ use sotto_protocol::{
     CiphertextMessage, DecryptError, KyberPreKeyRecord, PqPolicy, PreKeyBundle,
     PreKeySignalMessage, SessionRecord, SignalMessage, SignedPreKeyRecord,
 };
-use sotto_test_support::transcript;
 use sotto_test_support::vectors::{hex_field, load_scenario, u64_field};
 use sotto_test_support::ReplayRng;
+use sotto_test_support::{forgery, transcript};
 
 pub(crate) fn assert_record(record: &SessionRecord, expected: &Value, what: &str) {
     let ours = record.to_libsignal_bytes();
@@ -205,5 +205,56 @@ fn c_pqxdh_v4_kyber1024() {
 fn d_out_of_order_with_duplicate() {
     for (name, v) in load_scenario("d_out_of_order") {
         run_transcript(&name, &v);
+    }
+}
+
+/// The first PreKey message of each libsignal transcript (with and without a one-time prekey,
+/// X3DH and PQXDH), replayed with its base key shifted by each point of small order and
+/// written non-canonically: refused with a specific error and the record unchanged, before and
+/// after the original was accepted; the original then is a duplicate, as before.
+#[test]
+fn transcript_prekey_messages_replayed_under_another_base_key_are_refused() {
+    use rand_chacha::rand_core::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(20);
+    for prefix in ["a_", "b_", "c_", "d_"] {
+        for (name, v) in load_scenario(prefix) {
+            let bob = transcript::bob(&v);
+            let first = v["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["event"] == "decrypt" && s["message_type"] == "PreKey")
+                .unwrap();
+            let first = PreKeySignalMessage::try_from(&hex_field(first, "ciphertext")[..]).unwrap();
+            let mut record = SessionRecord::new();
+            for accepted in [false, true] {
+                for (replay_name, replay) in forgery::base_key_replays(&first) {
+                    let what = format!("{name} {replay_name} (original accepted: {accepted})");
+                    let before = record.to_libsignal_bytes();
+                    let err = record
+                        .decrypt_prekey(&replay, &bob.secrets(), &mut rng)
+                        .expect_err(&what);
+                    let expected = if replay_name == "high-bit" {
+                        DecryptError::NonCanonicalBaseKey
+                    } else {
+                        DecryptError::BaseKeyNotInSubgroup
+                    };
+                    assert_eq!(err, expected, "{what}");
+                    assert_eq!(record.to_libsignal_bytes(), before, "{what}: state changed");
+                }
+                if !accepted {
+                    record
+                        .decrypt_prekey(&first, &bob.secrets(), &mut rng)
+                        .unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
+            }
+            assert!(
+                matches!(
+                    record.decrypt_prekey(&first, &bob.secrets(), &mut rng),
+                    Err(DecryptError::Duplicate { .. })
+                ),
+                "{name}: the original is a duplicate"
+            );
+        }
     }
 }
