@@ -262,14 +262,14 @@ async fn an_envelope_that_does_not_decrypt_is_reported_acknowledged_and_dropped(
     let server = server
         .edit_offline(|db| {
             db.execute_batch(
-                "CREATE TABLE saved AS SELECT * FROM envelopes WHERE source = 'alice';
+                "CREATE TABLE saved AS SELECT * FROM envelopes WHERE source_account = (SELECT id FROM accounts WHERE username = 'alice');
                  CREATE TABLE forged AS SELECT * FROM saved;
                  UPDATE forged SET seq = seq + 1000, content = x'0102030405';
                  INSERT INTO forged SELECT * FROM saved;
                  UPDATE forged SET seq = seq + 3000, envelope_type = 3 WHERE seq < 1000;
                  INSERT INTO forged SELECT * FROM saved;
                  UPDATE forged SET seq = seq + 1500 WHERE seq < 1000;
-                 UPDATE envelopes SET seq = seq + 4000 WHERE source = 'alice';",
+                 UPDATE envelopes SET seq = seq + 4000 WHERE source_account = (SELECT id FROM accounts WHERE username = 'alice');",
             )
             .unwrap();
             let mut content: Vec<u8> = db
@@ -536,7 +536,7 @@ async fn replays_of_a_prekey_message_under_other_keys_are_reported_and_dropped()
         .edit_offline(|db| {
             let content: Vec<u8> = db
                 .query_row(
-                    "SELECT content FROM envelopes WHERE source = 'alice'",
+                    "SELECT content FROM envelopes WHERE source_account = (SELECT id FROM accounts WHERE username = 'alice')",
                     [],
                     |r| r.get(0),
                 )
@@ -551,9 +551,9 @@ async fn replays_of_a_prekey_message_under_other_keys_are_reported_and_dropped()
             let forged = forgery::with_identity_key(&real, &other);
             forgeries.push((5000, forged.serialize().to_vec()));
             db.execute_batch(
-                "CREATE TABLE saved AS SELECT * FROM envelopes WHERE source = 'alice';
+                "CREATE TABLE saved AS SELECT * FROM envelopes WHERE source_account = (SELECT id FROM accounts WHERE username = 'alice');
                  CREATE TABLE forged AS SELECT * FROM saved WHERE 0;
-                 UPDATE envelopes SET seq = seq + 4000 WHERE source = 'alice';",
+                 UPDATE envelopes SET seq = seq + 4000 WHERE source_account = (SELECT id FROM accounts WHERE username = 'alice');",
             )
             .unwrap();
             for (offset, content) in &forgeries {
