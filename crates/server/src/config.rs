@@ -44,6 +44,19 @@ pub struct Config {
     /// A WebSocket whose key belongs to no device is closed unless it registers within this
     /// long after the Noise handshake. Default 30 s.
     pub registration_timeout: Duration,
+    /// Terminate TLS on the listener with this certificate and key: the server then speaks
+    /// `https://` and `wss://` only. `None` (the default): plain HTTP, for loopback or behind
+    /// a reverse proxy that terminates TLS.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The PEM files of the server's TLS certificate and key, read once when the server opens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The certificate chain: the server's certificate first, then any intermediates.
+    pub cert_path: PathBuf,
+    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
 }
 
 impl Default for Config {
@@ -60,6 +73,7 @@ impl Default for Config {
             registrations_per_minute: DEFAULT_REGISTRATIONS_PER_MINUTE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             registration_timeout: DEFAULT_REGISTRATION_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -79,6 +93,7 @@ impl std::fmt::Debug for Config {
             .field("registrations_per_minute", &self.registrations_per_minute)
             .field("idle_timeout", &self.idle_timeout)
             .field("registration_timeout", &self.registration_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -1,7 +1,9 @@
 //! `sotto-server`: runs one Sotto server instance.
 //!
 //! On start it prints two lines on stdout, which scripts and tests read:
-//! `server key: <64 hex digits>` (its Noise static key) and `listening on <address>`.
+//! `server key: <64 hex digits>` (its Noise static key) and `listening on <address>`, then
+//! a line with its URLs (`serving http://<address>/ and ws://<address>/v1/ws`; `https` and
+//! `wss` with `--tls-cert`).
 //! Logs go to stderr (`RUST_LOG`, default `info`). SIGINT or SIGTERM shut it down gracefully.
 
 use std::io::Write;
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sotto_server::{Config, Server};
+use sotto_server::{Config, Server, TlsConfig};
 use tracing_subscriber::EnvFilter;
 
 /// The Sotto relay and storage server.
@@ -45,6 +47,13 @@ struct Args {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     registrations_per_minute: u32,
+    /// Terminate TLS with this certificate chain (PEM, the server's certificate first): the
+    /// listener then serves https:// and wss:// only. Needs --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// The allocator (see the workspace manifest): faster than glibc's for the many small,
@@ -62,6 +71,19 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let defaults = Config::default();
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert_path), Some(key_path)) => Some(TlsConfig {
+            cert_path,
+            key_path,
+        }),
+        // clap requires both or neither.
+        _ => None,
+    };
+    let (http, ws) = if tls.is_some() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
     let config = Config {
         data_dir: args.data_dir,
         database_url: args.database_url,
@@ -69,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         message_ttl: Duration::from_secs(args.message_ttl_secs),
         max_connections: args.max_connections,
         registrations_per_minute: args.registrations_per_minute,
+        tls,
         ..defaults
     };
     let server = Server::open(config).await.context("starting the server")?;
@@ -82,9 +105,10 @@ async fn main() -> anyhow::Result<()> {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "server key: {}", server.public_key().to_hex())?;
         writeln!(stdout, "listening on {addr}")?;
+        writeln!(stdout, "serving {http}://{addr}/ and {ws}://{addr}/v1/ws")?;
         stdout.flush()?;
     }
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, tls = http == "https", "listening");
     server
         .serve(listener, shutdown_signal())
         .await

@@ -26,7 +26,7 @@ use crate::limits::{
 use crate::metrics::Metrics;
 use crate::rate_limit::{BundleRateLimiter, RegistrationRateLimiter};
 use crate::store::{PostgresStore, SqliteStore, Store};
-use crate::{expiry, http, keyfile, Config, ServerError};
+use crate::{expiry, http, keyfile, tls, Config, ServerError};
 
 /// The SQLite database's file name inside the data directory.
 const DATABASE_FILE: &str = "sotto.db";
@@ -37,6 +37,7 @@ pub struct Server {
     store: Arc<dyn Store>,
     keypair: StaticKeypair,
     nats: Option<async_nats::Client>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl std::fmt::Debug for Server {
@@ -108,9 +109,11 @@ impl Server {
     /// Opens the server: creates the data directory if needed, loads the Noise static key
     /// from `data_dir/server.key` (generating it on first start, mode 0600), opens the
     /// database (PostgreSQL if `database_url` is set, else SQLite at `data_dir/sotto.db`,
-    /// migrating either) and connects to NATS if `nats_url` is set.
+    /// migrating either) and connects to NATS if `nats_url` is set. With `tls`, the
+    /// certificate and key are read first.
     pub async fn open(config: Config) -> Result<Server, ServerError> {
         check(&config)?;
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let dir = config.data_dir.clone();
         let keypair = tokio::task::spawn_blocking(move || {
             keyfile::create_data_dir(&dir)?;
@@ -149,6 +152,7 @@ impl Server {
             store,
             keypair,
             nats,
+            tls,
         })
     }
 
@@ -157,7 +161,8 @@ impl Server {
         self.keypair.public()
     }
 
-    /// Serves `/health`, `/metrics` and the WebSocket at `/v1/ws` on `listener` until
+    /// Serves `/health`, `/metrics` and the WebSocket at `/v1/ws` on `listener` (with TLS if
+    /// configured: `https://`, `wss://`) until
     /// `shutdown` completes. Then it stops accepting, closes every connection (requests in
     /// progress get ten seconds to be answered), commits the sends still queued and
     /// returns.
@@ -171,6 +176,7 @@ impl Server {
             store,
             keypair,
             nats,
+            tls,
         } = self;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shutdown_tx = Arc::new(shutdown_tx);
@@ -209,6 +215,8 @@ impl Server {
             permits: Arc::clone(&permits),
             idle_timeout: config.idle_timeout,
         };
+        // TLS, if any, is handshaken over the limited stream, within its deadlines.
+        let listener = tls::TlsListener::new(listener, tls);
         let signal = {
             let shutdown_tx = Arc::clone(&shutdown_tx);
             async move {
@@ -261,8 +269,8 @@ impl PeerAddr {
     }
 }
 
-impl Connected<IncomingStream<'_, LimitedListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
+impl Connected<IncomingStream<'_, tls::TlsListener<LimitedListener>>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, tls::TlsListener<LimitedListener>>) -> Self {
         Self(*stream.remote_addr())
     }
 }

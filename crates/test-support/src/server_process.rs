@@ -57,6 +57,8 @@ pub struct ServerOptions {
     pub extra_args: Vec<String>,
     /// `RUST_LOG` for the server (default `info`).
     pub log_filter: Option<String>,
+    /// `--tls-cert` and `--tls-key` (PEM files): the server speaks HTTPS and `wss://`.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A running `sotto-server`.
@@ -66,6 +68,7 @@ pub struct ServerProcess {
     addr: SocketAddr,
     key_hex: String,
     log_path: PathBuf,
+    tls: bool,
 }
 
 impl ServerProcess {
@@ -95,6 +98,13 @@ impl ServerProcess {
         }
         if let Some(url) = &options.nats_url {
             command.arg("--nats-url").arg(url);
+        }
+        if let Some((cert, key)) = &options.tls {
+            command
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
         }
         command.args(&options.extra_args);
         let mut child = command.spawn().expect("sotto-server starts");
@@ -134,6 +144,7 @@ impl ServerProcess {
             addr: addr.expect("read above"),
             key_hex: key_hex.expect("read above"),
             log_path: log_path.to_owned(),
+            tls: options.tls.is_some(),
         }
     }
 
@@ -142,9 +153,10 @@ impl ServerProcess {
         self.addr
     }
 
-    /// The WebSocket URL clients connect to.
+    /// The WebSocket URL clients connect to (`wss://` with TLS).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/v1/ws", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/v1/ws", self.addr)
     }
 
     /// The server's Noise static key as it printed it (64 hex digits).
