@@ -851,7 +851,10 @@ mod tests {
         })
         .await
         .unwrap();
-        let live = transport.shared.live.borrow().clone().unwrap();
+        let live = transport
+            .wait_live(Instant::now() + PATIENCE)
+            .await
+            .unwrap();
         let filler = {
             let out = live.out.clone();
             tokio::spawn(async move {
