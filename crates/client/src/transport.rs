@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt as _, StreamExt as _};
 use prost::Message as _;
 use sotto_api::{request, response, server_frame, Push, Request, Response, ServerFrame};
@@ -49,7 +49,6 @@ use crate::tls;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type WsWriter = SplitSink<Ws, WsMessage>;
-type WsReader = SplitStream<Ws>;
 
 /// The TLS configuration of a `wss://` server; `None` for `ws://`.
 type Tls = Option<Arc<rustls::ClientConfig>>;

@@ -102,7 +102,7 @@ where
         let (io, addr) = self.inner.accept().await;
         let io = match &self.acceptor {
             // `accept` only sets the handshake up; it runs when the connection is polled.
-            Some(acceptor) => MaybeTls::Handshaking(acceptor.accept(io)),
+            Some(acceptor) => MaybeTls::Handshaking(Box::new(acceptor.accept(io))),
             None => MaybeTls::Plain(io),
         };
         (io, addr)
@@ -118,7 +118,7 @@ pub(crate) enum MaybeTls<S> {
     /// No TLS.
     Plain(S),
     /// The TLS handshake is in progress.
-    Handshaking(tokio_rustls::Accept<S>),
+    Handshaking(Box<tokio_rustls::Accept<S>>),
     /// The handshake is done.
     Tls(Box<tokio_rustls::server::TlsStream<S>>),
     /// The handshake failed; every use fails.
@@ -132,7 +132,7 @@ where
     /// Drives the handshake, if one is in progress, to its end.
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Self::Handshaking(accept) => match ready!(Pin::new(accept).poll(cx)) {
+            Self::Handshaking(accept) => match ready!(Pin::new(accept.as_mut()).poll(cx)) {
                 Ok(stream) => {
                     *self = Self::Tls(Box::new(stream));
                     Poll::Ready(Ok(()))
