@@ -65,6 +65,7 @@ impl World {
         let info = ServerInfo {
             url: server.ws_url(),
             key: Some(sotto_channel::PublicKey::from_hex(server.key_hex()).unwrap()),
+            ca_cert: None,
         };
         Client::register(&profile, key, info, name).await.unwrap()
     }

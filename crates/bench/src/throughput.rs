@@ -95,6 +95,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         key: Some(sotto_channel::PublicKey::from_hex(
             server.process.key_hex(),
         )?),
+        ca_cert: None,
     };
     let profiles = match &profiles_in {
         Some(dir) => tempfile::tempdir_in(dir)

@@ -33,6 +33,12 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "HEX")]
     pub(crate) server_key: Option<String>,
 
+    /// For a wss:// server with a self-signed certificate: a PEM file of CA certificates to
+    /// trust besides the system's. The profile does not remember it: give it with --server on
+    /// every command (or set SOTTO_SERVER and SOTTO_CA_CERT).
+    #[arg(long, global = true, env = "SOTTO_CA_CERT", value_name = "PATH")]
+    pub(crate) ca_cert: Option<PathBuf>,
+
     /// The profile directory [default: $SOTTO_PROFILE, or ~/.sotto].
     #[arg(long, global = true, env = "SOTTO_PROFILE", value_name = "DIR")]
     pub(crate) profile: Option<PathBuf>,
@@ -295,6 +301,19 @@ mod tests {
         ));
         let cli = Cli::try_parse_from(["sotto", "register", "alice"]).unwrap();
         assert!(matches!(cli.command, Command::Register { ref user } if user == "alice"));
+        let cli = Cli::try_parse_from([
+            "sotto",
+            "recv",
+            "--server",
+            "wss://h:1",
+            "--ca-cert",
+            "/tmp/ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.ca_cert.as_deref(),
+            Some(std::path::Path::new("/tmp/ca.pem"))
+        );
         assert!(Cli::try_parse_from(["sotto", "send", "bob"]).is_err());
         assert!(Cli::try_parse_from(["sotto", "frobnicate"]).is_err());
     }

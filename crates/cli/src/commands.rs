@@ -23,30 +23,41 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
     let Cli {
         server,
         server_key,
+        ca_cert,
         profile,
         key_file,
         command,
     } = cli;
     let profile = profile_dir(profile)?;
+    let server = ServerArgs {
+        url: server,
+        key: server_key,
+        ca_cert,
+    };
     match command {
-        Command::Register { user } => register(&profile, server, server_key, key_file, &user).await,
-        Command::Profile(command) => {
-            with_profile(&profile, server, server_key, key_file, command).await
-        }
+        Command::Register { user } => register(&profile, server, key_file, &user).await,
+        Command::Profile(command) => with_profile(&profile, server, key_file, command).await,
     }
+}
+
+/// The server options of the command line.
+struct ServerArgs {
+    url: Option<String>,
+    key: Option<String>,
+    ca_cert: Option<PathBuf>,
 }
 
 async fn register(
     profile: &Path,
-    server: Option<String>,
-    server_key: Option<String>,
+    server: ServerArgs,
     key_file: Option<PathBuf>,
     user: &str,
 ) -> Result<(), Failure> {
     check_username(user)?;
     let server = ServerInfo {
-        url: server_url(server.as_deref().unwrap_or(DEFAULT_SERVER))?,
-        key: server_key.as_deref().map(parse_server_key).transpose()?,
+        url: server_url(server.url.as_deref().unwrap_or(DEFAULT_SERVER))?,
+        key: server.key.as_deref().map(parse_server_key).transpose()?,
+        ca_cert: server.ca_cert,
     };
     let key = store_key(key::obtain(key_file, Purpose::NewProfile)?);
     progress(&format!("connecting to {}…", server.url));
@@ -64,22 +75,39 @@ async fn register(
 
 async fn with_profile(
     profile: &Path,
-    server: Option<String>,
-    server_key: Option<String>,
+    server: ServerArgs,
     key_file: Option<PathBuf>,
     command: ProfileCommand,
 ) -> Result<(), Failure> {
-    let server = match (server, server_key) {
-        (Some(url), key) => Some(ServerInfo {
+    let server = match server {
+        ServerArgs {
+            url: Some(url),
+            key,
+            ca_cert,
+        } => Some(ServerInfo {
             url: server_url(&url)?,
             key: key.as_deref().map(parse_server_key).transpose()?,
+            ca_cert,
         }),
-        (None, Some(_)) => {
+        ServerArgs {
+            url: None,
+            key: Some(_),
+            ..
+        } => {
             return Err(Failure::usage(
                 "--server-key needs --server (otherwise the profile's server and key are used)",
             ))
         }
-        (None, None) => None,
+        ServerArgs {
+            url: None,
+            ca_cert: Some(_),
+            ..
+        } => {
+            return Err(Failure::usage(
+                "--ca-cert needs --server (the profile remembers the server, not the CA)",
+            ))
+        }
+        ServerArgs { url: None, .. } => None,
     };
     // Check what can be checked before asking for a passphrase.
     if let Some(user) = command.contact() {

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use sotto_api::ErrorCode;
-use sotto_client::ClientError;
+use sotto_client::{ClientError, ConnectionError};
 
 /// What a run of `sotto` ended with. The numbers are part of the interface: never renumber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +118,13 @@ impl fmt::Display for Failure {
 /// The exit code and message for a failure of the client engine; `context` says what was being
 /// done ("cannot send to bob").
 pub(crate) fn client_failure(error: &ClientError, context: &str) -> Failure {
-    Failure::new(client_exit(error), format!("{context}: {error}"))
+    let hint = match error {
+        ClientError::Connection(ConnectionError::Tls(_)) => {
+            "\n(a server with a self-signed certificate: trust its CA with --ca-cert PATH)"
+        }
+        _ => "",
+    };
+    Failure::new(client_exit(error), format!("{context}: {error}{hint}"))
 }
 
 /// Which exit code a client error means.
@@ -157,8 +163,6 @@ fn server_exit(code: ErrorCode) -> Exit {
 
 #[cfg(test)]
 mod tests {
-    use sotto_client::ConnectionError;
-
     use super::*;
 
     #[test]

@@ -134,6 +134,10 @@ pub(crate) const PRUNE_EVERY: i64 = 64;
 /// At most this many queued request frames go out in one write and flush.
 pub(crate) const WRITE_BATCH_FRAMES: usize = 64;
 
+/// Ending a connection waits at most this long for the WebSocket close frame to go out: a
+/// server that stopped reading does not hold up the reconnection.
+pub(crate) const SOCKET_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A WebSocket ping is sent this often so that a dead connection is noticed ...
 pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(20);
 
@@ -159,7 +163,8 @@ pub(crate) const STORE_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// the pending-response table against a server that never answers.
 pub(crate) const MAX_PENDING_REQUESTS: usize = 1_024;
 
-/// Frames queued for the connection's writer task.
+/// Frames queued for the connection's writer task: when the server stops reading, requests
+/// wait for room here (the reader goes on reading meanwhile).
 pub(crate) const OUTGOING_QUEUE: usize = 256;
 
 /// The safety-number version carried in the scannable form: 2, as libsignal's current one

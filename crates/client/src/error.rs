@@ -134,9 +134,21 @@ pub enum ConnectionError {
     /// The server did not answer the request in time; it may or may not have taken effect.
     #[error("no answer from the server in time")]
     NoAnswer,
-    /// The server URL is not a `ws://` URL this client can use.
+    /// The server URL is not a `ws://` or `wss://` URL this client can use.
     #[error("bad server URL: {0}")]
     BadUrl(String),
+    /// TLS with a `wss://` server failed: most often its certificate is not signed by a
+    /// trusted CA (the system's, or [`crate::ServerInfo::ca_cert`]) or is not for that host.
+    #[error("TLS with the server failed: {0}")]
+    Tls(String),
+    /// The CA certificate file to trust could not be read or holds no usable certificate.
+    #[error("CA certificate file {}: {reason}", path.display())]
+    CaCert {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The WebSocket failed.
     #[error("WebSocket: {0}")]
     WebSocket(String),

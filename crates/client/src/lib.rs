@@ -8,9 +8,11 @@
 //!   such as usernames are HMACs), holding this device's keys, the prekeys' private halves,
 //!   sessions, contacts' identity keys (trust on first use, key-change detection,
 //!   verification), the message history and the envelopes already processed.
-//! - **Connection.** A WebSocket carrying the Noise channel (IK with the server's key, or XX
-//!   pinning the key learnt on first use); requests matched to responses by id; reconnection
-//!   with backoff until [`Client::close`].
+//! - **Connection.** A WebSocket (`ws://`, or `wss://` trusting the system's roots and
+//!   optionally a given CA, [`ServerInfo::ca_cert`]) carrying the Noise channel (IK with the
+//!   server's key, or XX pinning the key learnt on first use); requests matched to responses
+//!   by id; reads never wait behind writes; reconnection with backoff until
+//!   [`Client::close`].
 //! - **Sending.** [`Client::send_text`] encrypts to every device of the recipient, starting
 //!   sessions from fetched bundles (PQXDH only), and retries when the server reports the
 //!   device list wrong, or once, with the same message id, when the outcome is unknown.
@@ -26,7 +28,7 @@
 //! use sotto_client::{Client, Event, ServerInfo, StoreKey};
 //! use zeroize::Zeroizing;
 //!
-//! let server = ServerInfo { url: "ws://127.0.0.1:8080/v1/ws".into(), key: None };
+//! let server = ServerInfo { url: "ws://127.0.0.1:8080/v1/ws".into(), key: None, ca_cert: None };
 //! let key = || StoreKey::Passphrase(Zeroizing::new("correct horse battery".into()));
 //! let bob = Client::register("profiles/bob".as_ref(), key(), server, "bob").await?;
 //! bob.close().await;
@@ -50,6 +52,7 @@ mod consts;
 mod content;
 mod error;
 mod store;
+mod tls;
 mod transport;
 mod types;
 

@@ -1,16 +1,30 @@
-//! The connection to the server: a WebSocket carrying the Noise channel, requests matched to
-//! their responses by id, pushes handed to the receive side, and reconnection with backoff
-//! until the client is closed.
+//! The connection to the server: a WebSocket (`ws://`, or `wss://` over rustls) carrying the
+//! Noise channel, requests matched to their responses by id, pushes handed to the receive
+//! side, and reconnection with backoff until the client is closed.
 //!
-//! One supervisor task per client owns the connection's lifetime; one task per connection
-//! reads and writes the socket. Requests wait (within [`REQUEST_TIMEOUT`]) for a connection
-//! if there is none at the moment.
+//! One supervisor task per client owns the connection's lifetime. Per connection, the socket
+//! is split in two halves driven by two tasks, so that a slow write never holds reads up:
+//!
+//! - the **reader** (the supervisor's task, in [`run`]) reads and opens messages, hands
+//!   responses to the requests waiting for them and pushes to the receive side, answers the
+//!   server's pings (the WebSocket layer queues the pong), and drops a connection from which
+//!   nothing arrived for [`IDLE_TIMEOUT`];
+//! - the **writer** ([`write_loop`]) takes request frames from a bounded queue
+//!   ([`OUTGOING_QUEUE`] frames, sealed and flushed in batches) and sends the pings. While
+//!   the server does not read, the writer waits and requests wait for room in the queue (within
+//!   [`REQUEST_TIMEOUT`]); the reader goes on reading.
+//!
+//! Whichever half ends first ends the connection: the other is stopped, and the close frame
+//! gets [`SOCKET_CLOSE_TIMEOUT`] to go out. Requests wait (within [`REQUEST_TIMEOUT`]) for a
+//! connection if there is none at the moment.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt as _, StreamExt as _};
 use prost::Message as _;
 use sotto_api::{request, response, server_frame, Push, Request, Response, ServerFrame};
@@ -23,16 +37,21 @@ use tokio::task::JoinHandle;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::consts::{
     CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_PENDING_REQUESTS, OUTGOING_QUEUE,
     PING_INTERVAL, PUSH_BUFFER, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN, REQUEST_TIMEOUT,
-    STABLE_CONNECTION, STORE_RETRY_DELAY, WRITE_BATCH_FRAMES,
+    SOCKET_CLOSE_TIMEOUT, STABLE_CONNECTION, STORE_RETRY_DELAY, WRITE_BATCH_FRAMES,
 };
 use crate::error::{ClientError, ConnectionError};
+use crate::tls;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type WsWriter = SplitSink<Ws, WsMessage>;
+
+/// The TLS configuration of a `wss://` server; `None` for `ws://`.
+type Tls = Option<Arc<rustls::ClientConfig>>;
 
 /// Where to connect and with which keys.
 pub(crate) struct Target {
@@ -42,6 +61,8 @@ pub(crate) struct Target {
     pub(crate) noise: StaticKeypair,
     /// The server's static key, if known (IK); `None` for XX.
     pub(crate) server_key: Option<PublicKey>,
+    /// More CA certificates to trust (PEM file), for `wss://`.
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 /// A connection whose handshake is done, not yet running.
@@ -69,6 +90,7 @@ struct Live {
 
 struct Shared {
     url: String,
+    tls: Tls,
     noise: StaticKeypair,
     server_key: PublicKey,
     live: watch::Sender<Option<Arc<Live>>>,
@@ -104,11 +126,24 @@ impl Transport {
         target: Target,
     ) -> Result<(Transport, PublicKey, mpsc::Receiver<Push>), ClientError> {
         let url = check_url(&target.url)?;
+        let tls = if url.starts_with("wss://") {
+            let ca_cert = target.ca_cert.clone();
+            let config =
+                tokio::task::spawn_blocking(move || tls::client_config(ca_cert.as_deref()))
+                    .await
+                    .map_err(|_| {
+                        ConnectionError::Tls("loading the trusted certificates failed".into())
+                    })??;
+            Some(config)
+        } else {
+            None
+        };
         let (established, server_key) =
-            establish(&url, &target.noise, target.server_key.as_ref()).await?;
+            establish(&url, &tls, &target.noise, target.server_key.as_ref()).await?;
         let (pushes_tx, pushes_rx) = mpsc::channel(PUSH_BUFFER);
         let shared = Arc::new(Shared {
             url,
+            tls,
             noise: target.noise,
             server_key,
             live: watch::channel(None).0,
@@ -278,8 +313,10 @@ impl From<Fatal> for ClientError {
 
 fn check_url(url: &str) -> Result<String, ClientError> {
     let url = url.trim();
-    if !url.starts_with("ws://") {
-        return Err(ConnectionError::BadUrl("only ws:// URLs are supported".into()).into());
+    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        return Err(
+            ConnectionError::BadUrl("only ws:// and wss:// URLs are supported".into()).into(),
+        );
     }
     Ok(url.to_owned())
 }
@@ -291,14 +328,24 @@ fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(NOISE_MAX_MESSAGE))
 }
 
-async fn open_socket(url: &str) -> Result<Ws, ClientError> {
+async fn open_socket(url: &str, tls: &Tls) -> Result<Ws, ClientError> {
+    let connector = tls
+        .as_ref()
+        .map(|config| Connector::Rustls(Arc::clone(config)));
     let connected = timeout(
         CONNECT_TIMEOUT,
-        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true),
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(ws_config()), true, connector),
     )
     .await
     .map_err(|_| ConnectionError::Timeout("the WebSocket connection"))?;
-    let (ws, _) = connected.map_err(|e| ConnectionError::WebSocket(e.to_string()))?;
+    let (ws, _) = connected.map_err(|e| match &e {
+        tokio_tungstenite::tungstenite::Error::Io(io) => match tls::tls_failure(io) {
+            Some(reason) => ConnectionError::Tls(reason),
+            None => ConnectionError::WebSocket(e.to_string()),
+        },
+        tokio_tungstenite::tungstenite::Error::Tls(tls) => ConnectionError::Tls(tls.to_string()),
+        _ => ConnectionError::WebSocket(e.to_string()),
+    })?;
     Ok(ws)
 }
 
@@ -330,17 +377,18 @@ enum Failure {
 /// different key is [`ClientError::ServerKeyChanged`].
 async fn establish(
     url: &str,
+    tls: &Tls,
     noise: &StaticKeypair,
     server_key: Option<&PublicKey>,
 ) -> Result<(Established, PublicKey), ClientError> {
-    match handshake(url, noise, server_key).await {
+    match handshake(url, tls, noise, server_key).await {
         Ok(done) => Ok(done),
         Err(Failure::Socket(error)) => Err(error),
         Err(Failure::Handshake(error)) => {
             let Some(expected) = server_key else {
                 return Err(error);
             };
-            match probe_server_key(url).await {
+            match probe_server_key(url, tls).await {
                 Ok(actual) if !actual.ct_eq(expected) => Err(ClientError::ServerKeyChanged),
                 _ => Err(error),
             }
@@ -350,10 +398,11 @@ async fn establish(
 
 async fn handshake(
     url: &str,
+    tls: &Tls,
     noise: &StaticKeypair,
     server_key: Option<&PublicKey>,
 ) -> Result<(Established, PublicKey), Failure> {
-    let mut ws = open_socket(url).await.map_err(Failure::Socket)?;
+    let mut ws = open_socket(url, tls).await.map_err(Failure::Socket)?;
     let result = timeout(HANDSHAKE_TIMEOUT, async {
         let (client, first) =
             ClientHandshake::start(noise, server_key).map_err(ConnectionError::from)?;
@@ -393,8 +442,8 @@ async fn handshake(
 
 /// The server's static key as it presents it in an XX handshake that we abandon before
 /// revealing anything (a throwaway key is used all the same).
-async fn probe_server_key(url: &str) -> Result<PublicKey, ClientError> {
-    let mut ws = open_socket(url).await?;
+async fn probe_server_key(url: &str, tls: &Tls) -> Result<PublicKey, ClientError> {
+    let mut ws = open_socket(url, tls).await?;
     let key = timeout(HANDSHAKE_TIMEOUT, async {
         let throwaway = StaticKeypair::generate();
         let (client, first) =
@@ -421,7 +470,7 @@ async fn supervise(shared: Arc<Shared>, first: Established, pushes: mpsc::Sender
             Some(established) => established,
             None => {
                 let attempt = tokio::select! {
-                    attempt = establish(&shared.url, &shared.noise, Some(&shared.server_key)) => attempt,
+                    attempt = establish(&shared.url, &shared.tls, &shared.noise, Some(&shared.server_key)) => attempt,
                     () = until_closed(&mut closed) => break,
                 };
                 match attempt {
@@ -527,7 +576,7 @@ enum Ended {
 
 /// Seals and writes `frames`, then flushes once.
 async fn write_frames(
-    ws: &mut Ws,
+    ws: &mut WsWriter,
     sender: &mut ChannelSender,
     frames: &[Vec<u8>],
 ) -> Result<(), Ended> {
@@ -544,87 +593,311 @@ async fn write_frames(
     ws.flush().await.map_err(|_| Ended::Dropped("write failed"))
 }
 
-async fn run(
-    shared: &Shared,
-    live: &Live,
-    established: Established,
+/// What the writer sends next.
+enum Write {
+    /// Request frames, in one flush.
+    Frames,
+    /// A WebSocket ping.
+    Ping,
+}
+
+/// The writer half of a connection: request frames from `out` (batched), and a ping every
+/// [`PING_INTERVAL`], until it fails or `stop` fires (or its sender is dropped); then it sends
+/// the close frame (within [`SOCKET_CLOSE_TIMEOUT`]). Stopping abandons a write in progress:
+/// the connection is ending, and requests still waiting learn it from the pending table.
+async fn write_loop(
+    mut ws: WsWriter,
+    mut sender: ChannelSender,
     mut out: mpsc::Receiver<Vec<u8>>,
-    pushes: &mpsc::Sender<Push>,
+    mut stop: oneshot::Receiver<()>,
 ) -> Ended {
-    let Established {
-        mut ws,
-        mut sender,
-        mut receiver,
-    } = established;
-    let mut closed = shared.closed.subscribe();
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_heard = Instant::now();
+    let mut frames = Vec::with_capacity(WRITE_BATCH_FRAMES);
     let ended = loop {
-        tokio::select! {
-            () = until_closed(&mut closed) => break Ended::Closed,
-            () = live.drop_now.notified() => break Ended::Resync,
+        let write = tokio::select! {
+            _ = &mut stop => break Ended::Closed,
             frame = out.recv() => {
                 let Some(frame) = frame else { break Ended::Dropped("writer closed") };
                 // Frames queued meanwhile go out with this one, in one flush.
-                let mut frames = vec![frame];
+                frames.clear();
+                frames.push(frame);
                 while frames.len() < WRITE_BATCH_FRAMES {
                     match out.try_recv() {
                         Ok(frame) => frames.push(frame),
                         Err(_) => break,
                     }
                 }
-                if let Err(ended) = write_frames(&mut ws, &mut sender, &frames).await {
-                    break ended;
-                }
+                Write::Frames
             }
-            _ = ping.tick() => {
+            _ = ping.tick() => Write::Ping,
+        };
+        let written = async {
+            match write {
+                Write::Frames => write_frames(&mut ws, &mut sender, &frames).await,
+                Write::Ping => ws
+                    .send(WsMessage::Ping(Vec::new().into()))
+                    .await
+                    .map_err(|_| Ended::Dropped("write failed")),
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => break Ended::Closed,
+            written = written => if let Err(ended) = written {
+                break ended;
+            },
+        }
+    };
+    let _ = timeout(SOCKET_CLOSE_TIMEOUT, ws.close()).await;
+    ended
+}
+
+/// Runs one connection until it ends: starts its writer and reads (see the module doc).
+async fn run(
+    shared: &Shared,
+    live: &Live,
+    established: Established,
+    out: mpsc::Receiver<Vec<u8>>,
+    pushes: &mpsc::Sender<Push>,
+) -> Ended {
+    let Established {
+        ws,
+        sender,
+        mut receiver,
+    } = established;
+    let (writer, mut reader) = ws.split();
+    let (stop_writer, stop) = oneshot::channel();
+    let mut writer = tokio::spawn(write_loop(writer, sender, out, stop));
+    let mut writer_ended = false;
+    let mut closed = shared.closed.subscribe();
+    let mut idle_check = tokio::time::interval(PING_INTERVAL);
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let ended = loop {
+        tokio::select! {
+            () = until_closed(&mut closed) => break Ended::Closed,
+            () = live.drop_now.notified() => break Ended::Resync,
+            written = &mut writer => {
+                writer_ended = true;
+                break written.unwrap_or(Ended::Dropped("writer failed"));
+            }
+            _ = idle_check.tick() => {
                 if last_heard.elapsed() > IDLE_TIMEOUT {
                     break Ended::Dropped("server silent");
                 }
-                if ws.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
-                    break Ended::Dropped("write failed");
-                }
             }
-            message = ws.next() => {
+            message = reader.next() => {
                 last_heard = Instant::now();
-                let bytes = match message {
-                    Some(Ok(WsMessage::Binary(bytes))) => bytes,
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => continue,
-                    Some(Ok(WsMessage::Close(_))) | None => break Ended::Dropped("closed by server"),
-                    Some(Ok(WsMessage::Text(_))) => break Ended::Dropped("text message"),
-                    Some(Err(_)) => break Ended::Dropped("read failed"),
-                };
-                let frame = match receiver.open(&bytes) {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => continue,
-                    Err(_) => break Ended::Dropped("channel message did not decrypt"),
-                };
-                let Ok(frame) = ServerFrame::decode_frame(&frame) else {
-                    break Ended::Dropped("malformed frame");
-                };
-                match frame.kind {
-                    Some(server_frame::Kind::Response(response)) => {
-                        let waiting =
-                            live.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&response.id);
-                        if let Some(waiting) = waiting {
-                            let _ = waiting.send(response);
-                        }
-                    }
-                    Some(server_frame::Kind::Push(push)) => {
-                        if shared.overflowed.load(Ordering::Acquire) {
-                            continue;
-                        }
-                        if pushes.try_send(push).is_err() {
-                            tracing::warn!("push buffer full; the server will deliver again after a reconnect");
-                            shared.overflowed.store(true, Ordering::Release);
-                        }
-                    }
-                    None => {}
+                if let Err(ended) = on_message(shared, live, &mut receiver, message, pushes) {
+                    break ended;
                 }
             }
         }
     };
-    let _ = ws.close(None).await;
+    if !writer_ended {
+        let _ = stop_writer.send(());
+        let _ = writer.await;
+    }
+    drop(reader);
     ended
+}
+
+/// Handles one message the reader got: a response goes to its request, a push to the receive
+/// side; an `Err` ends the connection.
+fn on_message(
+    shared: &Shared,
+    live: &Live,
+    receiver: &mut ChannelReceiver,
+    message: Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>,
+    pushes: &mpsc::Sender<Push>,
+) -> Result<(), Ended> {
+    let bytes = match message {
+        Some(Ok(WsMessage::Binary(bytes))) => bytes,
+        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => return Ok(()),
+        Some(Ok(WsMessage::Close(_))) | None => return Err(Ended::Dropped("closed by server")),
+        Some(Ok(WsMessage::Text(_))) => return Err(Ended::Dropped("text message")),
+        Some(Err(_)) => return Err(Ended::Dropped("read failed")),
+    };
+    let frame = match receiver.open(&bytes) {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return Ok(()),
+        Err(_) => return Err(Ended::Dropped("channel message did not decrypt")),
+    };
+    let Ok(frame) = ServerFrame::decode_frame(&frame) else {
+        return Err(Ended::Dropped("malformed frame"));
+    };
+    match frame.kind {
+        Some(server_frame::Kind::Response(response)) => {
+            let waiting = live
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&response.id);
+            if let Some(waiting) = waiting {
+                let _ = waiting.send(response);
+            }
+        }
+        Some(server_frame::Kind::Push(push)) => {
+            if shared.overflowed.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if pushes.try_send(push).is_err() {
+                tracing::warn!("push buffer full; the server will deliver again after a reconnect");
+                shared.overflowed.store(true, Ordering::Release);
+            }
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sotto_api::{push, Envelope};
+    use sotto_channel::Accepted;
+    use tokio::net::TcpSocket;
+
+    use super::*;
+
+    /// How long the test waits for what must happen before failing instead of hanging; not a
+    /// timing assertion.
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    /// Request frames the client queues while the server does not read, 60 KiB each (one
+    /// Noise message): the queue's worth and four batches more. Outside the queue, the
+    /// writer's batch and the socket buffers hold at most two batches (the client's send
+    /// buffer grows to `tcp_wmem`'s 4 MiB at most by default on Linux; the server's receive
+    /// buffer is made small), so the writer gets stuck, the queue fills, and the filler is
+    /// still waiting.
+    const FILLER_FRAMES: usize = OUTGOING_QUEUE + 4 * WRITE_BATCH_FRAMES;
+    const FILLER_FRAME_BYTES: usize = 60 * 1024;
+
+    /// Pushes the server sends while it does not read.
+    const PUSHES: u64 = 50;
+
+    fn push_frame(id: u64) -> Vec<u8> {
+        ServerFrame {
+            kind: Some(server_frame::Kind::Push(Push {
+                kind: Some(push::Kind::Envelope(Envelope {
+                    id,
+                    ..Envelope::default()
+                })),
+            })),
+        }
+        .encode_to_vec()
+    }
+
+    /// A server that stops reading from its client while pushing to it: the client keeps
+    /// receiving the pushes while its own writes are blocked, and the writes all arrive once
+    /// the server reads again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pushes_arrive_while_writes_are_blocked() {
+        let server_keys = StaticKeypair::generate();
+        let server_public = server_keys.public();
+        // A small receive buffer, so that the server's side holds little of what it does not
+        // read.
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(16 * 1024).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(4).unwrap();
+        let addr = listener.local_addr().unwrap();
+
+        let (push_now, push_when) = oneshot::channel::<()>();
+        let (read_now, read_when) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async_with_config(tcp, Some(ws_config()))
+                .await
+                .unwrap();
+            let first = loop {
+                if let WsMessage::Binary(bytes) = ws.next().await.unwrap().unwrap() {
+                    break bytes.to_vec();
+                }
+            };
+            let Accepted::Established { channel, reply } =
+                sotto_channel::accept(&server_keys, &first).unwrap()
+            else {
+                panic!("IK finishes in one message");
+            };
+            ws.send(WsMessage::binary(reply)).await.unwrap();
+            let (mut seal, mut open) = channel.split();
+            let (mut to_client, mut from_client) = ws.split();
+            // Not reading from here on, until told.
+            push_when.await.unwrap();
+            for id in 1..=PUSHES {
+                for message in seal.seal(&push_frame(id)).unwrap() {
+                    to_client.send(WsMessage::binary(message)).await.unwrap();
+                }
+            }
+            read_when.await.unwrap();
+            let mut frames = 0;
+            while frames < FILLER_FRAMES {
+                if let WsMessage::Binary(bytes) = from_client.next().await.unwrap().unwrap() {
+                    if let Some(frame) = open.open(&bytes).unwrap() {
+                        assert_eq!(frame.len(), FILLER_FRAME_BYTES);
+                        frames += 1;
+                    }
+                }
+            }
+            frames
+        });
+
+        let (transport, _, mut pushes) = Transport::connect(Target {
+            url: format!("ws://{addr}/v1/ws"),
+            noise: StaticKeypair::generate(),
+            server_key: Some(server_public),
+            ca_cert: None,
+        })
+        .await
+        .unwrap();
+        let live = transport
+            .wait_live(Instant::now() + PATIENCE)
+            .await
+            .unwrap();
+        let filler = {
+            let out = live.out.clone();
+            tokio::spawn(async move {
+                for _ in 0..FILLER_FRAMES {
+                    out.send(vec![7; FILLER_FRAME_BYTES]).await.unwrap();
+                }
+            })
+        };
+        // The writer is stuck once the queue stays full: it takes no more.
+        timeout(PATIENCE, async {
+            while live.out.capacity() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the outgoing queue fills up");
+
+        push_now.send(()).unwrap();
+        for id in 1..=PUSHES {
+            let push = timeout(PATIENCE, pushes.recv())
+                .await
+                .expect("a push arrives while the writer is blocked")
+                .unwrap();
+            assert!(matches!(
+                push.kind,
+                Some(push::Kind::Envelope(Envelope { id: got, .. })) if got == id
+            ));
+        }
+        // The writes were still blocked while the pushes came in: nothing was read yet.
+        assert!(live.out.capacity() < OUTGOING_QUEUE);
+        assert!(!filler.is_finished());
+
+        read_now.send(()).unwrap();
+        timeout(PATIENCE, filler).await.unwrap().unwrap();
+        let received = timeout(PATIENCE, server).await.unwrap().unwrap();
+        assert_eq!(received, FILLER_FRAMES);
+        transport.close().await;
+    }
+
+    #[test]
+    fn only_websocket_urls_are_accepted() {
+        assert!(check_url(" ws://h:1/v1/ws ").is_ok());
+        assert!(check_url("wss://h:1/v1/ws").is_ok());
+        assert!(check_url("http://h:1/v1/ws").is_err());
+        assert!(check_url("https://h:1/v1/ws").is_err());
+    }
 }

@@ -1,16 +1,23 @@
 //! The plain data types of the client's API.
 
-/// Where the server is. `url` is a WebSocket URL, e.g. `ws://127.0.0.1:8080/v1/ws`.
+/// Where the server is. `url` is a WebSocket URL, e.g. `ws://127.0.0.1:8080/v1/ws`, or
+/// `wss://chat.example.org/v1/ws` for a server behind TLS (the Noise channel runs inside it
+/// all the same).
 ///
 /// `key`: the server's Noise static key if known (IK); `None` = XX + trust on first use (the
 /// key learnt is pinned in the profile; a later different key is refused with
 /// [`crate::ClientError::ServerKeyChanged`]).
+///
+/// `ca_cert`: for `wss://`, a PEM file of CA certificates trusted besides the operating
+/// system's roots (a server with a self-signed certificate). It is not stored in the profile.
 #[derive(Clone, Debug)]
 pub struct ServerInfo {
-    /// The WebSocket URL (`ws://host:port/v1/ws`).
+    /// The WebSocket URL (`ws://host:port/v1/ws` or `wss://host:port/v1/ws`).
     pub url: String,
     /// The server's Noise static key, if known.
     pub key: Option<sotto_channel::PublicKey>,
+    /// More CA certificates (PEM) to trust for a `wss://` URL.
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// Something that happened, from [`crate::Client::next_event`].

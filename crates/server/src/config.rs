@@ -63,6 +63,19 @@ pub struct Config {
     /// on the public listener to requests carrying it; with it, the metrics listener asks
     /// for it too. With neither set (the default), `/metrics` is served nowhere.
     pub metrics_token: Option<String>,
+    /// Terminate TLS on the listener with this certificate and key: the server then speaks
+    /// `https://` and `wss://` only. `None` (the default): plain HTTP, for loopback or behind
+    /// a reverse proxy that terminates TLS.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The PEM files of the server's TLS certificate and key, read once when the server opens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The certificate chain: the server's certificate first, then any intermediates.
+    pub cert_path: PathBuf,
+    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
 }
 
 impl Default for Config {
@@ -83,6 +96,7 @@ impl Default for Config {
             registration_timeout: DEFAULT_REGISTRATION_TIMEOUT,
             metrics_listen: None,
             metrics_token: None,
+            tls: None,
         }
     }
 }
@@ -112,6 +126,7 @@ impl std::fmt::Debug for Config {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "(set)"),
             )
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -35,6 +35,17 @@ pub enum ServerError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The TLS certificate or key file could not be read, holds no certificate or key, or the
+    /// key does not belong to the certificate.
+    #[error("TLS {what} {path}: {reason}")]
+    Tls {
+        /// Which file: "certificate" or "key".
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The database could not be opened or migrated.
     #[error("opening the database: {0}")]
     Store(#[from] StoreError),

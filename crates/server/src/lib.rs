@@ -42,9 +42,10 @@ mod reply;
 mod requests;
 mod server;
 pub mod store;
+mod tls;
 mod validate;
 
-pub use config::Config;
+pub use config::{Config, TlsConfig};
 pub use error::ServerError;
 pub use server::Server;
 

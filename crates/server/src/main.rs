@@ -2,7 +2,9 @@
 //!
 //! On start it prints two lines on stdout, which scripts and tests read:
 //! `server key: <64 hex digits>` (its Noise static key) and `listening on <address>`, and
-//! between them `metrics listening on <address>` with `--metrics-listen`.
+//! between them `metrics listening on <address>` with `--metrics-listen`; then a line with
+//! its URLs (`serving http://<address>/ and ws://<address>/v1/ws`; `https` and `wss` with
+//! `--tls-cert`).
 //! Logs go to stderr (`RUST_LOG`, default `info`; other crates than Sotto's log at most at
 //! `info`, whatever `RUST_LOG` says: see [`within_log_policy`]). SIGINT or SIGTERM shut it
 //! down gracefully.
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sotto_server::{Config, Server};
+use sotto_server::{Config, Server, TlsConfig};
 use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -75,6 +77,13 @@ struct Args {
     /// `Authorization: Bearer <token>`.
     #[arg(long, env = "SOTTO_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
+    /// Terminate TLS with this certificate chain (PEM, the server's certificate first): the
+    /// listener then serves https:// and wss:// only. Needs --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// The allocator (see the workspace manifest): faster than glibc's for the many small,
@@ -94,6 +103,19 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let defaults = Config::default();
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert_path), Some(key_path)) => Some(TlsConfig {
+            cert_path,
+            key_path,
+        }),
+        // clap requires both or neither.
+        _ => None,
+    };
+    let (http, ws) = if tls.is_some() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
     let config = Config {
         data_dir: args.data_dir,
         database_url: args.database_url,
@@ -105,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
         registrations_per_minute: args.registrations_per_minute,
         metrics_listen: args.metrics_listen,
         metrics_token: args.metrics_token,
+        tls,
         ..defaults
     };
     let server = Server::open(config).await.context("starting the server")?;
@@ -121,9 +144,10 @@ async fn main() -> anyhow::Result<()> {
             writeln!(stdout, "metrics listening on {metrics}")?;
         }
         writeln!(stdout, "listening on {addr}")?;
+        writeln!(stdout, "serving {http}://{addr}/ and {ws}://{addr}/v1/ws")?;
         stdout.flush()?;
     }
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, tls = http == "https", "listening");
     server
         .serve(listener, shutdown_signal())
         .await

@@ -28,7 +28,7 @@ use crate::metrics_endpoint;
 use crate::peer_limit::{PeerLimit, PeerSlot, RequestDeadline, Upgraded};
 use crate::rate_limit::{BundleRateLimiter, RegistrationRateLimiter};
 use crate::store::{PostgresStore, SqliteStore, Store};
-use crate::{expiry, http, keyfile, Config, ServerError};
+use crate::{expiry, http, keyfile, tls, Config, ServerError};
 
 /// The SQLite database's file name inside the data directory.
 const DATABASE_FILE: &str = "sotto.db";
@@ -41,6 +41,7 @@ pub struct Server {
     nats: Option<async_nats::Client>,
     /// The listener of [`Config::metrics_listen`].
     metrics_listener: Option<TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl std::fmt::Debug for Server {
@@ -121,9 +122,11 @@ impl Server {
     /// Opens the server: creates the data directory if needed, loads the Noise static key
     /// from `data_dir/server.key` (generating it on first start, mode 0600), opens the
     /// database (PostgreSQL if `database_url` is set, else SQLite at `data_dir/sotto.db`,
-    /// migrating either) and connects to NATS if `nats_url` is set.
+    /// migrating either) and connects to NATS if `nats_url` is set. With `tls`, the
+    /// certificate and key are read first.
     pub async fn open(config: Config) -> Result<Server, ServerError> {
         check(&config)?;
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let dir = config.data_dir.clone();
         let keypair = tokio::task::spawn_blocking(move || {
             keyfile::create_data_dir(&dir)?;
@@ -164,6 +167,7 @@ impl Server {
             keypair,
             nats,
             metrics_listener,
+            tls,
         })
     }
 
@@ -180,8 +184,9 @@ impl Server {
         self.keypair.public()
     }
 
-    /// Serves `/health` and the WebSocket at `/v1/ws` on `listener` (and `/metrics` as
-    /// [`Config::metrics_listen`] and [`Config::metrics_token`] say) until
+    /// Serves `/health` and the WebSocket at `/v1/ws` on `listener`, with TLS if configured
+    /// (`https://`, `wss://`), and `/metrics` as [`Config::metrics_listen`] and
+    /// [`Config::metrics_token`] say, until
     /// `shutdown` completes. Then it stops accepting, closes every connection (requests in
     /// progress get ten seconds to be answered), commits the sends still queued and
     /// returns.
@@ -196,6 +201,7 @@ impl Server {
             keypair,
             nats,
             metrics_listener,
+            tls,
         } = self;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shutdown_tx = Arc::new(shutdown_tx);
@@ -245,6 +251,8 @@ impl Server {
             idle_timeout: config.idle_timeout,
             request_timeout: config.request_timeout,
         };
+        // TLS, if any, is handshaken over the limited stream, within its deadlines.
+        let listener = tls::TlsListener::new(listener, tls);
         let signal = {
             let shutdown_tx = Arc::clone(&shutdown_tx);
             async move {
@@ -311,11 +319,11 @@ impl PeerAddr {
     }
 }
 
-impl Connected<IncomingStream<'_, LimitedListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
+impl Connected<IncomingStream<'_, tls::TlsListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, tls::TlsListener>) -> Self {
         Self {
             addr: *stream.remote_addr(),
-            upgraded: stream.io().deadline.upgraded(),
+            upgraded: stream.io().upgraded(),
         }
     }
 }
@@ -326,7 +334,7 @@ impl Connected<IncomingStream<'_, LimitedListener>> for PeerAddr {
 /// upgrade. A socket from which nothing arrives for `idle_timeout`, or which has not
 /// completed its request (or upgrade) within `request_timeout`, fails its reads, which
 /// closes it (see [`LimitedStream`]).
-struct LimitedListener {
+pub(crate) struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     peers: PeerLimit,
@@ -392,7 +400,7 @@ async fn pending_forever<T>() -> T {
 /// The timer is not reset on every read: reads only record their instant, and when the timer
 /// fires early it is moved to the next deadline (the last read plus `idle_timeout`, or the
 /// request deadline while it applies, whichever is first).
-struct LimitedStream {
+pub(crate) struct LimitedStream {
     stream: TcpStream,
     idle_timeout: Duration,
     deadline: RequestDeadline,
@@ -402,6 +410,11 @@ struct LimitedStream {
 }
 
 impl LimitedStream {
+    /// The handle that lifts this connection's request deadline once its upgrade is done.
+    pub(crate) fn upgraded(&self) -> Upgraded {
+        self.deadline.upgraded()
+    }
+
     fn new(
         stream: TcpStream,
         permits: (OwnedSemaphorePermit, PeerSlot),

@@ -57,6 +57,8 @@ pub struct ServerOptions {
     pub extra_args: Vec<String>,
     /// `RUST_LOG` for the server (default `info`).
     pub log_filter: Option<String>,
+    /// `--tls-cert` and `--tls-key` (PEM files): the server speaks HTTPS and `wss://`.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A running `sotto-server`.
@@ -67,6 +69,7 @@ pub struct ServerProcess {
     metrics_addr: Option<SocketAddr>,
     key_hex: String,
     log_path: PathBuf,
+    tls: bool,
 }
 
 impl ServerProcess {
@@ -96,6 +99,13 @@ impl ServerProcess {
         }
         if let Some(url) = &options.nats_url {
             command.arg("--nats-url").arg(url);
+        }
+        if let Some((cert, key)) = &options.tls {
+            command
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
         }
         command.args(&options.extra_args);
         let mut child = command.spawn().expect("sotto-server starts");
@@ -143,6 +153,7 @@ impl ServerProcess {
             metrics_addr,
             key_hex: key_hex.expect("read above"),
             log_path: log_path.to_owned(),
+            tls: options.tls.is_some(),
         }
     }
 
@@ -156,9 +167,10 @@ impl ServerProcess {
         self.metrics_addr
     }
 
-    /// The WebSocket URL clients connect to.
+    /// The WebSocket URL clients connect to (`wss://` with TLS).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/v1/ws", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/v1/ws", self.addr)
     }
 
     /// The server's Noise static key as it printed it (64 hex digits).

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sotto_test_support::server_process::{ServerOptions, ServerProcess};
+use sotto_test_support::tls::TestCa;
 use tempfile::TempDir;
 
 /// How long one `sotto` command may run before the test gives up on it (a hang is a failure,
@@ -39,12 +40,27 @@ pub(crate) struct World {
 impl World {
     /// Starts a server.
     pub(crate) fn start() -> Self {
+        Self::start_with(tempfile::tempdir().unwrap(), &ServerOptions::default())
+    }
+
+    /// Starts a server terminating TLS with a certificate of a test CA made for it; returns
+    /// the CA's files too.
+    pub(crate) fn start_tls() -> (Self, TestCa) {
         let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::generate(dir.path());
+        let options = ServerOptions {
+            tls: Some((ca.server_cert.clone(), ca.server_key.clone())),
+            ..ServerOptions::default()
+        };
+        (Self::start_with(dir, &options), ca)
+    }
+
+    fn start_with(dir: TempDir, options: &ServerOptions) -> Self {
         std::fs::create_dir(dir.path().join("server-data")).unwrap();
         let server = ServerProcess::start(
             &dir.path().join("server-data"),
             &dir.path().join("server.log"),
-            &ServerOptions::default(),
+            options,
         );
         let url = server.ws_url();
         let key_hex = server.key_hex().to_owned();
@@ -186,6 +202,7 @@ impl User {
             .arg("--profile")
             .arg(&self.profile)
             .env_remove("SOTTO_SERVER")
+            .env_remove("SOTTO_CA_CERT")
             .env_remove("SOTTO_PROFILE")
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())

@@ -43,7 +43,7 @@ pub(crate) fn now_ms() -> u64 {
 /// # async fn run() -> Result<(), sotto_client::ClientError> {
 /// use sotto_client::{Client, Event, ServerInfo, StoreKey};
 ///
-/// let server = ServerInfo { url: "ws://127.0.0.1:8080/v1/ws".into(), key: None };
+/// let server = ServerInfo { url: "ws://127.0.0.1:8080/v1/ws".into(), key: None, ca_cert: None };
 /// let key = StoreKey::KeyFile("alice/key".into());
 /// let alice = Client::register("alice".as_ref(), key, server, "alice").await?;
 /// alice.send_text("bob", "hello Bob").await?;
@@ -338,6 +338,7 @@ impl Client {
             url: server.url.clone(),
             noise: copy_keypair(&device.noise),
             server_key: server.key,
+            ca_cert: server.ca_cert.clone(),
         })
         .await?;
         let registered = match transport
@@ -423,14 +424,19 @@ impl Client {
         })
         .await?;
         let pinned = PublicKey::try_from(&account.server_key[..]).ok();
-        let (url, expected) = match server {
-            Some(server) => (server.url.trim().to_owned(), server.key.or(pinned)),
-            None => (account.server_url.clone(), pinned),
+        let (url, expected, ca_cert) = match server {
+            Some(server) => (
+                server.url.trim().to_owned(),
+                server.key.or(pinned),
+                server.ca_cert,
+            ),
+            None => (account.server_url.clone(), pinned, None),
         };
         let (transport, server_key, pushes) = Transport::connect(Target {
             url: url.clone(),
             noise,
             server_key: expected,
+            ca_cert,
         })
         .await?;
         let store = if url != account.server_url

@@ -1,5 +1,6 @@
 //! Integration tests: real clients against an in-process `sotto_server::Server` on a real
-//! socket, each test with its own data directory and profiles.
+//! socket (and, for TLS, a real `sotto-server` process), each test with its own data
+//! directory and profiles.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,3 +11,4 @@ mod pinning;
 mod prekeys;
 mod profile;
 mod support;
+mod tls;

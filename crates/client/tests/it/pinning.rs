@@ -50,6 +50,7 @@ async fn the_server_key_learnt_on_first_use_is_pinned() {
     let wrong = ServerInfo {
         url: impostor.url(),
         key: Some(first_key),
+        ca_cert: None,
     };
     let refused = Client::register(&carol.dir, carol.key(), wrong, "carol").await;
     assert!(

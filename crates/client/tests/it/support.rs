@@ -64,6 +64,7 @@ impl TestServer {
         ServerInfo {
             url: self.url(),
             key: Some(self.key),
+            ca_cert: None,
         }
     }
 
@@ -72,6 +73,7 @@ impl TestServer {
         ServerInfo {
             url: self.url(),
             key: None,
+            ca_cert: None,
         }
     }
 
@@ -176,6 +178,7 @@ impl Proxy {
         ServerInfo {
             url: format!("ws://{}/v1/ws", self.addr),
             key: Some(server.key),
+            ca_cert: None,
         }
     }
 
