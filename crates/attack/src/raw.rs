@@ -189,6 +189,15 @@ impl RawClient {
         })
     }
 
+    /// Sends a first request on the channel, as an honest client does at once: the server binds
+    /// a device's connection (replacing an older one, pushing its mailbox) only once a channel
+    /// message of it decrypts, which a replayed handshake cannot produce.
+    pub(crate) async fn prove(&mut self) -> Result<(), ProbeError> {
+        self.request(request::Body::PrekeyCount(sotto_api::PrekeyCount {}))
+            .await
+            .map(drop)
+    }
+
     /// Keeps every binary message sent and received from now on (see [`Self::take_wire`]).
     pub(crate) fn record_wire(&mut self) {
         self.wire = Some(Vec::new());

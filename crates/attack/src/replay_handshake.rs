@@ -85,6 +85,7 @@ pub async fn replay_handshake(
     let (handshake, first) = ClientHandshake::start(&device.key, Some(target.key()))?;
     let ws = websocket(&target, HONEST_ADDR).await?;
     let mut live = RawClient::finish(ws, handshake, first.clone()).await?;
+    live.prove().await?;
     live.drain().await?;
 
     // The replay.
@@ -146,6 +147,7 @@ pub async fn replay_handshake(
     }
     if delivery == Delivery::Never {
         let mut again = RawClient::connect(&target, HONEST_ADDR, &device.key).await?;
+        again.prove().await?;
         if again.drain().await?.iter().any(|e| e.content == content) {
             delivery = Delivery::AfterReconnect;
         }

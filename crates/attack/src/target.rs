@@ -72,6 +72,7 @@ impl Target {
         ServerInfo {
             url: self.ws_url(),
             key: Some(self.key),
+            ca_cert: None,
         }
     }
 
