@@ -7,6 +7,7 @@ mod hostile;
 mod lifecycle;
 mod messaging;
 mod prekeys;
+mod quotas;
 mod registration;
 mod store_conformance;
 mod support;

@@ -3,7 +3,7 @@
 //! exactly what they mean, well-formed or not.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -56,8 +56,14 @@ impl TestServer {
         dir: tempfile::TempDir,
         adjust: impl FnOnce(&mut Config),
     ) -> TestServer {
+        // Every test client connects from 127.0.0.1 with an account made a moment before: the
+        // limits on sends per address and one-time prekeys per target are lifted, and no
+        // account is young, unless a test sets them.
         let mut config = Config {
             data_dir: dir.path().join("data"),
+            sends_per_minute_per_address: u32::MAX,
+            one_time_prekeys_per_hour: u32::MAX,
+            young_account_age: Duration::ZERO,
             ..Config::default()
         };
         adjust(&mut config);
@@ -143,6 +149,18 @@ pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// Opens a bare WebSocket to the server.
 pub(crate) async fn websocket(server: &TestServer) -> Socket {
     tokio_tungstenite::connect_async(server.url())
+        .await
+        .unwrap()
+        .0
+}
+
+/// Opens a bare WebSocket to the server from the loopback address `local` (127.0.0.2, say):
+/// to the server, a client on another host than the other tests' clients (on 127.0.0.1).
+pub(crate) async fn websocket_from(server: &TestServer, local: IpAddr) -> Socket {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(local, 0)).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    tokio_tungstenite::client_async(server.url(), MaybeTlsStream::Plain(stream))
         .await
         .unwrap()
         .0
@@ -242,7 +260,20 @@ pub(crate) struct TestClient {
 impl TestClient {
     /// Connects with IK (the server's key known).
     pub(crate) async fn connect(server: &TestServer, key: &StaticKeypair) -> TestClient {
-        let mut ws = websocket(server).await;
+        Self::connect_over(websocket(server).await, server, key).await
+    }
+
+    /// Connects with IK from the loopback address `local` ([`websocket_from`]).
+    pub(crate) async fn connect_from(
+        server: &TestServer,
+        key: &StaticKeypair,
+        local: IpAddr,
+    ) -> TestClient {
+        Self::connect_over(websocket_from(server, local).await, server, key).await
+    }
+
+    /// Connects with IK over `ws`.
+    async fn connect_over(mut ws: Socket, server: &TestServer, key: &StaticKeypair) -> TestClient {
         let (handshake, first) = ClientHandshake::start(key, Some(&server.key)).unwrap();
         ws.send(Message::binary(first)).await.unwrap();
         let reply = Self::next_binary(&mut ws).await;
@@ -450,8 +481,29 @@ impl Device {
     /// "queue empty" push that follows.
     pub(crate) async fn register(server: &TestServer, username: &str, one_time: u32) -> Device {
         let key = StaticKeypair::generate();
+        let client = TestClient::connect(server, &key).await;
+        Self::register_over(client, key, username, one_time).await
+    }
+
+    /// [`Device::register`] from the loopback address `local` ([`websocket_from`]).
+    pub(crate) async fn register_from(
+        server: &TestServer,
+        username: &str,
+        one_time: u32,
+        local: IpAddr,
+    ) -> Device {
+        let key = StaticKeypair::generate();
+        let client = TestClient::connect_from(server, &key, local).await;
+        Self::register_over(client, key, username, one_time).await
+    }
+
+    async fn register_over(
+        mut client: TestClient,
+        key: StaticKeypair,
+        username: &str,
+        one_time: u32,
+    ) -> Device {
         let registration_id = 1 + (rand::random::<u32>() % 0x3ffe);
-        let mut client = TestClient::connect(server, &key).await;
         let request = register_request(username, registration_id, one_time);
         match client.request(request::Body::Register(request)).await {
             response::Body::Registered(r) => {
