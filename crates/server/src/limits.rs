@@ -92,6 +92,11 @@ pub(crate) const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// request on average.
 pub(crate) const RATE_LIMIT_SWEEP_KEYS: usize = 100_000;
 
+/// A rate limiter looks at how many keys it holds (for [`RATE_LIMIT_SWEEP_KEYS`]) once every
+/// this many requests: counting reads every shard of its map, too much for every request, and
+/// the table overshoots by at most this many keys.
+pub(crate) const RATE_LIMIT_SWEEP_CHECK_EVERY: usize = 64;
+
 /// Default for [`crate::Config::young_account_age`]: an account younger than this is "young",
 /// held to lower quotas and rates ([`MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER`],
 /// [`MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS`], [`YOUNG_ACCOUNT_SENDS_PER_MINUTE`],

@@ -13,7 +13,8 @@
 //!
 //! A bucket holds its key only until it has refilled completely (then it is the same as an
 //! absent one); the limiter forgets such buckets whenever it holds
-//! [`RATE_LIMIT_SWEEP_KEYS`] keys, or twice as many as were left at the last sweep.
+//! [`RATE_LIMIT_SWEEP_KEYS`] keys, or twice as many as were left at the last sweep (looking
+//! every [`RATE_LIMIT_SWEEP_CHECK_EVERY`] requests).
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -29,8 +30,8 @@ use governor::Quota;
 use sotto_api::MAX_ENVELOPES_PER_SEND;
 
 use crate::limits::{
-    RATE_LIMIT_SWEEP_KEYS, YOUNG_ACCOUNT_SENDS_PER_MINUTE, YOUNG_BUNDLE_FETCH_BURST,
-    YOUNG_BUNDLE_FETCH_REFILL, YOUNG_REQUESTER_ONE_TIME_PREKEYS_PER_HOUR,
+    RATE_LIMIT_SWEEP_CHECK_EVERY, RATE_LIMIT_SWEEP_KEYS, YOUNG_ACCOUNT_SENDS_PER_MINUTE,
+    YOUNG_BUNDLE_FETCH_BURST, YOUNG_BUNDLE_FETCH_REFILL, YOUNG_REQUESTER_ONE_TIME_PREKEYS_PER_HOUR,
 };
 use crate::store::AccountId;
 use crate::Config;
@@ -106,6 +107,9 @@ pub(crate) struct RateLimiter<K: Hash + Eq + Clone, C: Clock = MonotonicClock> {
     sweep_at: AtomicUsize,
     /// The least `sweep_at`.
     sweep_keys: usize,
+    /// Requests so far, for looking at the key count every `check_every`.
+    requests: AtomicUsize,
+    check_every: usize,
 }
 
 impl<K: Hash + Eq + Clone, C: Clock> std::fmt::Debug for RateLimiter<K, C> {
@@ -121,12 +125,17 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// A limiter allowing `rate.burst` requests at once per key and one more every
     /// `rate.refill`.
     pub(crate) fn new(rate: Rate) -> Self {
-        Self::with_clock(rate, RATE_LIMIT_SWEEP_KEYS, MonotonicClock)
+        Self::with_clock(
+            rate,
+            RATE_LIMIT_SWEEP_KEYS,
+            RATE_LIMIT_SWEEP_CHECK_EVERY,
+            MonotonicClock,
+        )
     }
 }
 
 impl<K: Hash + Eq + Clone, C: Clock> RateLimiter<K, C> {
-    fn with_clock(rate: Rate, sweep_keys: usize, clock: C) -> Self {
+    fn with_clock(rate: Rate, sweep_keys: usize, check_every: usize, clock: C) -> Self {
         let sweep_keys = sweep_keys.max(1);
         Self {
             inner: governor::RateLimiter::new(
@@ -137,6 +146,8 @@ impl<K: Hash + Eq + Clone, C: Clock> RateLimiter<K, C> {
             rate,
             sweep_at: AtomicUsize::new(sweep_keys),
             sweep_keys,
+            requests: AtomicUsize::new(0),
+            check_every: check_every.max(1),
         }
     }
 
@@ -166,7 +177,10 @@ impl<K: Hash + Eq + Clone, C: Clock> RateLimiter<K, C> {
     /// keys; the next sweep then runs at twice what is left (at least `sweep_keys`), so that
     /// sweeps cost `O(1)` per request on average however many buckets are live.
     fn sweep_if_full(&self) {
-        if self.inner.len() < self.sweep_at.load(Ordering::Relaxed) {
+        // Counting the keys reads every shard of the map: not on every request.
+        if self.requests.fetch_add(1, Ordering::Relaxed) % self.check_every != 0
+            || self.inner.len() < self.sweep_at.load(Ordering::Relaxed)
+        {
             return;
         }
         self.inner.retain_recent();
@@ -253,7 +267,10 @@ mod tests {
             refill: Duration::from_millis(refill_ms),
             burst,
         };
-        (RateLimiter::with_clock(rate, sweep, clock.clone()), clock)
+        (
+            RateLimiter::with_clock(rate, sweep, 1, clock.clone()),
+            clock,
+        )
     }
 
     #[test]
