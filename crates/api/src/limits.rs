@@ -31,11 +31,13 @@ pub const MAX_MAILBOX_ENVELOPES: usize = 10_000;
 /// Most envelope ids one acknowledgement may carry.
 pub const MAX_ACKS_PER_REQUEST: usize = 1_000;
 
-/// Bundle fetches a requester may make for one target account: the bucket size ...
+/// Bundle fetches one requesting account may make at once, of any accounts, existing or
+/// not (a server asks less of accounts it considers new): the bucket size ...
 pub const BUNDLE_FETCH_BURST: u32 = 20;
 
 /// ... and how many milliseconds it takes for one more fetch to become available, so that
-/// nobody can drain a victim's one-time prekeys.
+/// nobody can try usernames without bound. (Draining one account's one-time prekeys is
+/// bounded per target account by the server: beyond its limit, bundles come without them.)
 pub const BUNDLE_FETCH_REFILL_MS: u64 = 3_000;
 
 /// Undelivered envelopes are deleted after this long by default (30 days), as the

@@ -34,6 +34,8 @@ impl Target {
         let options = ServerOptions {
             extra_args,
             log_filter: log_filter.map(str::to_owned),
+            // The server as deployed: its own abuse limits, which the probes measure.
+            production_limits: true,
             ..ServerOptions::default()
         };
         let data = dir.path().join("data");

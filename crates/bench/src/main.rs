@@ -66,7 +66,9 @@ impl TestServer {
         let options = ServerOptions {
             database_url: database.as_ref().map(|db| db.url().to_owned()),
             // Every benchmark client registers and connects from 127.0.0.1 (up to 10,000 of
-            // them at once): lift the per-address registration and connection limits.
+            // them at once): lift the per-address registration and connection limits. Its sends
+            // are lifted too, and its fresh accounts are not young
+            // (`ServerOptions::production_limits`); the limiters still run on every send.
             extra_args: vec![
                 "--registrations-per-minute".into(),
                 "10000000".into(),

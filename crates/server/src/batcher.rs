@@ -374,6 +374,7 @@ mod tests {
             &self,
             _: &str,
             _: Option<u32>,
+            _: bool,
         ) -> Result<Option<Vec<Bundle>>, StoreError> {
             Ok(None)
         }
@@ -432,6 +433,7 @@ mod tests {
             envelope_type: 2,
             content: vec![1],
             server_timestamp_ms: 1,
+            young_since_ms: None,
         }]
     }
 

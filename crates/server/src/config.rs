@@ -7,7 +7,9 @@ use std::time::Duration;
 use crate::limits::{
     DEFAULT_EXPIRY_INTERVAL, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_NATS_SUBJECT_PREFIX,
-    DEFAULT_REGISTRATIONS_PER_MINUTE, DEFAULT_REGISTRATION_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_ONE_TIME_PREKEYS_PER_HOUR, DEFAULT_REGISTRATIONS_PER_MINUTE,
+    DEFAULT_REGISTRATION_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SENDS_PER_MINUTE_PER_ADDRESS,
+    DEFAULT_YOUNG_ACCOUNT_AGE,
 };
 
 /// How to run a server. `Config::default()` is what `sotto-server` runs with no arguments.
@@ -40,9 +42,27 @@ pub struct Config {
     /// within this long of being accepted, however steadily bytes arrive; a plain HTTP
     /// connection is closed at this point. Default 10 s.
     pub request_timeout: Duration,
-    /// A requester regains one bundle fetch for a target account this often, up to
-    /// [`sotto_api::BUNDLE_FETCH_BURST`] (default [`sotto_api::BUNDLE_FETCH_REFILL_MS`]).
+    /// A requesting account regains one bundle fetch (of any account, existing or not) this
+    /// often, up to [`sotto_api::BUNDLE_FETCH_BURST`] (default
+    /// [`sotto_api::BUNDLE_FETCH_REFILL_MS`]); young accounts ([`Config::young_account_age`])
+    /// one every 30 s, up to 10.
     pub bundle_fetch_refill: Duration,
+    /// Bundle fetches per hour, and as many at once, that hand out one-time prekeys of one
+    /// target account, to all requesters together (young requesters: at most 3 of them); later
+    /// fetches get bundles without one-time prekeys, which still start sessions. At least 1;
+    /// default 10.
+    pub one_time_prekeys_per_hour: u32,
+    /// Envelopes that connections from one client IP address (one IPv6 /64) may put into
+    /// other accounts' mailboxes per minute, and as many at once (at least one send's worth);
+    /// further sends are refused with `RateLimited`. Copies to the sender's own devices are
+    /// not counted. Default 1,200. The address is the TCP peer's: behind a reverse proxy every
+    /// client shares the proxy's bucket, so raise it there.
+    pub sends_per_minute_per_address: u32,
+    /// Accounts younger than this are young: at most 100 of their envelopes wait in any one
+    /// mailbox (older senders: 1,000), young senders together fill at most a quarter of a
+    /// mailbox, each sends at most 120 envelopes a minute and fetches fewer bundles and
+    /// one-time prekeys. Zero: no account is young. Default 24 h.
+    pub young_account_age: Duration,
     /// Registrations one client IP address (one IPv6 /64) may make per minute, and as many
     /// at once; further ones are refused with `RateLimited` until the bucket refills. At least
     /// 1; default 30. The address is the TCP peer's: behind a reverse proxy every client
@@ -91,6 +111,9 @@ impl Default for Config {
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             bundle_fetch_refill: Duration::from_millis(sotto_api::BUNDLE_FETCH_REFILL_MS),
+            one_time_prekeys_per_hour: DEFAULT_ONE_TIME_PREKEYS_PER_HOUR,
+            sends_per_minute_per_address: DEFAULT_SENDS_PER_MINUTE_PER_ADDRESS,
+            young_account_age: DEFAULT_YOUNG_ACCOUNT_AGE,
             registrations_per_minute: DEFAULT_REGISTRATIONS_PER_MINUTE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             registration_timeout: DEFAULT_REGISTRATION_TIMEOUT,
@@ -118,6 +141,12 @@ impl std::fmt::Debug for Config {
             )
             .field("request_timeout", &self.request_timeout)
             .field("bundle_fetch_refill", &self.bundle_fetch_refill)
+            .field("one_time_prekeys_per_hour", &self.one_time_prekeys_per_hour)
+            .field(
+                "sends_per_minute_per_address",
+                &self.sends_per_minute_per_address,
+            )
+            .field("young_account_age", &self.young_account_age)
             .field("registrations_per_minute", &self.registrations_per_minute)
             .field("idle_timeout", &self.idle_timeout)
             .field("registration_timeout", &self.registration_timeout)

@@ -125,12 +125,74 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// trying again, rather than spinning.
 pub(crate) const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Most buckets one rate limiter keeps — (requester device, target account) pairs for bundle
-/// fetches, client addresses for registrations — so that its memory stays bounded (a few
-/// MiB). Buckets that have refilled completely are
-/// forgotten as they do; if the table is still full, the bucket nearest to full is forgotten
-/// (the one that loses the least), never a new key refused.
-pub(crate) const MAX_RATE_LIMIT_BUCKETS: usize = 100_000;
+/// A rate limiter forgets the buckets that have refilled completely (which are the same as
+/// absent ones) once it holds this many keys, and then again at twice as many as were left.
+/// A bucket is kept only until it is full again (a minute for registrations, an hour for
+/// one-time prekeys), so memory follows the keys that were active within that time — a few
+/// tens of bytes each — and the sweep, `O(keys)`, runs rarely enough to cost `O(1)` per
+/// request on average.
+pub(crate) const RATE_LIMIT_SWEEP_KEYS: usize = 100_000;
+
+/// A rate limiter looks at how many keys it holds (for [`RATE_LIMIT_SWEEP_KEYS`]) once every
+/// this many requests: counting reads every shard of its map, too much for every request, and
+/// the table overshoots by at most this many keys.
+pub(crate) const RATE_LIMIT_SWEEP_CHECK_EVERY: usize = 64;
+
+/// Default for [`crate::Config::young_account_age`]: an account younger than this is "young",
+/// held to lower quotas and rates ([`MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER`],
+/// [`MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS`], [`YOUNG_ACCOUNT_SENDS_PER_MINUTE`],
+/// [`YOUNG_BUNDLE_FETCH_BURST`], [`YOUNG_REQUESTER_ONE_TIME_PREKEYS_PER_HOUR`]). Accounts
+/// are cheap to make (one registration); a day is cheap to wait for one person and expensive
+/// for a flood: an attacker must register its accounts a day ahead, which the registration
+/// limit and the operator's eyes make slow and visible.
+pub(crate) const DEFAULT_YOUNG_ACCOUNT_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Most envelopes from one young sending account that may wait in one device's mailbox (see
+/// [`MAX_PENDING_ENVELOPES_PER_SENDER`] for older ones): a new user writing to someone who is
+/// offline for a while still has a hundred messages in hand, while ten fresh accounts no longer
+/// fill anything.
+pub const MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER: usize = MAX_PENDING_ENVELOPES_PER_SENDER / 10;
+
+/// Most envelopes from young senders, all together, that may wait in one device's mailbox: a
+/// quarter of it. However many fresh accounts an attacker makes, three quarters of a mailbox
+/// stay for the accounts that were there a day before — a victim's existing contacts — and an
+/// honest new contact is refused only while the mailbox holds 2,500 envelopes of new accounts.
+pub const MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS: usize = sotto_api::MAX_MAILBOX_ENVELOPES / 4;
+
+/// Default for [`crate::Config::sends_per_minute_per_address`]: envelopes that connections from
+/// one client address (an IPv6 /64) may put into other accounts' mailboxes per minute, and as
+/// many at once. Twenty a second is far beyond what the people behind one household or office
+/// address type, even with several devices each, while one host can no longer place more than
+/// 72,000 an hour (before it, 10,000 in 0.7 s). Operators whose users share few addresses
+/// (carrier-grade NAT, a reverse proxy) raise it.
+pub(crate) const DEFAULT_SENDS_PER_MINUTE_PER_ADDRESS: u32 = 1_200;
+
+/// Envelopes one young account may put into other accounts' mailboxes per minute, and as many
+/// at once, whatever address it sends from: two a second is more than a person types, and
+/// an attacker with addresses to spare still needs many accounts, each held to
+/// [`MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER`] per mailbox.
+pub(crate) const YOUNG_ACCOUNT_SENDS_PER_MINUTE: u32 = 120;
+
+/// Bundle fetches a young account may make at once (for any accounts, existing or not) ...
+pub(crate) const YOUNG_BUNDLE_FETCH_BURST: u32 = 10;
+
+/// ... and how long it takes for one more to become available: 120 an hour, enough for a new
+/// user starting conversations, and a tenth of what an older account may
+/// ([`sotto_api::BUNDLE_FETCH_BURST`], [`sotto_api::BUNDLE_FETCH_REFILL_MS`]), so that fresh
+/// accounts do not enumerate usernames.
+pub(crate) const YOUNG_BUNDLE_FETCH_REFILL: Duration = Duration::from_secs(30);
+
+/// Default for [`crate::Config::one_time_prekeys_per_hour`]: bundle fetches per hour, and as
+/// many at once, that hand out one-time prekeys of one target account, to all requesters
+/// together; further fetches get the bundles with the signed and last-resort prekeys only,
+/// which start a session as well (as when the one-time prekeys have run out). Ten an hour is
+/// more new sessions than a person starts, and with the 99 a client uploads an account whose
+/// device is offline for a day keeps most of its keys however many accounts ask.
+pub(crate) const DEFAULT_ONE_TIME_PREKEYS_PER_HOUR: u32 = 10;
+
+/// Of those, how many per hour (and at once) go to young requesting accounts, which take from
+/// both buckets: fresh accounts alone get three an hour from any one target.
+pub(crate) const YOUNG_REQUESTER_ONE_TIME_PREKEYS_PER_HOUR: u32 = 3;
 
 /// Bounded queue of NATS messages per subscription (mailbox wakes): wakes coalesce, so a
 /// dropped one is always covered by a queued one.

@@ -63,6 +63,7 @@ struct Args {
     /// at once; further ones are refused until the allowance refills.
     #[arg(
         long,
+        env = "SOTTO_REGISTRATIONS_PER_MINUTE",
         default_value_t = Config::default().registrations_per_minute,
         value_parser = clap::value_parser!(u32).range(1..)
     )]
@@ -84,6 +85,33 @@ struct Args {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Messages (one per recipient device) that one client IP address (IPv6: one /64) may put
+    /// into other accounts' mailboxes per minute, and as many at once; further sends are
+    /// refused until the allowance refills. Raise it behind a reverse proxy or carrier NAT.
+    #[arg(
+        long,
+        env = "SOTTO_SENDS_PER_MINUTE_PER_ADDRESS",
+        default_value_t = Config::default().sends_per_minute_per_address,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    sends_per_minute_per_address: u32,
+    /// Accounts younger than this many seconds get lower quotas and rates (messages waiting
+    /// per mailbox, messages per minute, bundle fetches, one-time prekeys); 0: none.
+    #[arg(
+        long,
+        env = "SOTTO_YOUNG_ACCOUNT_AGE_SECS",
+        default_value_t = Config::default().young_account_age.as_secs()
+    )]
+    young_account_age_secs: u64,
+    /// Bundle fetches of one account per hour, by anyone, that hand out its one-time prekeys
+    /// (and as many at once); later ones carry the signed and last-resort prekeys only.
+    #[arg(
+        long,
+        env = "SOTTO_ONE_TIME_PREKEYS_PER_HOUR",
+        default_value_t = Config::default().one_time_prekeys_per_hour,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    one_time_prekeys_per_hour: u32,
 }
 
 /// The allocator (see the workspace manifest): faster than glibc's for the many small,
@@ -128,6 +156,9 @@ async fn main() -> anyhow::Result<()> {
         metrics_listen: args.metrics_listen,
         metrics_token: args.metrics_token,
         tls,
+        sends_per_minute_per_address: args.sends_per_minute_per_address,
+        young_account_age: Duration::from_secs(args.young_account_age_secs),
+        one_time_prekeys_per_hour: args.one_time_prekeys_per_hour,
         ..defaults
     };
     let server = Server::open(config).await.context("starting the server")?;

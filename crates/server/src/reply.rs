@@ -36,17 +36,23 @@ pub(crate) enum RequestError {
 /// What a [`RequestError::RateLimited`] limited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Limited {
-    /// Bundle fetches of one device for one account.
+    /// Bundle fetches of one requesting account.
     BundleFetches,
     /// Registrations from one client address.
     Registrations,
+    /// Envelopes into other accounts' mailboxes from one client address.
+    AddressSends,
+    /// Envelopes into other accounts' mailboxes from one young account.
+    YoungAccountSends,
 }
 
 impl Limited {
     fn message(self) -> &'static str {
         match self {
-            Self::BundleFetches => "too many bundle fetches for this account",
+            Self::BundleFetches => "too many bundle fetches",
             Self::Registrations => "too many registrations from this address",
+            Self::AddressSends => "too many messages from this address",
+            Self::YoungAccountSends => "too many messages from this new account",
         }
     }
 }
@@ -126,6 +132,13 @@ impl RequestError {
                     format!(
                         "the recipient's mailbox holds {max} of your messages already, the most \
                          it takes from one account; it has room again once they are delivered"
+                    ),
+                ),
+                StoreError::YoungSendersShareFull { max } => (
+                    ErrorCode::MailboxFull,
+                    format!(
+                        "the recipient's mailbox holds {max} messages from new accounts already, \
+                         the most it takes from them; it has room again once they are delivered"
                     ),
                 ),
                 e => {

@@ -36,7 +36,7 @@ pub(crate) struct Outcome {
 pub(crate) struct Peer {
     /// Its Noise static key: its authentication key.
     pub(crate) auth_key: [u8; 32],
-    /// Where it connects from, for the registration rate limit.
+    /// Where it connects from, for the registration and send rate limits.
     pub(crate) address: ClientAddress,
 }
 
@@ -90,7 +90,7 @@ pub(crate) async fn handle(
         (Body::GetBundles(get), Some(device)) => get_bundles(&shared, device, get).await,
         (Body::Send(send), Some(device)) => {
             let turn = turn.unwrap_or_else(|| SendTurn::next(&mut None));
-            send_message(&shared, device, send, turn).await
+            send_message(&shared, device, peer, send, turn).await
         }
         (Body::Ack(ack), Some(device)) => acknowledge(&shared, device, ack).await,
     };
@@ -130,8 +130,9 @@ async fn register(
 ) -> Result<DeviceRecord, RequestError> {
     let (username, identity_key, device) = validate::register(request, peer.auth_key)?;
     shared
-        .registration_limiter
-        .take(peer.address, tokio::time::Instant::now())
+        .limiters
+        .registrations
+        .take(&peer.address)
         .map_err(|retry_after| RequestError::RateLimited {
             what: Limited::Registrations,
             retry_after,
@@ -166,6 +167,27 @@ async fn upload_prekeys(
     ))
 }
 
+/// The creation time after which accounts are young, if an account created at `created_ms`
+/// is young at `now_ms` ([`crate::Config::young_account_age`]).
+fn young_since(shared: &Shared, created_ms: u64, now_ms: u64) -> Option<u64> {
+    let age_ms = u64::try_from(shared.young_account_age.as_millis()).unwrap_or(u64::MAX);
+    if age_ms == 0 {
+        return None;
+    }
+    let since = now_ms.saturating_sub(age_ms);
+    (created_ms > since).then_some(since)
+}
+
+/// A bundle fetch. The requester's fetch limit is taken before the account asked for is
+/// looked up, so that asking for a name nobody has costs the same as asking for one that
+/// exists and is answered `NotFound` only within the limit: no free enumeration of usernames.
+/// The bundles carry one-time prekeys only while the target account's handouts allow
+/// ([`crate::Config::one_time_prekeys_per_hour`]; young requesters also take from a smaller
+/// bucket of their own); beyond it they carry the signed and last-resort prekeys only, as
+/// when the one-time prekeys have run out. That still starts a session, so honest first
+/// contact keeps working whoever drains the handouts, while a drained account keeps its
+/// one-time prekeys for later requesters. (Refusing instead would let the drainer stop every
+/// first contact with the target for as long as it kept draining.)
 async fn get_bundles(
     shared: &Shared,
     device: &DeviceRecord,
@@ -173,24 +195,33 @@ async fn get_bundles(
 ) -> Result<response::Body, RequestError> {
     validate_username(&get.username)
         .map_err(|_| RequestError::bad("the account asked for is not a valid username"))?;
+    let limiters = &shared.limiters;
+    let requester = device.address.account;
+    let young = young_since(shared, device.account_created_ms, crate::now_ms()).is_some();
+    let fetches = match young {
+        true => &limiters.young_bundle_fetches,
+        false => &limiters.bundle_fetches,
+    };
+    fetches
+        .take(&requester)
+        .map_err(|retry_after| RequestError::RateLimited {
+            what: Limited::BundleFetches,
+            retry_after,
+        })?;
     let target = shared
         .directory
         .devices(shared.store.as_ref(), &get.username)
         .await?
         .ok_or(RequestError::NotFound)?;
-    shared
-        .bundle_limiter
-        .take(
-            (device.address, target.account),
-            tokio::time::Instant::now(),
-        )
-        .map_err(|retry_after| RequestError::RateLimited {
-            what: Limited::BundleFetches,
-            retry_after,
-        })?;
+    let one_time = (!young
+        || limiters
+            .young_one_time_prekeys
+            .take(&target.account)
+            .is_ok())
+        && limiters.one_time_prekeys.take(&target.account).is_ok();
     let bundles = shared
         .store
-        .take_bundles(&get.username, get.device_id)
+        .take_bundles(&get.username, get.device_id, one_time)
         .await?
         .ok_or(RequestError::NotFound)?;
     Ok(response::Body::Bundles(Bundles {
@@ -295,6 +326,7 @@ fn new_envelopes(
     envelopes: Vec<OutgoingEnvelope>,
     sender: &DeviceRecord,
     timestamp_ms: u64,
+    young_since_ms: Option<u64>,
 ) -> impl Iterator<Item = NewEnvelope> + '_ {
     envelopes.into_iter().map(move |e| NewEnvelope {
         destination: DeviceAddress {
@@ -307,21 +339,47 @@ fn new_envelopes(
         envelope_type: e.r#type,
         content: e.content,
         server_timestamp_ms: timestamp_ms,
+        young_since_ms,
     })
 }
 
 /// A send: to every device of the destination and every other device of the sender's own
 /// account. To one's own account, `envelopes` cover its other devices and `own_envelopes` is
 /// empty.
+///
+/// Envelopes into another account's mailboxes are taken from the peer address's send limit
+/// (and a young sender's own) before the destination is looked up, so that they cost the same
+/// whether it exists or not; copies for the sender's own devices are not counted.
 async fn send_message(
     shared: &Shared,
     sender: &DeviceRecord,
+    peer: Peer,
     send: SendMessage,
     turn: SendTurn,
 ) -> Result<response::Body, RequestError> {
     check_envelopes(&send)?;
     validate_username(&send.destination)
         .map_err(|_| RequestError::bad("the destination is not a valid username"))?;
+    let timestamp_ms = crate::now_ms();
+    let young_since = young_since(shared, sender.account_created_ms, timestamp_ms);
+    if send.destination != sender.username {
+        // At most `MAX_ENVELOPES_PER_SEND` (checked above), which every send limit's burst
+        // holds.
+        let n = u32::try_from(send.envelopes.len()).unwrap_or(u32::MAX);
+        let limited = |what| move |retry_after| RequestError::RateLimited { what, retry_after };
+        if young_since.is_some() {
+            shared
+                .limiters
+                .young_sends
+                .take_n(&sender.address.account, n)
+                .map_err(limited(Limited::YoungAccountSends))?;
+        }
+        shared
+            .limiters
+            .sends
+            .take_n(&peer.address, n)
+            .map_err(limited(Limited::AddressSends))?;
+    }
     let destination = shared
         .directory
         .devices(shared.store.as_ref(), &send.destination)
@@ -354,16 +412,23 @@ async fn send_message(
     if !mismatches.is_empty() {
         return Err(RequestError::DeviceMismatch(mismatches));
     }
-    let timestamp_ms = crate::now_ms();
-    let envelopes: Vec<NewEnvelope> =
-        new_envelopes(destination.account, send.envelopes, sender, timestamp_ms)
-            .chain(new_envelopes(
-                sender.address.account,
-                send.own_envelopes,
-                sender,
-                timestamp_ms,
-            ))
-            .collect();
+    // Copies for the sender's own devices are not held to young senders' bounds.
+    let young_since = young_since.filter(|_| destination.account != sender.address.account);
+    let envelopes: Vec<NewEnvelope> = new_envelopes(
+        destination.account,
+        send.envelopes,
+        sender,
+        timestamp_ms,
+        young_since,
+    )
+    .chain(new_envelopes(
+        sender.address.account,
+        send.own_envelopes,
+        sender,
+        timestamp_ms,
+        None,
+    ))
+    .collect();
     if !envelopes.is_empty() {
         shared.commits.append(envelopes, turn).await?;
     }

@@ -26,7 +26,7 @@ use crate::limits::{
 use crate::metrics::Metrics;
 use crate::metrics_endpoint;
 use crate::peer_limit::{PeerLimit, PeerSlot, RequestDeadline, Upgraded};
-use crate::rate_limit::{BundleRateLimiter, RegistrationRateLimiter};
+use crate::rate_limit::Limiters;
 use crate::store::{PostgresStore, SqliteStore, Store};
 use crate::{expiry, http, keyfile, tls, Config, ServerError};
 
@@ -60,8 +60,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) delivery: Arc<Delivery>,
     pub(crate) commits: CommitQueue,
-    pub(crate) bundle_limiter: BundleRateLimiter,
-    pub(crate) registration_limiter: RegistrationRateLimiter,
+    pub(crate) limiters: Limiters,
+    /// Accounts younger than this are young ([`Config::young_account_age`]).
+    pub(crate) young_account_age: Duration,
     pub(crate) directory: DeviceDirectory,
     /// How long a connection whose key has no device may stay unregistered.
     pub(crate) registration_timeout: Duration,
@@ -104,6 +105,16 @@ fn check(config: &Config) -> Result<(), ServerError> {
         ));
     }
     metrics_endpoint::check(config)?;
+    if config.sends_per_minute_per_address == 0 {
+        return Err(ServerError::Config(
+            "sends_per_minute_per_address must be positive",
+        ));
+    }
+    if config.one_time_prekeys_per_hour == 0 {
+        return Err(ServerError::Config(
+            "one_time_prekeys_per_hour must be positive",
+        ));
+    }
     let prefix = &config.nats_subject_prefix;
     let token_ok = |t: &str| {
         !t.is_empty()
@@ -234,11 +245,8 @@ impl Server {
             metrics,
             delivery,
             commits,
-            bundle_limiter: BundleRateLimiter::new(
-                config.bundle_fetch_refill,
-                sotto_api::BUNDLE_FETCH_BURST,
-            ),
-            registration_limiter: registration_limiter(config.registrations_per_minute),
+            limiters: Limiters::new(&config),
+            young_account_age: config.young_account_age,
             directory: DeviceDirectory::default(),
             registration_timeout: config.registration_timeout,
             shutdown: shutdown_rx,
@@ -291,12 +299,6 @@ impl Server {
         }
         served.map_err(ServerError::Serve)
     }
-}
-
-/// `per_minute` registrations per client address per minute, as many at once.
-fn registration_limiter(per_minute: u32) -> RegistrationRateLimiter {
-    let per_minute = per_minute.max(1);
-    RegistrationRateLimiter::new(Duration::from_secs(60) / per_minute, per_minute)
 }
 
 /// The TCP peer's address of a connection, as handlers extract it

@@ -59,7 +59,23 @@ pub struct ServerOptions {
     pub log_filter: Option<String>,
     /// `--tls-cert` and `--tls-key` (PEM files): the server speaks HTTPS and `wss://`.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Start the server with its own default abuse limits. Without it (the default), the
+    /// limits that many clients on one machine with fresh accounts would run into are lifted
+    /// (see [`TEST_LIMITS`]), so that tests and the load generator measure the server rather
+    /// than its limits; arguments in `extra_args` override them either way.
+    pub production_limits: bool,
 }
+
+/// The environment a server gets without [`ServerOptions::production_limits`]: every test
+/// client connects from 127.0.0.1 with accounts made a moment before, so the per-address send
+/// limit and the per-target one-time prekey limit are lifted and no account counts as young.
+/// (The registration limit and the bundle-fetch limits stay: tests that need more pass
+/// arguments.)
+pub const TEST_LIMITS: &[(&str, &str)] = &[
+    ("SOTTO_SENDS_PER_MINUTE_PER_ADDRESS", "100000000"),
+    ("SOTTO_YOUNG_ACCOUNT_AGE_SECS", "0"),
+    ("SOTTO_ONE_TIME_PREKEYS_PER_HOUR", "100000000"),
+];
 
 /// A running `sotto-server`.
 #[derive(Debug)]
@@ -106,6 +122,9 @@ impl ServerProcess {
                 .arg(cert)
                 .arg("--tls-key")
                 .arg(key);
+        }
+        if !options.production_limits {
+            command.envs(TEST_LIMITS.iter().copied());
         }
         command.args(&options.extra_args);
         let mut child = command.spawn().expect("sotto-server starts");

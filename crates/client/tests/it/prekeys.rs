@@ -18,7 +18,11 @@ async fn counts(store: &SqliteStore, username: &str) -> (u32, u32) {
 /// Hands out bundles until the server has `left` one-time prekeys of each kind.
 async fn drain(store: &SqliteStore, username: &str, left: u32) {
     while counts(store, username).await.0 > left {
-        store.take_bundles(username, None).await.unwrap().unwrap();
+        store
+            .take_bundles(username, None, true)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
 

@@ -28,8 +28,14 @@ pub(crate) struct TestServer {
 impl TestServer {
     /// Starts a server with its data in `data_dir`, on `addr` (port 0: any free port).
     pub(crate) async fn start(data_dir: &Path, addr: SocketAddr) -> TestServer {
+        // Every test client connects from 127.0.0.1 with an account made a moment before: the
+        // limits on sends per address and one-time prekeys per target are lifted, and no
+        // account is young.
         let config = Config {
             data_dir: data_dir.to_owned(),
+            sends_per_minute_per_address: u32::MAX,
+            one_time_prekeys_per_hour: u32::MAX,
+            young_account_age: Duration::ZERO,
             ..Config::default()
         };
         let server = Server::open(config).await.expect("server opens");

@@ -16,7 +16,10 @@
 mod postgres;
 mod sqlite;
 
-pub use crate::limits::MAX_PENDING_ENVELOPES_PER_SENDER;
+pub use crate::limits::{
+    MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS, MAX_PENDING_ENVELOPES_PER_SENDER,
+    MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -62,6 +65,9 @@ pub struct DeviceRecord {
     pub username: String,
     /// Its registration id.
     pub registration_id: u32,
+    /// When its account was created, milliseconds since the Unix epoch: how old the account
+    /// is decides its quotas and rates (young accounts get less).
+    pub account_created_ms: u64,
 }
 
 /// An account's devices, for checking a send's envelopes against them.
@@ -116,6 +122,13 @@ pub struct NewEnvelope {
     pub content: Vec<u8>,
     /// When the server received it, milliseconds since the Unix epoch.
     pub server_timestamp_ms: u64,
+    /// Set when the sending account is young: the creation time (milliseconds since the Unix
+    /// epoch) after which accounts count as young. Its envelopes are then held to
+    /// [`MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER`] per mailbox instead of
+    /// [`MAX_PENDING_ENVELOPES_PER_SENDER`], and, together with those of every sender created
+    /// since then, to [`MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS`]. Not counted either way
+    /// when the mailbox is the sender's own account's.
+    pub young_since_ms: Option<u64>,
 }
 
 /// An envelope in a mailbox, as pushed to the device ([`sotto_api::Envelope`]; its `id` is the
@@ -149,6 +162,14 @@ pub enum StoreError {
     /// the sending account; no envelope of the send was stored.
     #[error("too many envelopes from this sender waiting in a mailbox: at most {max}")]
     SenderQuotaExceeded {
+        /// The limit.
+        max: usize,
+    },
+    /// A mailbox would hold more than [`MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS`] envelopes
+    /// from young senders ([`NewEnvelope::young_since_ms`]); no envelope of the send was
+    /// stored.
+    #[error("too many envelopes from new accounts waiting in a mailbox: at most {max}")]
+    YoungSendersShareFull {
         /// The limit.
         max: usize,
     },
@@ -240,12 +261,14 @@ pub trait Store: Send + Sync + 'static {
     /// The bundles of an account's devices (one device, or all when `device_id` is `None`),
     /// each with one one-time EC prekey and one one-time Kyber prekey (or the last-resort Kyber
     /// prekey when none is left), which are deleted in the same transaction: no one-time prekey
-    /// is ever handed out twice, even to concurrent callers. `Ok(None)` when there is no such
-    /// account or device.
+    /// is ever handed out twice, even to concurrent callers. Without `one_time`, the bundles
+    /// carry no one-time EC prekey and the last-resort Kyber prekey, and nothing is deleted.
+    /// `Ok(None)` when there is no such account or device.
     async fn take_bundles(
         &self,
         username: &str,
         device_id: Option<u32>,
+        one_time: bool,
     ) -> Result<Option<Vec<Bundle>>, StoreError>;
 
     /// Stores a batch of independent sends in one transaction (one commit for all of them),

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
-use futures_util::future::{try_join, try_join_all};
+use futures_util::future::{try_join, try_join3, try_join_all};
 use sotto_api::{Bundle, OneTimePrekey, SignedPrekey, MAX_MAILBOX_ENVELOPES, MAX_STORED_PREKEYS};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql};
@@ -30,7 +30,8 @@ use tokio_postgres::{NoTls, Row};
 use super::{
     AccountDevices, AccountId, Appended, DeviceAddress, DeviceRecord, Durable, NewDevice,
     NewEnvelope, PrekeyCounts, PrekeyUpload, Store, StoreError, StoredEnvelope,
-    MAX_PENDING_ENVELOPES_PER_SENDER,
+    MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS, MAX_PENDING_ENVELOPES_PER_SENDER,
+    MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER,
 };
 
 /// Connections per server instance. Each request holds one for one short transaction; 16 keep
@@ -60,6 +61,12 @@ const MAILBOX_LIMIT: i64 = MAX_MAILBOX_ENVELOPES as i64;
 
 /// [`MAX_PENDING_ENVELOPES_PER_SENDER`] as PostgreSQL's `bigint`.
 const SENDER_QUOTA: i64 = MAX_PENDING_ENVELOPES_PER_SENDER as i64;
+
+/// [`MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER`] as PostgreSQL's `bigint`.
+const YOUNG_SENDER_QUOTA: i64 = MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER as i64;
+
+/// [`MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS`] as PostgreSQL's `bigint`.
+const YOUNG_SHARE: i64 = MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS as i64;
 
 /// The names the schema gives the unique constraints whose violation callers are told about.
 const USERNAME_UNIQUE: &str = "accounts_username_unique";
@@ -181,6 +188,16 @@ SELECT account, device_id, source_account, count(*) FROM envelopes
 JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS p(account, device_id, source_account)
 USING (account, device_id, source_account)
 GROUP BY account, device_id, source_account";
+
+/// Given parallel arrays of account and device ids and a creation time, counts each
+/// mailbox's envelopes from other accounts created after that time (young senders).
+const PENDING_FROM_YOUNG: &str = "
+SELECT e.account, e.device_id, count(*) FROM envelopes e
+JOIN unnest($1::bigint[], $2::bigint[]) AS m(account, device_id)
+  ON e.account = m.account AND e.device_id = m.device_id
+JOIN accounts a ON a.id = e.source_account
+WHERE e.source_account <> e.account AND a.created_ms > $3
+GROUP BY e.account, e.device_id";
 
 const PREKEY_COUNTS: &str = "
 SELECT (SELECT count(*) FROM one_time_prekeys WHERE account = $1 AND device_id = $2),
@@ -349,6 +366,7 @@ impl PostgresStore {
             },
             username: username.to_owned(),
             registration_id: device.registration_id,
+            account_created_ms: to_u64(now)?,
         })
     }
 
@@ -359,7 +377,7 @@ impl PostgresStore {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT d.account, d.device_id, a.username, d.registration_id \
+                "SELECT d.account, d.device_id, a.username, d.registration_id, a.created_ms \
                  FROM devices d JOIN accounts a ON a.id = d.account WHERE d.auth_key = $1",
             )
             .await
@@ -378,6 +396,7 @@ impl PostgresStore {
             },
             username: col(&row, 2)?,
             registration_id: col_u32(&row, 3)?,
+            account_created_ms: to_u64(col(&row, 4)?)?,
         }))
     }
 
@@ -482,6 +501,7 @@ impl PostgresStore {
         &self,
         username: &str,
         device_id: Option<u32>,
+        one_time: bool,
     ) -> Result<Option<Vec<Bundle>>, StoreError> {
         let mut client = self.client().await?;
         // The devices first, outside the transaction: a miss costs one round trip, and device
@@ -506,6 +526,21 @@ impl PostgresStore {
         };
         let account: i64 = col(first, 0)?;
         let identity_key: Vec<u8> = col(first, 1)?;
+        if !one_time {
+            // Nothing is taken: no transaction.
+            return devices
+                .iter()
+                .map(|device| {
+                    bundle(
+                        device,
+                        identity_key.clone(),
+                        None,
+                        last_resort_kyber(device)?,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some);
+        }
         let tx = client.transaction().await.map_err(pg)?;
         // The subquery locks the lowest-numbered key nobody else is taking; the DELETE removes
         // exactly that one.
@@ -556,24 +591,14 @@ impl PostgresStore {
                     public_key: col(&row, 1)?,
                     signature: col(&row, 2)?,
                 },
-                None => SignedPrekey {
-                    id: col_u32(device, 7)?,
-                    public_key: col(device, 8)?,
-                    signature: col(device, 9)?,
-                },
+                None => last_resort_kyber(device)?,
             };
-            bundles.push(Bundle {
-                device_id: col_u32(device, 2)?,
-                registration_id: col_u32(device, 3)?,
-                identity_key: identity_key.clone(),
-                signed_prekey: Some(SignedPrekey {
-                    id: col_u32(device, 4)?,
-                    public_key: col(device, 5)?,
-                    signature: col(device, 6)?,
-                }),
+            bundles.push(bundle(
+                device,
+                identity_key.clone(),
                 one_time_prekey,
-                kyber_prekey: Some(kyber_prekey),
-            });
+                kyber_prekey,
+            )?);
         }
         tx.commit().await.map_err(pg)?;
         Ok(Some(bundles))
@@ -596,31 +621,68 @@ impl PostgresStore {
         let pair_accounts: Vec<i64> = pairs.iter().map(|key| key.0).collect();
         let pair_devices: Vec<i64> = pairs.iter().map(|key| key.1).collect();
         let pair_senders: Vec<i64> = pairs.iter().map(|key| key.2).collect();
+        // Every mailbox a young sender sends to, and the earliest creation time that counts as
+        // young in the batch (the sends' times differ by the batch's few milliseconds).
+        let young_mailboxes: BTreeSet<(i64, i64)> = sends
+            .iter()
+            .flatten()
+            .filter(|envelope| envelope.young_since_ms.is_some())
+            .filter_map(sender_key)
+            .map(|(account, device_id, _)| (account, device_id))
+            .collect();
+        let young_since = sends
+            .iter()
+            .flatten()
+            .filter_map(|envelope| envelope.young_since_ms)
+            .min()
+            .map_or(i64::MAX, |ms| i64::try_from(ms).unwrap_or(i64::MAX));
+        let young_accounts: Vec<i64> = young_mailboxes.iter().map(|key| key.0).collect();
+        let young_devices: Vec<i64> = young_mailboxes.iter().map(|key| key.1).collect();
 
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         // Every device row of the batch is locked, in lock order, before anything is written;
         // the rows stay locked until commit, so what is read here stays true meanwhile.
         let lock = tx.prepare_cached(LOCK_MAILBOXES).await.map_err(pg)?;
-        let (locked, pending_rows) = if pairs.is_empty() {
-            let locked = tx
-                .query(&lock, &[&accounts, &device_ids])
-                .await
-                .map_err(pg)?;
-            (locked, Vec::new())
-        } else {
-            let count = tx.prepare_cached(PENDING_BY_SENDER).await.map_err(pg)?;
-            // Pipelined, one round trip: the count runs once the locks are held.
-            try_join(
-                tx.query(&lock, &[&accounts, &device_ids]),
-                tx.query(&count, &[&pair_accounts, &pair_devices, &pair_senders]),
-            )
-            .await
-            .map_err(pg)?
+        let count = match pairs.is_empty() {
+            true => None,
+            false => Some(tx.prepare_cached(PENDING_BY_SENDER).await.map_err(pg)?),
         };
+        let count_young = match young_mailboxes.is_empty() {
+            true => None,
+            false => Some(tx.prepare_cached(PENDING_FROM_YOUNG).await.map_err(pg)?),
+        };
+        // Pipelined, one round trip: the counts run once the locks are held.
+        let (locked, pending_rows, young_rows) = try_join3(
+            tx.query(&lock, &[&accounts, &device_ids]),
+            async {
+                match &count {
+                    Some(count) => {
+                        tx.query(count, &[&pair_accounts, &pair_devices, &pair_senders])
+                            .await
+                    }
+                    None => Ok(Vec::new()),
+                }
+            },
+            async {
+                match &count_young {
+                    Some(count) => {
+                        tx.query(count, &[&young_accounts, &young_devices, &young_since])
+                            .await
+                    }
+                    None => Ok(Vec::new()),
+                }
+            },
+        )
+        .await
+        .map_err(pg)?;
         let mut pending: BTreeMap<SenderKey, i64> = BTreeMap::new();
         for row in &pending_rows {
             pending.insert((col(row, 0)?, col(row, 1)?, col(row, 2)?), col(row, 3)?);
+        }
+        let mut young: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+        for row in &young_rows {
+            young.insert((col(row, 0)?, col(row, 1)?), col(row, 2)?);
         }
         let mut mailboxes: BTreeMap<(i64, i64), Mailbox> = BTreeMap::new();
         for row in locked {
@@ -639,15 +701,17 @@ impl PostgresStore {
         let mut accepted = EnvelopeColumns::default();
         let mut results = Vec::with_capacity(sends.len());
         for envelopes in &sends {
-            results.push(match plan_send(&mut mailboxes, &mut pending, envelopes) {
-                Ok(seqs) => {
-                    for (envelope, &seq) in envelopes.iter().zip(&seqs) {
-                        accepted.push(envelope, seq)?;
+            results.push(
+                match plan_send(&mut mailboxes, &mut pending, &mut young, envelopes) {
+                    Ok(seqs) => {
+                        for (envelope, &seq) in envelopes.iter().zip(&seqs) {
+                            accepted.push(envelope, seq)?;
+                        }
+                        seqs.into_iter().map(to_u64).collect()
                     }
-                    seqs.into_iter().map(to_u64).collect()
-                }
-                Err(refused) => Err(refused),
-            });
+                    Err(refused) => Err(refused),
+                },
+            );
         }
 
         if !accepted.seq.is_empty() {
@@ -890,8 +954,9 @@ impl Store for PostgresStore {
         &self,
         username: &str,
         device_id: Option<u32>,
+        one_time: bool,
     ) -> Result<Option<Vec<Bundle>>, StoreError> {
-        self.take_bundles_tx(username, device_id)
+        self.take_bundles_tx(username, device_id, one_time)
             .await
             .map_err(|e| in_op("take_bundles", e))
     }
@@ -948,6 +1013,36 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| in_op("expire_envelopes", e))
     }
+}
+
+/// The last-resort Kyber prekey of a device row of `take_bundles_tx`.
+fn last_resort_kyber(device: &Row) -> Result<SignedPrekey, StoreError> {
+    Ok(SignedPrekey {
+        id: col_u32(device, 7)?,
+        public_key: col(device, 8)?,
+        signature: col(device, 9)?,
+    })
+}
+
+/// The bundle of a device row of `take_bundles_tx`, with the prekeys taken for it.
+fn bundle(
+    device: &Row,
+    identity_key: Vec<u8>,
+    one_time_prekey: Option<OneTimePrekey>,
+    kyber_prekey: SignedPrekey,
+) -> Result<Bundle, StoreError> {
+    Ok(Bundle {
+        device_id: col_u32(device, 2)?,
+        registration_id: col_u32(device, 3)?,
+        identity_key,
+        signed_prekey: Some(SignedPrekey {
+            id: col_u32(device, 4)?,
+            public_key: col(device, 5)?,
+            signature: col(device, 6)?,
+        }),
+        one_time_prekey,
+        kyber_prekey: Some(kyber_prekey),
+    })
 }
 
 /// Adds (or replaces, by id) one-time prekeys of a locked or new device and returns the
@@ -1061,16 +1156,21 @@ fn sender_key(envelope: &NewEnvelope) -> Option<SenderKey> {
 }
 
 /// Gives one send's envelopes their sequence numbers, or refuses the send whole (leaving
-/// `mailboxes` and `pending` as they were): a device that does not exist, a mailbox it would
-/// overfill, a mailbox it would give more than [`MAX_PENDING_ENVELOPES_PER_SENDER`] of its
-/// sender's. `pending` counts each (mailbox, sender) pair's envelopes, absent ones none.
+/// `mailboxes`, `pending` and `young` as they were): a device that does not exist, a mailbox
+/// it would overfill, a mailbox it would give more than [`MAX_PENDING_ENVELOPES_PER_SENDER`]
+/// of its sender's ([`MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER`] for a young sender), or more
+/// than [`MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS`] of young senders'. `pending` counts each
+/// (mailbox, sender) pair's envelopes, `young` each mailbox's from young senders, absent ones
+/// none.
 fn plan_send(
     mailboxes: &mut BTreeMap<(i64, i64), Mailbox>,
     pending: &mut BTreeMap<SenderKey, i64>,
+    young: &mut BTreeMap<(i64, i64), i64>,
     envelopes: &[NewEnvelope],
 ) -> Result<Vec<i64>, StoreError> {
     let mut per_device: BTreeMap<(i64, i64), i64> = BTreeMap::new();
     let mut per_sender: BTreeMap<SenderKey, i64> = BTreeMap::new();
+    let mut per_young: BTreeMap<(i64, i64), i64> = BTreeMap::new();
     for envelope in envelopes {
         i64::try_from(envelope.server_timestamp_ms)
             .map_err(|_| StoreError::Backend("envelope timestamp out of range".to_owned()))?;
@@ -1079,6 +1179,9 @@ fn plan_send(
             .or_default() += 1;
         if let Some(key) = sender_key(envelope) {
             *per_sender.entry(key).or_default() += 1;
+            if envelope.young_since_ms.is_some() {
+                *per_young.entry((key.0, key.1)).or_default() += 1;
+            }
         }
     }
     for (key, &n) in &per_device {
@@ -1088,16 +1191,30 @@ fn plan_send(
         }
         mailbox.next_seq.checked_add(n).ok_or_else(out_of_range)?;
     }
+    // One send has one sender.
+    let (quota, max) = match envelopes.iter().any(|e| e.young_since_ms.is_some()) {
+        true => (YOUNG_SENDER_QUOTA, MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER),
+        false => (SENDER_QUOTA, MAX_PENDING_ENVELOPES_PER_SENDER),
+    };
     for (key, &n) in &per_sender {
         let waiting = pending.get(key).copied().unwrap_or(0);
-        if waiting.saturating_add(n) > SENDER_QUOTA {
-            return Err(StoreError::SenderQuotaExceeded {
-                max: MAX_PENDING_ENVELOPES_PER_SENDER,
+        if waiting.saturating_add(n) > quota {
+            return Err(StoreError::SenderQuotaExceeded { max });
+        }
+    }
+    for (key, &n) in &per_young {
+        let waiting = young.get(key).copied().unwrap_or(0);
+        if waiting.saturating_add(n) > YOUNG_SHARE {
+            return Err(StoreError::YoungSendersShareFull {
+                max: MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS,
             });
         }
     }
     for (key, n) in per_sender {
         *pending.entry(key).or_default() += n;
+    }
+    for (key, n) in per_young {
+        *young.entry(key).or_default() += n;
     }
     let mut seqs = Vec::with_capacity(envelopes.len());
     for envelope in envelopes {

@@ -50,7 +50,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use super::{
     AccountDevices, AccountId, Appended, DeviceAddress, DeviceRecord, Durable, NewDevice,
     NewEnvelope, PrekeyCounts, PrekeyUpload, Store, StoreError, StoredEnvelope,
-    MAX_PENDING_ENVELOPES_PER_SENDER,
+    MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS, MAX_PENDING_ENVELOPES_PER_SENDER,
+    MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER,
 };
 
 /// Reader connections. Reads (authentication, device lists, mailbox fetches) run in parallel
@@ -108,6 +109,12 @@ const MAILBOX_LIMIT: i64 = MAX_MAILBOX_ENVELOPES as i64;
 
 /// [`MAX_PENDING_ENVELOPES_PER_SENDER`] as SQLite's integer type.
 const SENDER_QUOTA: i64 = MAX_PENDING_ENVELOPES_PER_SENDER as i64;
+
+/// [`MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER`] as SQLite's integer type.
+const YOUNG_SENDER_QUOTA: i64 = MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER as i64;
+
+/// [`MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS`] as SQLite's integer type.
+const YOUNG_SHARE: i64 = MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS as i64;
 
 /// Sequence numbers start above `(n - 1) << SEQ_EPOCH_BITS` after the store's `n`-th start
 /// (see the module docs): one device would need 68 billion envelopes between two starts to
@@ -376,10 +383,19 @@ impl Store for SqliteStore {
         &self,
         username: &str,
         device_id: Option<u32>,
+        one_time: bool,
     ) -> Result<Option<Vec<Bundle>>, StoreError> {
         let username = username.to_owned();
+        if !one_time {
+            // Deletes nothing: a read.
+            return self
+                .read("take_bundles", move |conn| {
+                    take_bundles(conn, &username, device_id, false)
+                })
+                .await;
+        }
         self.write("take_bundles", Answer::Synced, move |conn| {
-            take_bundles(conn, &username, device_id)
+            take_bundles(conn, &username, device_id, true)
         })
         .await
     }
@@ -1053,6 +1069,7 @@ fn create_account(
         address,
         username: username.to_owned(),
         registration_id: device.registration_id,
+        account_created_ms: stored_u64(now)?,
     })
 }
 
@@ -1062,7 +1079,7 @@ fn device_by_auth_key(
 ) -> Result<Option<DeviceRecord>, StoreError> {
     let row = conn
         .prepare_cached(
-            "SELECT d.account, d.device_id, a.username, d.registration_id \
+            "SELECT d.account, d.device_id, a.username, d.registration_id, a.created_ms \
              FROM devices d JOIN accounts a ON a.id = d.account WHERE d.auth_key = ?1",
         )
         .map_err(db)?
@@ -1072,11 +1089,12 @@ fn device_by_auth_key(
                 row.get::<_, i64>(1)?,
                 row.get::<_, String>(2)?,
                 row.get::<_, i64>(3)?,
+                row.get::<_, i64>(4)?,
             ))
         })
         .optional()
         .map_err(db)?;
-    row.map(|(account, device_id, username, registration_id)| {
+    row.map(|(account, device_id, username, registration_id, created)| {
         Ok(DeviceRecord {
             address: DeviceAddress {
                 account: AccountId(account),
@@ -1084,6 +1102,7 @@ fn device_by_auth_key(
             },
             username,
             registration_id: stored_u32(registration_id)?,
+            account_created_ms: stored_u64(created)?,
         })
     })
     .transpose()
@@ -1289,6 +1308,7 @@ fn take_bundles(
     conn: &Connection,
     username: &str,
     device_id: Option<u32>,
+    one_time: bool,
 ) -> Result<Option<Vec<Bundle>>, StoreError> {
     let account = conn
         .prepare_cached("SELECT id, identity_key FROM accounts WHERE username = ?1")
@@ -1304,6 +1324,17 @@ fn take_bundles(
     let devices = device_keys(conn, account, device_id)?;
     if devices.is_empty() {
         return Ok(None);
+    }
+    if !one_time {
+        let bundles = devices.into_iter().map(|device| Bundle {
+            device_id: device.device_id,
+            registration_id: device.registration_id,
+            identity_key: identity_key.clone(),
+            signed_prekey: Some(device.signed_prekey),
+            one_time_prekey: None,
+            kyber_prekey: Some(device.last_resort_kyber),
+        });
+        return Ok(Some(bundles.collect()));
     }
     let mut take_one_time = conn
         .prepare_cached(
@@ -1436,8 +1467,8 @@ fn append_batch(
 }
 
 /// Whether every envelope of one send may be stored: its timestamp fits, its device exists,
-/// its mailbox has room, and its sender's quota there is not used up (counting the send's
-/// earlier envelopes).
+/// its mailbox has room, its sender's quota there is not used up (counting the send's earlier
+/// envelopes), and for a young sender, neither is the young senders' share of the mailbox.
 fn check_send(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<(), StoreError> {
     let mut count = conn
         .prepare_cached("SELECT mailbox_count FROM devices WHERE account = ?1 AND device_id = ?2")
@@ -1461,19 +1492,57 @@ fn check_send(conn: &Connection, envelopes: &[NewEnvelope]) -> Result<(), StoreE
         if after > MAILBOX_LIMIT {
             return Err(StoreError::MailboxFull);
         }
+        earlier.push(destination);
+        if envelope.source_account == destination.account {
+            continue;
+        }
+        let (quota, max) = match envelope.young_since_ms {
+            Some(_) => (YOUNG_SENDER_QUOTA, MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER),
+            None => (SENDER_QUOTA, MAX_PENDING_ENVELOPES_PER_SENDER),
+        };
         // A mailbox holding no more than the quota (this envelope included) cannot hold the
         // quota from one sender already: no need to count.
-        if after > SENDER_QUOTA && envelope.source_account != destination.account {
+        if after > quota {
             let pending = pending_from(conn, destination, envelope.source_account)?;
-            if pending + before >= SENDER_QUOTA {
-                return Err(StoreError::SenderQuotaExceeded {
-                    max: MAX_PENDING_ENVELOPES_PER_SENDER,
-                });
+            if pending + before >= quota {
+                return Err(StoreError::SenderQuotaExceeded { max });
             }
         }
-        earlier.push(destination);
+        if let Some(young_since) = envelope.young_since_ms {
+            if after > YOUNG_SHARE {
+                // The send's earlier envelopes to this mailbox are the same young sender's.
+                let young = pending_from_young(conn, destination, young_since)?;
+                if young + before >= YOUNG_SHARE {
+                    return Err(StoreError::YoungSendersShareFull {
+                        max: MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS,
+                    });
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// Envelopes in `mailbox` from other accounts created after `young_since` (ms): young
+/// senders. Counted from the sender index, one account lookup per envelope; it runs only
+/// for young senders' sends to mailboxes past [`YOUNG_SHARE`].
+fn pending_from_young(
+    conn: &Connection,
+    mailbox: DeviceAddress,
+    young_since: u64,
+) -> Result<i64, StoreError> {
+    let young_since = i64::try_from(young_since).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "SELECT count(*) FROM envelopes e JOIN accounts a ON a.id = e.source_account \
+         WHERE e.account = ?1 AND e.device_id = ?2 AND e.source_account <> ?1 \
+         AND a.created_ms > ?3",
+    )
+    .map_err(db)?
+    .query_row(
+        params![mailbox.account.0, mailbox.device_id, young_since],
+        |row| row.get(0),
+    )
+    .map_err(db)
 }
 
 /// An envelope's timestamp as stored.
@@ -1898,6 +1967,7 @@ mod tests {
             envelope_type: 1,
             content: vec![1],
             server_timestamp_ms: 1,
+            young_since_ms: None,
         };
         let appended = store.append_batch(vec![vec![envelope]]).await.unwrap();
         appended.durable.wait().await.unwrap();
@@ -1925,7 +1995,11 @@ mod tests {
         );
         // They are visible at once all the same.
         assert!(store.fetch_envelopes(bob, 0, 10).await.unwrap().is_empty());
-        store.take_bundles("bob", None).await.unwrap().unwrap();
+        store
+            .take_bundles("bob", None, true)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(store.syncs(), before + 4, "handing out prekeys is synced");
     }
 

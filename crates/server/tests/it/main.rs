@@ -10,6 +10,7 @@ mod messaging;
 mod metrics_access;
 mod no_traces;
 mod prekeys;
+mod quotas;
 mod registration;
 mod store_conformance;
 mod support;

@@ -179,21 +179,111 @@ async fn one_time_prekeys_are_handed_out_once_under_concurrent_fetches() {
 }
 
 #[tokio::test]
-async fn bundle_fetches_are_rate_limited_per_requester_and_target() {
+async fn bundle_fetches_are_rate_limited_per_requester_unknown_names_alike() {
     // A refill slower than any test run, so the bucket holds exactly its burst.
     let server =
         TestServer::start_with(|c| c.bundle_fetch_refill = Duration::from_secs(3600)).await;
     let _alice = Device::register(&server, "alice", 0).await;
     let mut bob = Device::register(&server, "bob", 0).await;
     let mut carol = Device::register(&server, "carol", 0).await;
-    for _ in 0..BUNDLE_FETCH_BURST {
-        bundle(&mut bob, "alice").await;
+    // Names nobody has are answered as such within the limit, and count against it...
+    for i in 0..BUNDLE_FETCH_BURST - 1 {
+        let error = bob.client.request_error(get(&format!("nobody{i}"))).await;
+        assert_eq!(error.code(), ErrorCode::NotFound);
     }
-    let error = bob.client.request_error(get("alice")).await;
-    assert_eq!(error.code(), ErrorCode::RateLimited);
-    let retry_after = error.retry_after_ms.unwrap();
-    assert!(retry_after > 0 && retry_after <= 3_600_000, "{retry_after}");
-    // Other pairs are not affected.
-    bundle(&mut bob, "carol").await;
+    bundle(&mut bob, "alice").await;
+    // ... past it, existing names and unknown ones get the same answer.
+    for name in ["alice", "carol", "nobody"] {
+        let error = bob.client.request_error(get(name)).await;
+        assert_eq!(error.code(), ErrorCode::RateLimited);
+        let retry_after = error.retry_after_ms.unwrap();
+        assert!(retry_after > 0 && retry_after <= 3_600_000, "{retry_after}");
+    }
+    // Other requesters are not affected.
     bundle(&mut carol, "alice").await;
+    let error = carol.client.request_error(get("nobody")).await;
+    assert_eq!(error.code(), ErrorCode::NotFound);
+}
+
+/// Every requester fetches `alice`'s bundle `fetches` times, all at once; returns the bundles
+/// handed out (a fetch refused as rate limited hands out none).
+async fn drain(requesters: &mut [Device], fetches: usize) -> Vec<Bundle> {
+    let results = futures_util::future::join_all(requesters.iter_mut().map(|r| async move {
+        let mut ids = Vec::new();
+        for _ in 0..fetches {
+            ids.push(r.client.start_request(get("alice")).await);
+        }
+        let mut bundles = Vec::new();
+        for id in ids {
+            match r.client.response(id).await {
+                response::Body::Bundles(mut b) => bundles.push(b.bundles.remove(0)),
+                response::Body::Error(e) => assert_eq!(e.code(), ErrorCode::RateLimited),
+                other => panic!("{other:?}"),
+            }
+        }
+        bundles
+    }))
+    .await;
+    results.into_iter().flatten().collect()
+}
+
+/// How many of `bundles` carry a one-time EC prekey, and how many a one-time Kyber prekey.
+fn one_time(bundles: &[Bundle]) -> (usize, usize) {
+    let ec = bundles
+        .iter()
+        .filter(|b| b.one_time_prekey.is_some())
+        .count();
+    let kyber = bundles
+        .iter()
+        .filter(|b| b.kyber_prekey.as_ref().unwrap().id != LAST_RESORT_ID)
+        .count();
+    (ec, kyber)
+}
+
+#[tokio::test]
+async fn many_requesters_get_a_bounded_number_of_one_time_prekeys() {
+    const PER_HOUR: u32 = 10;
+    const REQUESTERS: usize = 6;
+    let server = TestServer::start_with(|c| {
+        c.one_time_prekeys_per_hour = PER_HOUR;
+        c.bundle_fetch_refill = Duration::from_secs(3600);
+    })
+    .await;
+    let mut alice = Device::register(&server, "alice", 99).await;
+    let mut requesters = Vec::new();
+    for i in 0..REQUESTERS {
+        requesters.push(Device::register(&server, &format!("drainer{i}"), 0).await);
+    }
+    // Each requester fetches its whole allowance, and one more.
+    let fetches = BUNDLE_FETCH_BURST as usize + 1;
+    let bundles = drain(&mut requesters, fetches).await;
+    // Every fetch within the requesters' limits is answered, with a bundle that starts a
+    // session (signed prekey, a Kyber prekey); the target's hourly handouts carry one-time
+    // prekeys, the others the last-resort Kyber prekey only.
+    assert_eq!(bundles.len(), REQUESTERS * BUNDLE_FETCH_BURST as usize);
+    assert!(bundles
+        .iter()
+        .all(|b| b.signed_prekey.is_some() && b.kyber_prekey.is_some()));
+    assert_eq!(one_time(&bundles), (PER_HOUR as usize, PER_HOUR as usize));
+    assert_eq!(counts(&mut alice).await, (99 - PER_HOUR, 99 - PER_HOUR));
+}
+
+#[tokio::test]
+async fn young_requesters_get_fewer_one_time_prekeys() {
+    let server = TestServer::start_with(|c| {
+        c.young_account_age = Duration::from_secs(24 * 60 * 60);
+    })
+    .await;
+    let mut alice = Device::register(&server, "alice", 99).await;
+    let mut requesters = Vec::new();
+    for i in 0..6 {
+        requesters.push(Device::register(&server, &format!("drainer{i}"), 0).await);
+    }
+    // Young accounts' fetch allowance is 10 at once (`YOUNG_BUNDLE_FETCH_BURST`); they try more.
+    let bundles = drain(&mut requesters, 20).await;
+    assert_eq!(bundles.len(), 6 * 10);
+    // Young requesters get 3 one-time prekeys of one target an hour between them
+    // (`YOUNG_REQUESTER_ONE_TIME_PREKEYS_PER_HOUR`).
+    assert_eq!(one_time(&bundles), (3, 3));
+    assert_eq!(counts(&mut alice).await, (96, 96));
 }

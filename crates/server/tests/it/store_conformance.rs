@@ -19,7 +19,9 @@ use sotto_api::{
 };
 use sotto_server::store::{
     AccountDevices, DeviceAddress, DeviceRecord, NewDevice, NewEnvelope, PostgresStore,
-    PrekeyCounts, PrekeyUpload, SqliteStore, Store, StoreError, MAX_PENDING_ENVELOPES_PER_SENDER,
+    PrekeyCounts, PrekeyUpload, SqliteStore, Store, StoreError,
+    MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS, MAX_PENDING_ENVELOPES_PER_SENDER,
+    MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER,
 };
 use sotto_test_support::postgres::TestDatabase;
 
@@ -113,12 +115,15 @@ conformance!(
     prekey_upload_replace_and_count,
     prekey_limits,
     one_time_prekeys_are_handed_out_once,
+    bundles_without_one_time_prekeys_take_none,
     bundles_of_unknown_accounts_and_devices,
     concurrent_take_bundles,
     append_and_fetch_in_order,
     batches_across_devices,
     mailbox_full_refuses_the_whole_send,
     sender_quota_caps_one_senders_envelopes_per_mailbox,
+    young_senders_have_a_lower_quota_and_a_share_of_the_mailbox,
+    registration_times_are_kept,
     a_refused_send_leaves_the_rest_of_its_batch,
     ack_deletes_only_this_devices_envelopes,
     expiry,
@@ -200,6 +205,7 @@ fn envelope(to: DeviceAddress, content: impl Into<Vec<u8>>, timestamp: u64) -> N
         envelope_type: sotto_api::EnvelopeType::Message as i32,
         content: content.into(),
         server_timestamp_ms: timestamp,
+        young_since_ms: None,
     }
 }
 
@@ -244,7 +250,11 @@ fn other_device(of: &DeviceRecord, device_id: u32) -> DeviceAddress {
 }
 
 async fn take_one(store: &dyn Store, name: &str) -> Bundle {
-    let mut bundles = store.take_bundles(name, Some(1)).await.unwrap().unwrap();
+    let mut bundles = store
+        .take_bundles(name, Some(1), true)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(bundles.len(), 1);
     bundles.remove(0)
 }
@@ -621,7 +631,11 @@ async fn one_time_prekeys_are_handed_out_once(backend: &dyn Backend) {
     for round in 0..5 {
         // Alternately one device and all devices (alice has one).
         let device = if round % 2 == 0 { Some(1) } else { None };
-        let bundles = store.take_bundles("alice", device).await.unwrap().unwrap();
+        let bundles = store
+            .take_bundles("alice", device, true)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(bundles.len(), 1);
         let bundle = &bundles[0];
         assert_eq!((bundle.device_id, bundle.registration_id), (1, 1001));
@@ -649,6 +663,49 @@ async fn one_time_prekeys_are_handed_out_once(backend: &dyn Backend) {
     );
 }
 
+async fn bundles_without_one_time_prekeys_take_none(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let store = &*store;
+    let alice = store
+        .create_account("alice", &identity_key(1), device_with(1, 1..=3, 1..=2))
+        .await
+        .unwrap();
+    for device in [Some(1), None] {
+        let bundles = store
+            .take_bundles("alice", device, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(bundles.len(), 1);
+        let bundle = &bundles[0];
+        assert_eq!((bundle.device_id, bundle.registration_id), (1, 1001));
+        assert_eq!(bundle.identity_key, identity_key(1));
+        assert_eq!(bundle.signed_prekey, Some(signed_ec_key(1, 1)));
+        assert_eq!(bundle.one_time_prekey, None);
+        assert_eq!(bundle.kyber_prekey.as_ref().unwrap().id, 100);
+    }
+    assert_eq!(
+        store.prekey_counts(alice.address).await.unwrap(),
+        PrekeyCounts {
+            one_time: 3,
+            one_time_kyber: 2
+        }
+    );
+    assert_eq!(
+        store.take_bundles("nobody", None, false).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.take_bundles("alice", Some(2), false).await.unwrap(),
+        None
+    );
+    // The keys are all still there, first one first.
+    assert_eq!(
+        take_one(store, "alice").await.one_time_prekey,
+        Some(ec_key(1, 1))
+    );
+}
+
 async fn bundles_of_unknown_accounts_and_devices(backend: &dyn Backend) {
     let store = backend.open().await;
     let store = &*store;
@@ -656,14 +713,29 @@ async fn bundles_of_unknown_accounts_and_devices(backend: &dyn Backend) {
         .create_account("alice", &identity_key(1), device_with(1, 1..=3, 1..=3))
         .await
         .unwrap();
-    assert_eq!(store.take_bundles("nobody", None).await.unwrap(), None);
-    assert_eq!(store.take_bundles("nobody", Some(1)).await.unwrap(), None);
-    assert_eq!(store.take_bundles("alice", Some(2)).await.unwrap(), None);
     assert_eq!(
-        store.take_bundles("alice", Some(u32::MAX)).await.unwrap(),
+        store.take_bundles("nobody", None, true).await.unwrap(),
         None
     );
-    assert_eq!(store.take_bundles("alice", Some(0)).await.unwrap(), None);
+    assert_eq!(
+        store.take_bundles("nobody", Some(1), true).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.take_bundles("alice", Some(2), true).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .take_bundles("alice", Some(u32::MAX), true)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.take_bundles("alice", Some(0), true).await.unwrap(),
+        None
+    );
     // None of that took a key.
     assert_eq!(
         take_one(store, "alice").await.one_time_prekey,
@@ -683,7 +755,11 @@ async fn concurrent_take_bundles(backend: &dyn Backend) {
             let store = Arc::clone(&stores[i % 2]);
             tokio::spawn(async move {
                 let device = if i % 4 < 2 { Some(1) } else { None };
-                let mut bundles = store.take_bundles("alice", device).await.unwrap().unwrap();
+                let mut bundles = store
+                    .take_bundles("alice", device, true)
+                    .await
+                    .unwrap()
+                    .unwrap();
                 assert_eq!(bundles.len(), 1);
                 bundles.remove(0)
             })
@@ -938,6 +1014,111 @@ async fn fill_from(store: &dyn Store, from: &DeviceRecord, to: DeviceAddress, co
             result.unwrap();
         }
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    u64::try_from(since.unwrap().as_millis()).unwrap()
+}
+
+async fn registration_times_are_kept(backend: &dyn Backend) {
+    let stores = [backend.open().await, backend.open().await];
+    let before = now_ms();
+    let alice = register(&*stores[0], "alice", 1).await;
+    let after = now_ms();
+    assert!(
+        (before..=after).contains(&alice.account_created_ms),
+        "{before} {alice:?} {after}"
+    );
+    let found = stores[1]
+        .device_by_auth_key(&device(1).auth_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, alice);
+}
+
+/// An envelope for `to` from the young account `from`, young being created after `since`.
+fn envelope_from_young(
+    from: &DeviceRecord,
+    to: DeviceAddress,
+    since: u64,
+    content: u8,
+) -> NewEnvelope {
+    NewEnvelope {
+        young_since_ms: Some(since),
+        ..envelope_from(from, to, content)
+    }
+}
+
+async fn young_senders_have_a_lower_quota_and_a_share_of_the_mailbox(backend: &dyn Backend) {
+    let stores = [backend.open().await, backend.open().await];
+    let store = &*stores[0];
+    let victim = register(store, "victim", 1).await;
+    let bob = register(store, "bob", 2).await;
+    // Accounts created after Bob's are young; the next ones are created a millisecond later
+    // at least.
+    let since = bob.account_created_ms;
+    while now_ms() <= since {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let quota = MAX_PENDING_ENVELOPES_PER_YOUNG_SENDER;
+    let share = MAX_MAILBOX_ENVELOPES_FROM_YOUNG_SENDERS;
+    assert!(quota < MAX_PENDING_ENVELOPES_PER_SENDER && share % quota == 0);
+    let to = victim.address;
+    let young_quota_error = |result: &Result<Vec<u64>, StoreError>| matches!(result, Err(StoreError::SenderQuotaExceeded { max }) if *max == quota);
+    let share_error = |result: &Result<Vec<u64>, StoreError>| matches!(result, Err(StoreError::YoungSendersShareFull { max }) if *max == share);
+
+    // Young senders fill the young share, each up to its own quota.
+    let mut attackers = Vec::new();
+    for i in 0..share / quota {
+        let attacker = register(store, &format!("attacker{i}"), 10 + i as u8).await;
+        let sends: Vec<Vec<NewEnvelope>> = (0..quota)
+            .map(|_| vec![envelope_from_young(&attacker, to, since, 1)])
+            .collect();
+        for result in stores[i % 2].append(sends).await.unwrap() {
+            result.unwrap();
+        }
+        attackers.push(attacker);
+    }
+    let over = send(
+        store,
+        vec![envelope_from_young(&attackers[0], to, since, 2)],
+    )
+    .await;
+    assert!(young_quota_error(&over), "{over:?}");
+    // A young sender with nothing in the mailbox yet finds the share full, on either instance.
+    let late = register(store, "late", 100).await;
+    let refused = send(store, vec![envelope_from_young(&late, to, since, 3)]).await;
+    assert!(share_error(&refused), "{refused:?}");
+    let refused = stores[1]
+        .append(vec![vec![envelope_from_young(&late, to, since, 3)]])
+        .await
+        .unwrap();
+    assert!(share_error(&refused[0]), "{refused:?}");
+    // ... but not elsewhere.
+    send(
+        store,
+        vec![envelope_from_young(&late, bob.address, since, 4)],
+    )
+    .await
+    .unwrap();
+    // Bob, who is not young, still gets through, to his own (full) quota.
+    fill_from(store, &bob, to, MAX_PENDING_ENVELOPES_PER_SENDER).await;
+    assert!(is_quota_error(
+        &send(store, vec![envelope_from(&bob, to, 5)]).await
+    ));
+    assert_eq!(
+        fetch_ids(store, to).await.len(),
+        share + MAX_PENDING_ENVELOPES_PER_SENDER
+    );
+    // Delivery makes room in the share again.
+    let first = fetch_ids(store, to).await[0];
+    assert_eq!(store.ack_envelopes(to, &[first]).await.unwrap(), 1);
+    send(store, vec![envelope_from_young(&late, to, since, 6)])
+        .await
+        .unwrap();
 }
 
 fn is_quota_error(result: &Result<Vec<u64>, StoreError>) -> bool {

@@ -3,7 +3,7 @@
 //! exactly what they mean, well-formed or not.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -62,9 +62,15 @@ impl TestServer {
         dir: tempfile::TempDir,
         adjust: impl FnOnce(&mut Config),
     ) -> TestServer {
+        // Every test client connects from 127.0.0.1 with an account made a moment before: the
+        // limits on sends per address and one-time prekeys per target are lifted, and no
+        // account is young, unless a test sets them.
         let mut config = Config {
             data_dir: dir.path().join("data"),
             metrics_token: Some(METRICS_TOKEN.to_owned()),
+            sends_per_minute_per_address: u32::MAX,
+            one_time_prekeys_per_hour: u32::MAX,
+            young_account_age: Duration::ZERO,
             ..Config::default()
         };
         adjust(&mut config);
@@ -248,6 +254,18 @@ pub(crate) async fn websocket_to(url: &str) -> Socket {
     tokio_tungstenite::connect_async(url).await.unwrap().0
 }
 
+/// Opens a bare WebSocket to the server from the loopback address `local` (127.0.0.2, say):
+/// to the server, a client on another host than the other tests' clients (on 127.0.0.1).
+pub(crate) async fn websocket_from(server: &TestServer, local: IpAddr) -> Socket {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(local, 0)).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    tokio_tungstenite::client_async(server.url(), MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap()
+        .0
+}
+
 /// Reads until the server closes the socket; returns its close frame, if it sent one.
 pub(crate) async fn closed(ws: &mut Socket) -> Option<CloseFrame> {
     tokio::time::timeout(PATIENCE, async {
@@ -354,7 +372,17 @@ impl TestClient {
         key: &StaticKeypair,
     ) -> TestClient {
         let (handshake, first) = ClientHandshake::start(key, Some(server_key)).unwrap();
-        Self::connect_with_to(url, handshake, first).await
+        Self::connect_over(websocket_to(url).await, handshake, first).await
+    }
+
+    /// Connects with IK from the loopback address `local` ([`websocket_from`]).
+    pub(crate) async fn connect_from(
+        server: &TestServer,
+        key: &StaticKeypair,
+        local: IpAddr,
+    ) -> TestClient {
+        let (handshake, first) = ClientHandshake::start(key, Some(&server.key)).unwrap();
+        Self::connect_over(websocket_from(server, local).await, handshake, first).await
     }
 
     /// Connects with IK from a handshake started by the caller (who may keep a copy of its
@@ -364,12 +392,11 @@ impl TestClient {
         handshake: ClientHandshake,
         first: Vec<u8>,
     ) -> TestClient {
-        Self::connect_with_to(&server.url(), handshake, first).await
+        Self::connect_over(websocket(server).await, handshake, first).await
     }
 
-    /// [`TestClient::connect_with`] to the server at `url`.
-    async fn connect_with_to(url: &str, handshake: ClientHandshake, first: Vec<u8>) -> TestClient {
-        let mut ws = websocket_to(url).await;
+    /// Finishes the IK handshake `handshake`, whose first message is `first`, over `ws`.
+    async fn connect_over(mut ws: Socket, handshake: ClientHandshake, first: Vec<u8>) -> TestClient {
         ws.send(Message::binary(first)).await.unwrap();
         let reply = Self::next_binary(&mut ws).await;
         let established = handshake.finish(&reply).unwrap();
@@ -614,8 +641,29 @@ impl Device {
         one_time: u32,
     ) -> Device {
         let key = StaticKeypair::generate();
+        let client = TestClient::connect_to(url, server_key, &key).await;
+        Self::register_over(client, key, username, one_time).await
+    }
+
+    /// [`Device::register`] from the loopback address `local` ([`websocket_from`]).
+    pub(crate) async fn register_from(
+        server: &TestServer,
+        username: &str,
+        one_time: u32,
+        local: IpAddr,
+    ) -> Device {
+        let key = StaticKeypair::generate();
+        let client = TestClient::connect_from(server, &key, local).await;
+        Self::register_over(client, key, username, one_time).await
+    }
+
+    async fn register_over(
+        mut client: TestClient,
+        key: StaticKeypair,
+        username: &str,
+        one_time: u32,
+    ) -> Device {
         let registration_id = 1 + (rand::random::<u32>() % 0x3ffe);
-        let mut client = TestClient::connect_to(url, server_key, &key).await;
         let request = register_request(username, registration_id, one_time);
         match client.request(request::Body::Register(request)).await {
             response::Body::Registered(r) => {
