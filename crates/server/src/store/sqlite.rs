@@ -2135,6 +2135,7 @@ mod tests {
                 envelope_type: 1,
                 content: content.clone(),
                 server_timestamp_ms: 1,
+                young_since_ms: None,
             };
             let appended = store.append_batch(vec![vec![envelope]]).await.unwrap();
             appended.durable.wait().await.unwrap();
