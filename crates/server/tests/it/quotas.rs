@@ -113,6 +113,7 @@ async fn many_fresh_accounts_from_one_address_do_not_stop_a_victims_contacts() {
 
     // ... and the victim gets everything that was placed.
     victim.client = TestClient::connect_from(&server, &victim.key, VICTIM_HOST).await;
+    victim.client.prove().await;
     let envelopes = victim.client.drain().await;
     let from_friend: Vec<&[u8]> = envelopes
         .iter()
@@ -177,6 +178,7 @@ async fn one_address_is_held_to_its_send_rate_and_others_are_not() {
     // Alice, on another address, is not affected; Bob gets both.
     alice.send_ok(&bob, b"hi bob").await;
     bob.client = TestClient::connect_from(&server, &bob.key, VICTIM_HOST).await;
+    bob.client.prove().await;
     let envelopes = bob.client.drain().await;
     let from = |name: &str| envelopes.iter().filter(|e| e.source == name).count();
     assert_eq!((from("mallory"), from("alice")), (sent, 1));
