@@ -396,7 +396,11 @@ impl TestClient {
     }
 
     /// Finishes the IK handshake `handshake`, whose first message is `first`, over `ws`.
-    async fn connect_over(mut ws: Socket, handshake: ClientHandshake, first: Vec<u8>) -> TestClient {
+    async fn connect_over(
+        mut ws: Socket,
+        handshake: ClientHandshake,
+        first: Vec<u8>,
+    ) -> TestClient {
         ws.send(Message::binary(first)).await.unwrap();
         let reply = Self::next_binary(&mut ws).await;
         let established = handshake.finish(&reply).unwrap();
